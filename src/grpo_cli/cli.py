@@ -1,0 +1,150 @@
+"""The `grpo` command line: parses arguments and calls one function per command, nothing more.
+
+Command modules are imported inside each command so `grpo --help` stays instant, and the error
+funnel in `main()` turns every user error into `Error:` / `Hint:` lines and exit code 2.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from grpo_cli.errors import USER_ERROR_EXIT, GrpoError
+
+app = typer.Typer(
+    name="grpo",
+    help="Teach small instruct LLMs to reason with GRPO on verifiable rewards.\n\n"
+    "Examples:\n\n"
+    "  grpo config validate configs/*.yaml\n\n"
+    "  grpo config show configs/qwen3b_gsm8k.yaml --set training.learning_rate=1e-5",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+config_app = typer.Typer(
+    help="Check configs, print them resolved, and list every key.", no_args_is_help=True
+)
+app.add_typer(config_app, name="config")
+
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        "-s",
+        metavar="KEY=VALUE",
+        help="Override a key, e.g. --set training.learning_rate=1e-5 (repeatable; values are "
+        "read as in YAML: numbers, true/false, [a, b], null).",
+    ),
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        from grpo_cli import __version__
+
+        print(f"grpo-cli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show tracebacks (also GRPO_DEBUG=1).")
+    ] = False,
+) -> None:
+    """Teach small instruct LLMs to reason with GRPO on verifiable rewards."""
+
+
+@config_app.command("validate")
+def config_validate(
+    configs: Annotated[list[Path], typer.Argument(help="YAML config files.", show_default=False)],
+    overrides: SetOpt = None,
+) -> None:
+    """Check configs; prints one OK line per valid file, exits 2 on any problem.
+
+    Example: grpo config validate configs/*.yaml
+    """
+    from grpo_cli.commands import config
+
+    config.validate(configs, overrides or [])
+
+
+@config_app.command("show")
+def config_show(
+    config_path: Annotated[Path, typer.Argument(metavar="CONFIG", help="YAML config file.")],
+    overrides: SetOpt = None,
+) -> None:
+    """Print the fully resolved config (extends, overrides and defaults applied) as YAML.
+
+    Example: grpo config show configs/qwen3b_gsm8k.yaml --set training.learning_rate=1e-5
+    """
+    from grpo_cli.commands import config
+
+    config.show(config_path, overrides or [])
+
+
+class SchemaFormat(str, Enum):
+    table = "table"
+    markdown = "markdown"
+    json = "json"
+
+
+@config_app.command("schema")
+def config_schema(
+    fmt: Annotated[
+        SchemaFormat,
+        typer.Option("--format", "-f", help="table, markdown (README) or json (JSON Schema)."),
+    ] = SchemaFormat.table,
+) -> None:
+    """List every config key with its type, default and description.
+
+    Example: grpo config schema --format json > grpo.schema.json  (for editor completion)
+    """
+    from grpo_cli.commands import config
+
+    config.schema(fmt.value)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `grpo` script; returns the exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    # --debug is honoured wherever it is written (`grpo config validate x.yaml --debug` too).
+    debug = "--debug" in args or os.environ.get("GRPO_DEBUG", "") not in ("", "0")
+    args = [a for a in args if a != "--debug"]
+    try:
+        app(args=args, prog_name="grpo")
+    except SystemExit as exc:
+        if exc.code is None:
+            return 0
+        return exc.code if isinstance(exc.code, int) else 1
+    except GrpoError as exc:
+        if debug:
+            traceback.print_exc()
+        print(exc.render(), file=sys.stderr)
+        return USER_ERROR_EXIT
+    except KeyboardInterrupt:
+        print("Interrupted.", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if debug:
+            traceback.print_exc()
+            return 1
+        print(
+            f"Error: unexpected {type(exc).__name__}: {exc}\n"
+            "Hint: run again with --debug for the traceback, and report it.",
+            file=sys.stderr,
+        )
+        return 1
+    return 0

@@ -1,0 +1,1 @@
+"""One module per command (group); the CLI module only parses arguments and calls them."""

@@ -1,0 +1,190 @@
+"""Checks that involve several fields, run before anything heavy is imported.
+
+Each returns (dotted key, message) pairs; the loader adds the file and line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from grpo_cli.config.schema import DATA_SUFFIXES, GrpoConfig, looks_like_path
+from grpo_cli.geometry import geometry_problems
+
+# GRPOConfig fields that grpo sets from its own keys: setting them under training.trl would
+# fight the value grpo computes, so the message names the key to use instead.
+OWNED_TRL_FIELDS = {
+    "output_dir": "output.dir",
+    "run_name": "logging.run_name",
+    "report_to": "logging.report_to",
+    "learning_rate": "training.learning_rate",
+    "adam_beta1": "training.adam_beta1",
+    "adam_beta2": "training.adam_beta2",
+    "weight_decay": "training.weight_decay",
+    "warmup_ratio": "training.warmup_ratio",
+    "warmup_steps": "training.warmup_steps",
+    "lr_scheduler_type": "training.lr_scheduler_type",
+    "optim": "training.optim",
+    "max_grad_norm": "training.max_grad_norm",
+    "num_train_epochs": "training.num_train_epochs",
+    "max_steps": "training.max_steps",
+    "save_steps": "training.save_steps",
+    "save_total_limit": "training.save_total_limit",
+    "logging_steps": "training.logging_steps",
+    "seed": "training.seed",
+    "beta": "training.beta",
+    "epsilon": "training.epsilon",
+    "loss_type": "training.loss_type",
+    "temperature": "training.temperature",
+    "top_p": "training.top_p",
+    "max_prompt_length": "training.max_prompt_length",
+    "max_completion_length": "training.max_completion_length",
+    "num_generations": "training.num_generations",
+    "per_device_train_batch_size": "training.prompts_per_step (grpo derives the batch size)",
+    "gradient_accumulation_steps": "training.gradient_accumulation_steps",
+    "generation_batch_size": "training.generation_batch_size",
+    "steps_per_generation": "training.generation_batch_size",
+    "reward_weights": "rewards[N].weight",
+    "gradient_checkpointing": "lora.gradient_checkpointing",
+    "bf16": "model.dtype",
+    "fp16": "model.dtype",
+    "use_cpu": "nothing: grpo picks the device from the hardware",
+    "trust_remote_code": "model.trust_remote_code",
+    "model_init_kwargs": "the model section",
+    "use_vllm": "vllm.use",
+    "vllm_mode": "vllm.mode",
+    "vllm_gpu_memory_utilization": "vllm.gpu_memory_utilization",
+    "vllm_server_host": "vllm.server_host",
+    "vllm_server_port": "vllm.server_port",
+    "push_to_hub": "`grpo merge --push-to-hub`",
+    "hub_model_id": "output.hub_repo",
+    "hub_private_repo": "output.private",
+}
+
+
+def cross_field_problems(cfg: GrpoConfig) -> list[tuple[str, str]]:
+    return [
+        *geometry_problems(cfg.training),
+        *_length_problems(cfg),
+        *_backend_problems(cfg),
+        *_prompt_problems(cfg),
+        *_reward_problems(cfg),
+        *_trl_problems(cfg),
+    ]
+
+
+def _length_problems(cfg: GrpoConfig) -> Iterator[tuple[str, str]]:
+    t, m = cfg.training, cfg.model
+    total = t.max_prompt_length + t.max_completion_length
+    if total > m.max_seq_length:
+        yield (
+            "training.max_completion_length",
+            f"max_prompt_length {t.max_prompt_length} + max_completion_length "
+            f"{t.max_completion_length} = {total} tokens exceed model.max_seq_length "
+            f"{m.max_seq_length}: raise model.max_seq_length to {total} or shorten one of them",
+        )
+
+
+def _backend_problems(cfg: GrpoConfig) -> Iterator[tuple[str, str]]:
+    m, lora, vllm = cfg.model, cfg.lora, cfg.vllm
+    if m.quantization == "fp8" and m.backend != "unsloth":
+        yield (
+            "model.quantization",
+            f"fp8 weights need the unsloth backend (model.backend is {m.backend}): set "
+            "model.backend: unsloth, or quantization: 4bit / none",
+        )
+    if m.fast_inference and m.backend == "trl":
+        yield (
+            "model.fast_inference",
+            "fast_inference is Unsloth's colocated vLLM; on the trl backend use vllm.use: true",
+        )
+    if m.fast_inference and lora.r > m.max_lora_rank:
+        yield (
+            "lora.r",
+            f"LoRA rank {lora.r} is above model.max_lora_rank {m.max_lora_rank}, the largest "
+            f"rank vLLM is prepared for: set model.max_lora_rank to at least {lora.r} or lower "
+            "lora.r",
+        )
+    if vllm.use and m.backend == "unsloth":
+        yield (
+            "vllm.use",
+            "the unsloth backend generates with vLLM through model.fast_inference: set "
+            "model.fast_inference: true and vllm.use: false",
+        )
+    if vllm.use and m.fast_inference:
+        yield (
+            "vllm.use",
+            "model.fast_inference and vllm.use both start a vLLM engine: keep one "
+            "(fast_inference for unsloth, vllm.use for trl)",
+        )
+
+
+def _prompt_problems(cfg: GrpoConfig) -> Iterator[tuple[str, str]]:
+    d = cfg.data
+    if d.prompt_style == "custom" and not (d.system_prompt and d.system_prompt.strip()):
+        yield ("data.system_prompt", "prompt_style custom needs a system_prompt")
+    if d.prompt_style != "custom" and d.system_prompt is not None:
+        yield (
+            "data.system_prompt",
+            f"is only used with prompt_style: custom (prompt_style is {d.prompt_style}, which "
+            "has its own system prompt): set prompt_style: custom or remove system_prompt",
+        )
+    if d.reasoning_tag is not None and d.reasoning_tag == d.answer_tag:
+        yield ("data.answer_tag", f"reasoning_tag and answer_tag are both '{d.answer_tag}'")
+
+
+def _reward_problems(cfg: GrpoConfig) -> Iterator[tuple[str, str]]:
+    first_seen: dict[str, int] = {}
+    for index, spec in enumerate(cfg.rewards):
+        if spec.name in first_seen:
+            yield (
+                f"rewards[{index}].name",
+                f"{spec.name} is already listed as rewards[{first_seen[spec.name]}]: list each "
+                "reward once and set its weight there",
+            )
+        first_seen.setdefault(spec.name, index)
+    if all(spec.weight == 0 for spec in cfg.rewards):
+        yield ("rewards", "every reward has weight 0, so there is nothing to train on")
+
+
+def _trl_problems(cfg: GrpoConfig) -> Iterator[tuple[str, str]]:
+    for key in cfg.training.trl:
+        if key in OWNED_TRL_FIELDS:
+            yield (f"training.trl.{key}", f"is set by grpo: use {OWNED_TRL_FIELDS[key]} instead")
+
+
+def filesystem_problems(cfg: GrpoConfig) -> list[tuple[str, str]]:
+    """Local paths named in the config must exist (relative paths: from the current folder)."""
+    problems: list[tuple[str, str]] = []
+    name = cfg.model.name
+    if looks_like_path(name):
+        path = Path(name).expanduser()
+        if not path.is_dir():
+            problems.append(
+                (
+                    "model.name",
+                    f"{name} is not a folder (looked in {path.resolve()}); give a model "
+                    "directory or a Hub id such as Qwen/Qwen2.5-3B-Instruct",
+                )
+            )
+        elif not (path / "config.json").is_file():
+            problems.append(
+                ("model.name", f"{name} has no config.json, so it is not a transformers model")
+            )
+    source = cfg.data.source
+    is_file_like = source.lower().endswith(DATA_SUFFIXES) or looks_like_path(source)
+    if source != "synthetic" and is_file_like:
+        path = Path(source).expanduser()
+        if not path.is_file():
+            problems.append(
+                ("data.source", f"{source} not found (looked for {path.resolve()})")
+            )
+        elif path.suffix.lower() not in DATA_SUFFIXES:
+            problems.append(
+                (
+                    "data.source",
+                    f"{source}: unsupported file type {path.suffix or '(none)'}; use "
+                    f"{', '.join(DATA_SUFFIXES)}",
+                )
+            )
+    return problems

@@ -1,0 +1,64 @@
+"""The user-error family: every mistake a user can make ends as `Error:` + `Hint:` and exit code 2."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+USER_ERROR_EXIT = 2
+
+
+class GrpoError(Exception):
+    """A mistake the user can fix. `main()` prints it without a traceback and exits 2."""
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def render(self) -> str:
+        text = f"Error: {self.message}"
+        if self.hint:
+            text += f"\nHint: {self.hint}"
+        return text
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong in a config: where it is, what is wrong, and how to fix it."""
+
+    source: str  # a file path, or "--set" for a command-line override
+    key: str  # dotted key path, "" for the file as a whole
+    message: str
+    line: int | None = None
+    column: int | None = None
+
+    @property
+    def location(self) -> str:
+        where = self.source
+        if self.line is not None:
+            where += f":{self.line}"
+            if self.column is not None:
+                where += f":{self.column}"
+        return where
+
+    def describe(self) -> str:
+        return f"{self.key}: {self.message}" if self.key else self.message
+
+
+class ConfigError(GrpoError):
+    """All problems found in one config, reported together."""
+
+    default_hint = "`grpo config schema` lists every key with its type, default and meaning."
+
+    def __init__(self, problems: list[Problem], hint: str | None = default_hint):
+        self.problems = list(problems)
+        super().__init__(self._message(), hint)
+
+    def _message(self) -> str:
+        if len(self.problems) == 1:
+            p = self.problems[0]
+            return f"{p.location}: {p.describe()}"
+        sources = sorted({p.source for p in self.problems})
+        lines = [f"{len(self.problems)} problems in {', '.join(sources)}:"]
+        lines += [f"  {p.location}: {p.describe()}" for p in self.problems]
+        return "\n".join(lines)

@@ -1,0 +1,230 @@
+"""Every kind of config mistake: the file, the line, the key, what was expected, what was found,
+and a did-you-mean where one helps."""
+
+from __future__ import annotations
+
+import pytest
+
+from grpo_cli.config import load_config
+from grpo_cli.errors import ConfigError
+from tests.conftest import MINIMAL
+
+
+def problems_of(path, overrides=()):
+    with pytest.raises(ConfigError) as err:
+        load_config(path, list(overrides))
+    return err.value.problems
+
+
+def only_problem(path, overrides=()):
+    problems = problems_of(path, overrides)
+    assert len(problems) == 1, problems
+    return problems[0]
+
+
+def test_misspelled_section_suggests_the_right_one(write):
+    path = write("c.yaml", MINIMAL + "trainig:\n  learning_rate: 1.0e-5\n")
+    problem = only_problem(path)
+    assert problem.key == "trainig"
+    assert problem.line == 5
+    assert problem.source.endswith("c.yaml")
+    assert "unknown key 'trainig'" in problem.message
+    assert "Did you mean 'training'?" in problem.message
+
+
+def test_misspelled_nested_key_suggests_within_its_section(write):
+    path = write("c.yaml", MINIMAL + "training:\n  learning_rat: 1.0e-5\n")
+    problem = only_problem(path)
+    assert (problem.key, problem.line) == ("training.learning_rat", 6)
+    assert "Did you mean 'learning_rate'?" in problem.message
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "suggestion"),
+    [
+        ("lora", "rank", "r"),
+        ("lora", "lora_alpha", "alpha"),
+        ("training", "lr", "learning_rate"),
+        ("training", "per_device_train_batch_size", "prompts_per_step"),
+        ("model", "load_in_4bit", "quantization: 4bit"),
+    ],
+)
+def test_names_from_other_tools_map_to_ours(write, section, key, suggestion):
+    text = f"model:\n  name: gpt2\nrewards: [correctness]\n{section}:\n  {key}: 1\n"
+    if section == "model":
+        text = f"model:\n  name: gpt2\n  {key}: 1\nrewards: [correctness]\n"
+    path = write("c.yaml", text)
+    problem = only_problem(path)
+    assert problem.key == f"{section}.{key}"
+    assert f"Did you mean '{suggestion}'?" in problem.message
+
+
+def test_key_in_the_wrong_section_names_its_home(write):
+    path = write("c.yaml", "model:\n  name: gpt2\n  learning_rate: 1.0e-5\nrewards: [correctness]\n")
+    problem = only_problem(path)
+    assert (problem.key, problem.line) == ("model.learning_rate", 3)
+    assert "belongs under training.learning_rate" in problem.message
+
+
+def test_unknown_training_key_points_to_the_trl_passthrough(write):
+    path = write("c.yaml", MINIMAL + "training:\n  scale_rewards: batch\n")
+    assert "go under training.trl" in only_problem(path).message
+
+
+def test_enum_typo_lists_choices_and_suggests(write):
+    path = write("c.yaml", "model:\n  name: gpt2\n  quantization: 4-bit\nrewards: [correctness]\n")
+    problem = only_problem(path)
+    assert (problem.key, problem.line) == ("model.quantization", 3)
+    assert "expected one of none, 4bit, 8bit, fp8" in problem.message
+    assert "found '4-bit'" in problem.message
+    assert "Did you mean '4bit'?" in problem.message
+
+
+def test_wrong_type_says_expected_and_found(write):
+    path = write("c.yaml", MINIMAL + "training:\n  learning_rate: fast\n  max_steps: 1.5\n")
+    problems = {p.key: p for p in problems_of(path)}
+    assert problems["training.learning_rate"].line == 6
+    assert "expected number; found 'fast' (text)" in problems["training.learning_rate"].message
+    assert "found 1.5 (a number)" in problems["training.max_steps"].message
+
+
+def test_text_key_given_a_number(write):
+    path = write("c.yaml", MINIMAL + "data:\n  split: 2024\n")
+    assert "expected text; found 2024 (a number)" in only_problem(path).message
+
+
+def test_out_of_range_value(write):
+    path = write("c.yaml", MINIMAL + "training:\n  top_p: 1.5\n")
+    problem = only_problem(path)
+    assert problem.key == "training.top_p"
+    assert "must be less than or equal to 1; found 1.5" in problem.message
+
+
+def test_missing_required_keys(write):
+    path = write("c.yaml", "training:\n  max_steps: 3\n")
+    problems = {p.key: p.message for p in problems_of(path)}
+    assert "required section is missing" in problems["model"]
+    assert "required" in problems["rewards"]
+    path = write("d.yaml", "model:\n  revision: main\nrewards: [correctness]\n")
+    problem = only_problem(path)
+    assert (problem.key, problem.line) == ("model.name", 1)
+    assert "required key is missing" in problem.message and "Hub id" in problem.message
+
+
+def test_empty_reward_list(write):
+    path = write("c.yaml", "model: {name: gpt2}\nrewards: []\n")
+    assert "list at least one reward" in only_problem(path).message
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "column"),
+    [
+        ("model:\n  name: x\n bad: [\n", 3, 2),
+        ("model: {name: x\nrewards: [a]\n", 2, 8),
+        ("model:\n\tname: x\n", 2, 1),
+    ],
+)
+def test_invalid_yaml_shows_line_and_column(write, text, line, column):
+    problem = only_problem(write("c.yaml", text))
+    assert problem.message.startswith("invalid YAML")
+    assert (problem.line, problem.column) == (line, column)
+    assert problem.location.endswith(f"c.yaml:{line}:{column}")
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [("", "is empty"), ("# only a comment\n", "is empty"), ("- a\n- b\n", "must be a mapping")],
+)
+def test_files_that_are_not_configs(write, text, needle):
+    assert needle in only_problem(write("c.yaml", text)).message
+
+
+def test_missing_file(tmp_path):
+    problem = only_problem(tmp_path / "absent.yaml")
+    assert problem.message == "file not found"
+
+
+def test_duplicate_key_is_an_error_not_a_silent_overwrite(write):
+    path = write("c.yaml", MINIMAL + "training:\n  seed: 1\n  seed: 2\n")
+    problem = only_problem(path)
+    assert (problem.key, problem.line) == ("training.seed", 7)
+    assert "written twice (first on line 6)" in problem.message
+
+
+def test_all_problems_of_a_file_are_reported_at_once(write):
+    path = write(
+        "c.yaml",
+        """\
+        model:
+          name: gpt2
+          quantization: 3bit
+        rewards: [correctness]
+        trainig: {}
+        training:
+          learning_rate: -1
+          temperature: hot
+        """,
+    )
+    problems = problems_of(path)
+    assert [p.key for p in problems] == [
+        "model.quantization",
+        "trainig",
+        "training.learning_rate",
+        "training.temperature",
+    ]
+    assert [p.line for p in problems] == [3, 5, 7, 8]  # in file order
+
+
+def test_error_in_a_parent_file_names_the_parent_and_its_line(write):
+    write("base.yaml", MINIMAL + "training:\n  warmup_ratio: 2\n")
+    child = write("child.yaml", "extends: base.yaml\nlora: {r: 4}\n")
+    problem = only_problem(child)
+    assert problem.source.endswith("base.yaml")
+    assert (problem.key, problem.line) == ("training.warmup_ratio", 6)
+
+
+@pytest.mark.parametrize(
+    ("snippet", "key"),
+    [
+        ("model:\n  name: gpt2\n  hf_token: abc\n", "model.hf_token"),
+        ("model:\n  name: gpt2\nlogging:\n  wandb_api_key: abc\n", "logging.wandb_api_key"),
+        ("model:\n  name: gpt2\ntraining:\n  trl:\n    hub_token: abc\n", "training.trl.hub_token"),
+    ],
+)
+def test_secrets_are_refused_as_keys(write, snippet, key):
+    problem = only_problem(write("c.yaml", snippet + "rewards: [correctness]\n"))
+    assert problem.key == key
+    assert "secrets are never config keys" in problem.message and "HF_TOKEN" in problem.message
+
+
+def test_a_token_pasted_as_a_value_is_refused(write):
+    token = "hf_" + "a1B2c3D4e5" * 4
+    path = write("c.yaml", MINIMAL + f"output:\n  run_name: {token}\n")
+    problem = only_problem(path)
+    assert "looks like a Hugging Face token" in problem.message
+    assert token not in problem.message
+
+
+@pytest.mark.parametrize(
+    ("snippet", "key", "needle"),
+    [
+        ("model:\n  name: not a/valid id\n", "model.name", "neither a Hub id"),
+        ("model:\n  name: gpt2\noutput:\n  run_name: a/b\n", "output.run_name", "plain folder"),
+        ("model:\n  name: gpt2\noutput:\n  hub_repo: justname\n", "output.hub_repo", "owner/name"),
+        ("model:\n  name: gpt2\ndata:\n  source: my data\n", "data.source", "Hub dataset id"),
+        ("model:\n  name: gpt2\ndata:\n  answer_tag: 'a b'\n", "data.answer_tag", "tag name"),
+        ("model:\n  name: gpt2\nlora:\n  target_modules: []\n", "lora.target_modules", "at least"),
+    ],
+)
+def test_value_checks(write, snippet, key, needle):
+    problem = only_problem(write("c.yaml", snippet + "rewards: [correctness]\n"))
+    assert problem.key == key
+    assert needle in problem.message
+
+
+@pytest.mark.parametrize("weight", [".nan", ".inf", "-.inf"])
+def test_reward_weights_must_be_finite(write, weight):
+    path = write("c.yaml", f"model: {{name: gpt2}}\nrewards:\n  - name: correctness\n    weight: {weight}\n")
+    problem = only_problem(path)
+    assert problem.key == "rewards[0].weight"
+    assert "finite" in problem.message
