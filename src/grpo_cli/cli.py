@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 import traceback
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -95,7 +95,7 @@ def config_show(
     config.show(config_path, overrides or [])
 
 
-class SchemaFormat(str, Enum):
+class SchemaFormat(StrEnum):
     table = "table"
     markdown = "markdown"
     json = "json"

@@ -1,4 +1,4 @@
-"""The user-error family: every mistake a user can make ends as `Error:` + `Hint:` and exit code 2."""
+"""The user-error family: a mistake a user can fix ends as `Error:` + `Hint:`, exit code 2."""
 
 from __future__ import annotations
 

@@ -60,7 +60,9 @@ def test_names_from_other_tools_map_to_ours(write, section, key, suggestion):
 
 
 def test_key_in_the_wrong_section_names_its_home(write):
-    path = write("c.yaml", "model:\n  name: gpt2\n  learning_rate: 1.0e-5\nrewards: [correctness]\n")
+    path = write(
+        "c.yaml", "model:\n  name: gpt2\n  learning_rate: 1.0e-5\nrewards: [correctness]\n"
+    )
     problem = only_problem(path)
     assert (problem.key, problem.line) == ("model.learning_rate", 3)
     assert "belongs under training.learning_rate" in problem.message
@@ -163,6 +165,10 @@ def test_all_problems_of_a_file_are_reported_at_once(write):
         training:
           learning_rate: -1
           temperature: hot
+        vllm:
+          gpu_memory_utilization: 2
+        data:
+          prompt_style: custom
         """,
     )
     problems = problems_of(path)
@@ -171,8 +177,24 @@ def test_all_problems_of_a_file_are_reported_at_once(write):
         "trainig",
         "training.learning_rate",
         "training.temperature",
+        "vllm.gpu_memory_utilization",
+        "data.system_prompt",  # a cross-field check of a valid section still runs
     ]
-    assert [p.line for p in problems] == [3, 5, 7, 8]  # in file order
+    assert [p.line for p in problems] == [3, 5, 7, 8, 10, 11]  # in file order
+
+
+def test_cross_field_checks_skip_sections_that_are_invalid(write):
+    # max_seq_length is invalid, so the length check (which reads it) must not guess a default;
+    # the geometry check reads only the valid training section and still reports.
+    path = write(
+        "c.yaml",
+        "model:\n  name: gpt2\n  max_seq_length: big\nrewards: [a]\n"
+        "training:\n  max_completion_length: 4000\n  generation_batch_size: 6\n",
+    )
+    assert [p.key for p in problems_of(path)] == [
+        "model.max_seq_length",
+        "training.generation_batch_size",
+    ]
 
 
 def test_error_in_a_parent_file_names_the_parent_and_its_line(write):
@@ -224,7 +246,9 @@ def test_value_checks(write, snippet, key, needle):
 
 @pytest.mark.parametrize("weight", [".nan", ".inf", "-.inf"])
 def test_reward_weights_must_be_finite(write, weight):
-    path = write("c.yaml", f"model: {{name: gpt2}}\nrewards:\n  - name: correctness\n    weight: {weight}\n")
+    path = write(
+        "c.yaml", f"model: {{name: gpt2}}\nrewards:\n  - name: correctness\n    weight: {weight}\n"
+    )
     problem = only_problem(path)
     assert problem.key == "rewards[0].weight"
     assert "finite" in problem.message

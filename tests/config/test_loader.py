@@ -90,7 +90,9 @@ def test_extends_cycle_is_rejected_with_the_chain(write):
     with pytest.raises(ConfigError) as err:
         load_config(write("top.yaml", "extends: a.yaml\n"))
     message = err.value.message
-    assert re.search(r"cycle: \S*top\.yaml -> \S*a\.yaml -> \S*b\.yaml -> \S*c\.yaml -> \S*a\.yaml", message)
+    assert re.search(
+        r"cycle: \S*top\.yaml -> \S*a\.yaml -> \S*b\.yaml -> \S*c\.yaml -> \S*a\.yaml", message
+    )
 
 
 def test_self_extension_is_a_cycle(write):

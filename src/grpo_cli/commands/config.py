@@ -1,4 +1,4 @@
-"""`grpo config validate | show | schema`: check configs, print them resolved, document every key."""
+"""`grpo config validate | show | schema`: check, print resolved, document every key."""
 
 from __future__ import annotations
 
@@ -35,8 +35,10 @@ def validate(paths: list[Path], overrides: list[str]) -> None:
 
 def summary(cfg: GrpoConfig) -> str:
     geometry = batch_geometry(cfg.training)
-    steps = f"{cfg.training.max_steps} steps" if cfg.training.max_steps else (
-        f"{cfg.training.num_train_epochs:g} epoch(s)"
+    steps = (
+        f"{cfg.training.max_steps} steps"
+        if cfg.training.max_steps
+        else (f"{cfg.training.num_train_epochs:g} epoch(s)")
     )
     rewards = ", ".join(r.name for r in cfg.rewards)
     return (
@@ -68,9 +70,17 @@ def schema(fmt: str) -> None:
         from rich.table import Table
         from rich.text import Text
 
-        table = Table(show_lines=False, title="grpo config keys")
-        for column in ("key", "type", "default", "description"):
-            table.add_column(column, overflow="fold")
+        console = Console()
+        sections: dict[str, list] = {}
         for doc in key_docs():
-            table.add_row(*(Text(cell) for cell in (doc.key, doc.type, doc.default, doc.description)))
-        Console().print(table)
+            section, _, key = doc.key.rpartition(".")
+            sections.setdefault(section or doc.key, []).append((key, doc))
+        for section, rows in sections.items():
+            table = Table(title=Text(section, style="bold"), title_justify="left", expand=True)
+            table.add_column("key", no_wrap=True)
+            table.add_column("type", ratio=2, overflow="fold")
+            table.add_column("default", ratio=2, overflow="fold")
+            table.add_column("description", ratio=5)
+            for key, doc in rows:
+                table.add_row(*(Text(c) for c in (key, doc.type, doc.default, doc.description)))
+            console.print(table)

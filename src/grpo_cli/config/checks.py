@@ -1,11 +1,13 @@
 """Checks that involve several fields, run before anything heavy is imported.
 
-Each returns (dotted key, message) pairs; the loader adds the file and line.
+Each check yields (dotted key, message) pairs; the loader adds the file and line. A check declares
+the sections it reads, so it still runs when some other section of the file is invalid and every
+problem of a file is reported in one pass.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from grpo_cli.config.schema import DATA_SUFFIXES, GrpoConfig, looks_like_path
@@ -62,17 +64,36 @@ OWNED_TRL_FIELDS = {
 }
 
 
-def cross_field_problems(cfg: GrpoConfig) -> list[tuple[str, str]]:
-    return [
-        *geometry_problems(cfg.training),
-        *_length_problems(cfg),
-        *_backend_problems(cfg),
-        *_prompt_problems(cfg),
-        *_reward_problems(cfg),
-        *_trl_problems(cfg),
-    ]
+Check = Callable[[GrpoConfig], Iterable[tuple[str, str]]]
+_CHECKS: list[tuple[frozenset[str], Check]] = []
 
 
+def _reads(*sections: str) -> Callable[[Check], Check]:
+    def register(check: Check) -> Check:
+        _CHECKS.append((frozenset(sections), check))
+        return check
+
+    return register
+
+
+def cross_field_problems(
+    cfg: GrpoConfig, valid_sections: Iterable[str] | None = None
+) -> list[tuple[str, str]]:
+    """Every cross-field problem; with `valid_sections`, only checks that read nothing else."""
+    usable = None if valid_sections is None else frozenset(valid_sections)
+    problems: list[tuple[str, str]] = []
+    for sections, check in _CHECKS:
+        if usable is None or sections <= usable:
+            problems += check(cfg)
+    return problems
+
+
+@_reads("training")
+def _geometry_problems(cfg: GrpoConfig) -> list[tuple[str, str]]:
+    return geometry_problems(cfg.training)
+
+
+@_reads("model", "training")
 def _length_problems(cfg: GrpoConfig) -> Iterator[tuple[str, str]]:
     t, m = cfg.training, cfg.model
     total = t.max_prompt_length + t.max_completion_length
@@ -85,6 +106,7 @@ def _length_problems(cfg: GrpoConfig) -> Iterator[tuple[str, str]]:
         )
 
 
+@_reads("model", "lora", "vllm")
 def _backend_problems(cfg: GrpoConfig) -> Iterator[tuple[str, str]]:
     m, lora, vllm = cfg.model, cfg.lora, cfg.vllm
     if m.quantization == "fp8" and m.backend != "unsloth":
@@ -119,6 +141,7 @@ def _backend_problems(cfg: GrpoConfig) -> Iterator[tuple[str, str]]:
         )
 
 
+@_reads("data")
 def _prompt_problems(cfg: GrpoConfig) -> Iterator[tuple[str, str]]:
     d = cfg.data
     if d.prompt_style == "custom" and not (d.system_prompt and d.system_prompt.strip()):
@@ -133,6 +156,7 @@ def _prompt_problems(cfg: GrpoConfig) -> Iterator[tuple[str, str]]:
         yield ("data.answer_tag", f"reasoning_tag and answer_tag are both '{d.answer_tag}'")
 
 
+@_reads("rewards")
 def _reward_problems(cfg: GrpoConfig) -> Iterator[tuple[str, str]]:
     first_seen: dict[str, int] = {}
     for index, spec in enumerate(cfg.rewards):
@@ -147,44 +171,44 @@ def _reward_problems(cfg: GrpoConfig) -> Iterator[tuple[str, str]]:
         yield ("rewards", "every reward has weight 0, so there is nothing to train on")
 
 
+@_reads("training")
 def _trl_problems(cfg: GrpoConfig) -> Iterator[tuple[str, str]]:
     for key in cfg.training.trl:
         if key in OWNED_TRL_FIELDS:
             yield (f"training.trl.{key}", f"is set by grpo: use {OWNED_TRL_FIELDS[key]} instead")
 
 
-def filesystem_problems(cfg: GrpoConfig) -> list[tuple[str, str]]:
-    """Local paths named in the config must exist (relative paths: from the current folder)."""
-    problems: list[tuple[str, str]] = []
+@_reads("model")
+def _model_path_problems(cfg: GrpoConfig) -> Iterator[tuple[str, str]]:
+    """A local model folder must exist (relative paths: from the current folder)."""
     name = cfg.model.name
-    if looks_like_path(name):
-        path = Path(name).expanduser()
-        if not path.is_dir():
-            problems.append(
-                (
-                    "model.name",
-                    f"{name} is not a folder (looked in {path.resolve()}); give a model "
-                    "directory or a Hub id such as Qwen/Qwen2.5-3B-Instruct",
-                )
-            )
-        elif not (path / "config.json").is_file():
-            problems.append(
-                ("model.name", f"{name} has no config.json, so it is not a transformers model")
-            )
+    if not looks_like_path(name):
+        return
+    path = Path(name).expanduser()
+    if not path.is_dir():
+        yield (
+            "model.name",
+            f"{name} is not a folder (looked in {path.resolve()}); give a model directory or a "
+            "Hub id such as Qwen/Qwen2.5-3B-Instruct",
+        )
+    elif not (path / "config.json").is_file():
+        yield ("model.name", f"{name} has no config.json, so it is not a transformers model")
+
+
+@_reads("data")
+def _data_path_problems(cfg: GrpoConfig) -> Iterator[tuple[str, str]]:
+    """A local data file must exist and be of a supported type."""
     source = cfg.data.source
-    is_file_like = source.lower().endswith(DATA_SUFFIXES) or looks_like_path(source)
-    if source != "synthetic" and is_file_like:
-        path = Path(source).expanduser()
-        if not path.is_file():
-            problems.append(
-                ("data.source", f"{source} not found (looked for {path.resolve()})")
-            )
-        elif path.suffix.lower() not in DATA_SUFFIXES:
-            problems.append(
-                (
-                    "data.source",
-                    f"{source}: unsupported file type {path.suffix or '(none)'}; use "
-                    f"{', '.join(DATA_SUFFIXES)}",
-                )
-            )
-    return problems
+    if source == "synthetic" or not (
+        source.lower().endswith(DATA_SUFFIXES) or looks_like_path(source)
+    ):
+        return
+    path = Path(source).expanduser()
+    if not path.is_file():
+        yield ("data.source", f"{source} not found (looked for {path.resolve()})")
+    elif path.suffix.lower() not in DATA_SUFFIXES:
+        yield (
+            "data.source",
+            f"{source}: unsupported file type {path.suffix or '(none)'}; use "
+            f"{', '.join(DATA_SUFFIXES)}",
+        )

@@ -3,16 +3,15 @@ problem of the file reported at once with its file, line, key and fix."""
 
 from __future__ import annotations
 
-import copy
 import difflib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from grpo_cli.config.checks import cross_field_problems, filesystem_problems
+from grpo_cli.config.checks import cross_field_problems
 from grpo_cli.config.schema import GrpoConfig, RewardSpec
 from grpo_cli.config.yamlio import KeyPath, display_path, parse_scalar, read_yaml
 from grpo_cli.errors import ConfigError, Problem
@@ -48,14 +47,27 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     problems = _secret_problems(data, origins, source)
     try:
         config = GrpoConfig.model_validate(data)
+        checks = cross_field_problems(config)
     except ValidationError as exc:
         problems += _translate(exc, data, origins, source)
-        raise ConfigError(_in_file_order(problems)) from None
-    checks = [*cross_field_problems(config), *filesystem_problems(config)]
+        invalid = {error["loc"][0] for error in exc.errors()}
+        partial, valid = _valid_sections(data, invalid)
+        checks = cross_field_problems(partial, valid)
     problems += [_problem(parse_key(key), message, origins, source) for key, message in checks]
     if problems:
         raise ConfigError(_in_file_order(problems))
     return LoadedConfig(config=config, path=path, files=files, origins=origins)
+
+
+def _valid_sections(data: dict[str, Any], invalid: set[Any]) -> tuple[GrpoConfig, set[str]]:
+    """The sections that validate on their own, so checks that read only them can still run."""
+    sections: dict[str, Any] = {}
+    for name, info in GrpoConfig.model_fields.items():
+        if name in invalid:
+            continue
+        value = data[name] if name in data else info.get_default(call_default_factory=True)
+        sections[name] = TypeAdapter(info.annotation).validate_python(value)
+    return GrpoConfig.model_construct(**sections), set(sections)
 
 
 def dump_config(config: GrpoConfig) -> dict[str, Any]:
@@ -145,8 +157,11 @@ def _apply_overrides(
         parts = [p.strip() for p in dotted.split(".")]
         if not sep or not dotted.strip() or not all(parts):
             problems.append(
-                Problem(origin.source, "", "expected KEY=VALUE with a dotted key, e.g. "
-                        "training.learning_rate=1e-5")  # fmt: skip
+                Problem(
+                    origin.source,
+                    "",
+                    "expected KEY=VALUE with a dotted key, e.g. training.learning_rate=1e-5",
+                )  # fmt: skip
             )
             continue
         try:
@@ -461,9 +476,19 @@ def _value_at(data: Any, key_path: KeyPath) -> Any:
     return node
 
 
+_KINDS = {
+    bool: "a boolean",
+    int: "a number",
+    float: "a number",
+    str: "text",
+    list: "a list",
+    dict: "a mapping",
+    type(None): "null",
+}
+
+
 def _show(value: Any) -> str:
-    kind = {bool: "a boolean", int: "a number", float: "a number", str: "text", list: "a list",
-            dict: "a mapping", type(None): "null"}.get(type(value), type(value).__name__)  # fmt: skip
+    kind = _KINDS.get(type(value), type(value).__name__)
     if isinstance(value, dict | list):
         return kind
     return f"{value!r} ({kind})" if value is not None else "null"

@@ -158,9 +158,7 @@ class DataConfig(Section):
         description="Answer format asked of the model: xml (<reasoning>/<answer>), think "
         "(<think>/<answer>) or custom (your system_prompt).",
     )
-    system_prompt: str | None = Field(
-        None, description="System prompt for prompt_style custom."
-    )
+    system_prompt: str | None = Field(None, description="System prompt for prompt_style custom.")
     reasoning_tag: str | None = Field(
         None,
         description="Tag around the reasoning; null for the style's own (reasoning for xml, "

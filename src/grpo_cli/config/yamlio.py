@@ -85,7 +85,9 @@ def read_yaml(path: Path) -> tuple[dict[str, Any], dict[KeyPath, int]]:
         loader.dispose()
 
     if node is None:
-        raise ConfigError([Problem(source, "", "is empty; a config needs at least model and rewards")])
+        raise ConfigError(
+            [Problem(source, "", "is empty; a config needs at least model and rewards")]
+        )
     if not isinstance(node, yaml.MappingNode):
         raise ConfigError(
             [

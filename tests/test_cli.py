@@ -1,0 +1,179 @@
+"""The `grpo` command line: exit codes, the error funnel, the config commands, start-up cost."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from grpo_cli import __version__
+from grpo_cli.config import load_config
+from tests.conftest import CONFIGS, MINIMAL, REPO
+
+GRPO = Path(sys.executable).parent / "grpo"
+HEAVY = ("torch", "transformers", "trl", "peft", "unsloth", "vllm", "datasets", "accelerate")
+
+
+def run_script(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(GRPO), *args], capture_output=True, text=True, cwd=REPO, env=env, timeout=60
+    )
+
+
+def test_console_script_is_installed():
+    assert GRPO.exists(), "pip install -e . should put the grpo script beside python"
+
+
+def test_version(cli):
+    result = cli("--version")
+    assert result.code == 0
+    assert result.out.strip() == f"grpo-cli {__version__}"
+
+
+def test_help_lists_the_config_group(cli):
+    result = cli("--help")
+    assert result.code == 0
+    assert "config" in result.out
+
+
+def test_unknown_command_exits_2(cli):
+    result = cli("trian", "x.yaml")
+    assert result.code == 2
+
+
+def test_validate_prints_one_ok_line_per_file(cli):
+    paths = sorted(CONFIGS.glob("*.yaml"))
+    result = cli("config", "validate", *paths)
+    assert result.code == 0, result.err
+    lines = result.out.strip().splitlines()
+    assert len(lines) == len(paths)
+    assert all(line.startswith("OK ") for line in lines)
+    assert "Qwen/Qwen2.5-3B-Instruct (4bit" in result.out
+
+
+def test_validate_misspelled_section_through_the_real_script(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(MINIMAL + "trainig:\n  learning_rate: 1.0e-5\n")
+    result = run_script("config", "validate", str(bad))
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert "Did you mean 'training'?" in result.stderr
+    assert f"{bad}:5: trainig" in result.stderr
+    assert result.stderr.startswith("Error: ")
+    assert "\nHint: " in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_debug_shows_the_traceback(write, cli):
+    bad = write("bad.yaml", MINIMAL + "trainig: {}\n")
+    assert "Traceback" not in cli("config", "validate", bad).err
+    result = cli("config", "validate", bad, "--debug")
+    assert result.code == 2
+    assert "Traceback" in result.err and "Did you mean 'training'?" in result.err
+
+
+def test_validate_several_files_reports_each_and_exits_2(write, cli):
+    good = write("good.yaml", MINIMAL)
+    bad = write("bad.yaml", MINIMAL + "training: {num_generations: 8, generation_batch_size: 6}\n")
+    result = cli("config", "validate", good, bad)
+    assert result.code == 2
+    assert result.out.startswith("OK ")
+    assert "num_generations 8" in result.err
+    assert "1 of 2 configs have problems" in result.err
+
+
+def test_generation_batch_of_6_with_8_generations(write, cli):
+    bad = write(
+        "bad.yaml", MINIMAL + "training:\n  num_generations: 8\n  generation_batch_size: 6\n"
+    )
+    result = cli("config", "validate", bad)
+    assert result.code == 2
+    assert "num_generations" in result.err and "Traceback" not in result.err
+
+
+def test_show_applies_overrides(cli):
+    result = cli(
+        "config", "show", CONFIGS / "qwen3b_gsm8k.yaml", "--set", "training.learning_rate=1e-5"
+    )
+    assert result.code == 0, result.err
+    data = yaml.safe_load(result.out)
+    assert data["training"]["learning_rate"] == pytest.approx(1e-5)
+    assert "learning_rate: 1.0e-05" in result.out
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
+def test_show_output_loads_back_to_the_same_config(path, cli, tmp_path):
+    result = cli("config", "show", path)
+    assert result.code == 0, result.err
+    shown = tmp_path / "shown.yaml"
+    shown.write_text(result.out)
+    assert load_config(shown).config == load_config(path).config
+    assert "extends" not in yaml.safe_load(result.out)
+
+
+def test_show_bad_override_exits_2(cli):
+    result = cli("config", "show", CONFIGS / "qwen3b_gsm8k.yaml", "--set", "training.lr=1")
+    assert result.code == 2
+    assert "--set training.lr=1: training.lr: unknown key 'lr'. Did you mean 'learning_rate'?" in (
+        result.err
+    )
+
+
+def test_schema_table_lists_every_key(cli):
+    from grpo_cli.config.reference import key_docs
+
+    result = cli("config", "schema")
+    assert result.code == 0
+    for doc in key_docs():
+        section, _, key = doc.key.rpartition(".")
+        assert re.search(rf"\b{re.escape(key)}\b", result.out), doc.key
+        assert section in result.out
+
+
+def test_schema_markdown_and_json(cli):
+    markdown = cli("config", "schema", "--format", "markdown")
+    assert markdown.code == 0
+    assert "| `training.num_generations` | integer | `8` |" in markdown.out
+    schema = json.loads(cli("config", "schema", "--format", "json").out)
+    assert set(schema["properties"]) >= {"model", "rewards", "training", "vllm", "output"}
+
+
+def test_unexpected_errors_are_short_without_debug(cli, monkeypatch):
+    from grpo_cli.commands import config
+
+    def boom(*_args, **_kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(config, "schema", boom)
+    result = cli("config", "schema")
+    assert result.code == 1
+    assert "Error: unexpected RuntimeError: disk on fire" in result.err
+    assert "--debug" in result.err and "Traceback" not in result.err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--help"],
+        ["config", "validate", "configs/qwen3b_gsm8k.yaml", "configs/llama1b_fp8_gsm8k.yaml"],
+        ["config", "show", "configs/llama1b_fp8_gsm8k.yaml", "--set", "lora.r=8"],
+        ["config", "schema"],
+    ],
+)
+def test_config_commands_import_no_ml_library(argv):
+    code = (
+        "import sys\n"
+        "from grpo_cli.cli import main\n"
+        f"rc = main({argv!r})\n"
+        f"loaded = [m for m in {HEAVY!r} if m in sys.modules]\n"
+        "print('HEAVY', loaded, rc, file=sys.stderr)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60
+    )
+    assert "HEAVY [] 0" in result.stderr, result.stderr

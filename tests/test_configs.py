@@ -1,0 +1,55 @@
+"""Every shipped config validates, and the recipes say what the README promises."""
+
+from __future__ import annotations
+
+import pytest
+
+from grpo_cli.config import load_config
+from grpo_cli.geometry import batch_geometry
+from tests.conftest import CONFIGS
+
+SHIPPED = sorted(CONFIGS.glob("*.yaml"))
+
+
+def test_configs_are_shipped():
+    assert {p.name for p in SHIPPED} >= {"qwen3b_gsm8k.yaml", "llama1b_fp8_gsm8k.yaml"}
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_shipped_config_validates(path):
+    load_config(path)
+
+
+def test_seed_recipe():
+    cfg = load_config(CONFIGS / "qwen3b_gsm8k.yaml").config
+    m, lora, t = cfg.model, cfg.lora, cfg.training
+    assert (m.name, m.quantization, m.max_seq_length) == ("Qwen/Qwen2.5-3B-Instruct", "4bit", 1024)
+    assert (m.fast_inference, m.gpu_memory_utilization) == (True, 0.7)
+    assert (lora.r, lora.alpha, lora.gradient_checkpointing) == (64, 64, "unsloth")
+    assert lora.target_modules == [
+        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"
+    ]  # fmt: skip
+    assert (t.learning_rate, t.adam_beta1, t.adam_beta2) == (5e-6, 0.9, 0.99)
+    assert (t.weight_decay, t.warmup_ratio, t.lr_scheduler_type) == (0.1, 0.1, "cosine")
+    assert (t.optim, t.max_grad_norm) == ("adamw_8bit", 0.1)
+    assert (t.max_prompt_length, t.max_completion_length) == (256, 512)
+    assert (t.max_steps, t.save_steps, t.logging_steps) == (2000, 250, 1)
+    geometry = batch_geometry(t)
+    assert (geometry.prompts_per_step, geometry.num_generations) == (1, 8)
+    assert [r.name for r in cfg.rewards] == [
+        "xml_count", "soft_format", "strict_format", "integer_answer", "correctness"
+    ]  # fmt: skip
+    assert cfg.logging.report_to == "wandb"
+    assert (cfg.data.source, cfg.data.subset, cfg.data.split) == ("openai/gsm8k", "main", "train")
+
+
+def test_llama_fp8_recipe():
+    cfg = load_config(CONFIGS / "llama1b_fp8_gsm8k.yaml").config
+    m, lora, t = cfg.model, cfg.lora, cfg.training
+    assert (m.name, m.quantization, m.backend, m.dtype) == (
+        "meta-llama/Llama-3.2-1B-Instruct", "fp8", "unsloth", "bf16"
+    )  # fmt: skip
+    assert (lora.r, lora.alpha) == (16, 16)
+    assert lora.target_modules == ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj"]
+    assert (t.num_generations, t.max_completion_length, t.learning_rate) == (8, 1024, 5e-6)
+    assert t.save_steps == 250
