@@ -69,7 +69,7 @@ def _root(
 
 @config_app.command("validate")
 def config_validate(
-    configs: Annotated[list[Path], typer.Argument(help="YAML config files.", show_default=False)],
+    configs: Annotated[list[Path], typer.Argument(metavar="CONFIG...", help="YAML config files.")],
     overrides: SetOpt = None,
 ) -> None:
     """Check configs; prints one OK line per valid file, exits 2 on any problem.

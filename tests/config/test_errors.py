@@ -57,6 +57,8 @@ def test_names_from_other_tools_map_to_ours(write, section, key, suggestion):
     problem = only_problem(path)
     assert problem.key == f"{section}.{key}"
     assert f"Did you mean '{suggestion}'?" in problem.message
+    if suggestion == "prompts_per_step":  # a TRL user learns how the two batch sizes relate
+        assert "prompts_per_step x num_generations" in problem.message
 
 
 def test_key_in_the_wrong_section_names_its_home(write):

@@ -42,10 +42,11 @@ OWNED_TRL_FIELDS = {
     "max_prompt_length": "training.max_prompt_length",
     "max_completion_length": "training.max_completion_length",
     "num_generations": "training.num_generations",
-    "per_device_train_batch_size": "training.prompts_per_step (grpo derives the batch size)",
+    "per_device_train_batch_size": "training.prompts_per_step (grpo derives the per-device "
+    "batch from prompts_per_step x num_generations / gradient_accumulation_steps)",
     "gradient_accumulation_steps": "training.gradient_accumulation_steps",
     "generation_batch_size": "training.generation_batch_size",
-    "steps_per_generation": "training.generation_batch_size",
+    "steps_per_generation": "training.generation_batch_size (a multiple of num_generations)",
     "reward_weights": "rewards[N].weight",
     "gradient_checkpointing": "lora.gradient_checkpointing",
     "bf16": "model.dtype",

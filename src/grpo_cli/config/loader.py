@@ -403,13 +403,20 @@ _ALIASES = {
 }
 
 
+_BATCH_NOTE = (
+    " TRL's per_device_train_batch_size counts completions; grpo derives it from "
+    "prompts_per_step x num_generations / gradient_accumulation_steps"
+)
+
+
 def _unknown_key_message(key_path: KeyPath) -> str:
     *parent, key = key_path
     known = _known_keys(tuple(parent))
     message = f"unknown key '{key}'"
     alias = _ALIASES.get(str(key))
     if alias is not None and alias.split(":")[0] in known:
-        return f"{message}. Did you mean '{alias}'?"
+        why = _BATCH_NOTE if alias == "prompts_per_step" else ""
+        return f"{message}. Did you mean '{alias}'?{why}"
     guess = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
     if guess:
         return f"{message}. Did you mean '{guess[0]}'?"
