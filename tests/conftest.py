@@ -52,3 +52,19 @@ def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliResult]:
         return CliResult(code, captured.out, captured.err)
 
     return _run
+
+
+@pytest.fixture(scope="session")
+def gsm8k_dir() -> Path:
+    """The real GSM8K files: $GSM8K_DIR, or ../shared/data/gsm8k beside the checkout. Under CI a
+    missing file fails the test instead of skipping it."""
+    import os
+
+    path = Path(os.environ.get("GSM8K_DIR") or REPO.parent / "shared" / "data" / "gsm8k")
+    missing = [n for n in ("train.jsonl", "test.jsonl") if not (path / n).is_file()]
+    if missing:
+        message = f"GSM8K files {missing} not found in {path} (set GSM8K_DIR)"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
