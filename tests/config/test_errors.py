@@ -115,6 +115,13 @@ def test_missing_required_keys(write):
     assert "required key is missing" in problem.message and "Hub id" in problem.message
 
 
+def test_a_union_key_reports_once_at_the_key(write):
+    path = write("c.yaml", MINIMAL + "lora:\n  target_modules: [1, q_proj]\n")
+    problem = only_problem(path)
+    assert (problem.key, problem.line) == ("lora.target_modules", 6)
+    assert "expected list of text or one of all-linear; found [1, 'q_proj']" in problem.message
+
+
 def test_empty_reward_list(write):
     path = write("c.yaml", "model: {name: gpt2}\nrewards: []\n")
     assert "list at least one reward" in only_problem(path).message

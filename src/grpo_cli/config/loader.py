@@ -221,20 +221,20 @@ def _typed_value(key_path: KeyPath, raw: str) -> Any:
 
 
 def _annotation_at(key_path: KeyPath) -> Any:
-    model: Any = GrpoConfig
-    annotation: Any = None
+    """The schema type at a key path (`("rewards", 0)` -> RewardSpec), or None if there is none."""
+    annotation: Any = GrpoConfig
     for part in key_path:
         if isinstance(part, int):
-            args = get_args(annotation)
-            model = args[0] if args else None
+            if get_origin(annotation) is not list:
+                return None
+            annotation = get_args(annotation)[0]
             continue
-        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
             return None
-        info = model.model_fields.get(part)
+        info = annotation.model_fields.get(part)
         if info is None:
             return None
         annotation = info.annotation
-        model = annotation
     return annotation
 
 
@@ -310,38 +310,17 @@ def _translate(
 
 
 def _data_path(loc: tuple[Any, ...]) -> KeyPath:
-    """pydantic's error location without the union-member tags it inserts (`list[str]`,
-    `literal['all-linear']`, `function-after[...]`)."""
+    """pydantic's error location, cut at the first union-member tag it inserts (`list[str]`,
+    `literal['all-linear']`): the errors of every member then report once, at the key."""
     path: list[str | int] = []
-    model: Any = GrpoConfig
-    annotation: Any = None
     for part in loc:
-        if isinstance(part, int):
-            path.append(part)
-            args = get_args(annotation)
-            model = args[0] if args else None
-            continue
-        if isinstance(model, type) and issubclass(model, BaseModel):
-            info = model.model_fields.get(part)
-            path.append(part)
-            if info is None:  # an unknown key
-                model = None
-                continue
-            annotation = info.annotation
-            model = _unwrap_model(annotation)
-        elif model is dict or get_origin(annotation) is dict:
-            path.append(part)
-            model = None
-        # otherwise: a union-member tag, not a key
+        annotation = _annotation_at(tuple(path))
+        in_section = isinstance(annotation, type) and issubclass(annotation, BaseModel)
+        in_list = get_origin(annotation) is list and isinstance(part, int)
+        if not (in_section or in_list or get_origin(annotation) is dict):
+            break
+        path.append(part)
     return tuple(path)
-
-
-def _unwrap_model(annotation: Any) -> Any:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    if get_origin(annotation) is dict:
-        return dict
-    return annotation
 
 
 def _message(key_path: KeyPath, errors: list[dict[str, Any]], data: dict[str, Any]) -> str:
@@ -447,18 +426,10 @@ def _known_keys(parent: KeyPath) -> list[str]:
 
 
 def _model_at(path: KeyPath) -> type[BaseModel] | None:
-    model: Any = GrpoConfig
-    annotation: Any = None
-    for part in path:
-        if isinstance(part, int):
-            args = get_args(annotation)
-            model = args[0] if args else None
-            continue
-        if not (isinstance(model, type) and issubclass(model, BaseModel)):
-            return None
-        annotation = model.model_fields[part].annotation if part in model.model_fields else None
-        model = annotation
-    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+    annotation = _annotation_at(path)
+    return (
+        annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+    )
 
 
 def _sections_with_key(key: str) -> list[str]:
@@ -497,7 +468,8 @@ _KINDS = {
 def _show(value: Any) -> str:
     kind = _KINDS.get(type(value), type(value).__name__)
     if isinstance(value, dict | list):
-        return kind
+        text = repr(value)
+        return f"{text} ({kind})" if len(text) <= 60 else kind
     return f"{value!r} ({kind})" if value is not None else "null"
 
 

@@ -198,7 +198,7 @@ class DataConfig(Section):
 
 class RewardSpec(Section):
     name: str = Field(
-        description="A registered reward (`grpo rewards list`), package.module:function or "
+        description="A registered reward name, package.module:function or "
         "path/to/file.py:function."
     )
     weight: float = Field(
