@@ -228,6 +228,15 @@ def test_secrets_are_refused_as_keys(write, snippet, key):
     assert "secrets are never config keys" in problem.message and "HF_TOKEN" in problem.message
 
 
+def test_tokenizer_token_names_are_not_secrets(write):
+    path = write(
+        "c.yaml",
+        "model: {name: gpt2}\nrewards:\n  - name: x\n"
+        "    params: {pad_token: '<pad>', max_tokens: 9}\n",
+    )
+    assert load_config(path).config.rewards[0].params == {"pad_token": "<pad>", "max_tokens": 9}
+
+
 def test_a_token_pasted_as_a_value_is_refused(write):
     token = "hf_" + "a1B2c3D4e5" * 4
     path = write("c.yaml", MINIMAL + f"output:\n  run_name: {token}\n")

@@ -18,7 +18,10 @@ from grpo_cli.errors import ConfigError, Problem
 
 # Keys that would hold a secret. Secrets come from the environment (HF_TOKEN, WANDB_API_KEY) so
 # that a config, a resolved config in a run directory or a pasted log never leaks one.
-_SECRET_KEY = re.compile(r"^(?:\w+_)?(?:token|api_key|apikey|secret|password)$", re.I)
+_SECRET_KEY = re.compile(
+    r"^(?:(?:hf|hub|huggingface|wandb|access|auth|api)_)?token$|(?:^|_)(?:api_?key|secret|password)$",
+    re.I,
+)
 _SECRET_VALUE = re.compile(r"^hf_[A-Za-z0-9]{30,}$")
 
 
@@ -66,7 +69,10 @@ def _valid_sections(data: dict[str, Any], invalid: set[Any]) -> tuple[GrpoConfig
         if name in invalid:
             continue
         value = data[name] if name in data else info.get_default(call_default_factory=True)
-        sections[name] = TypeAdapter(info.annotation).validate_python(value)
+        try:
+            sections[name] = TypeAdapter(info.annotation).validate_python(value)
+        except ValidationError:  # already reported by the whole-file validation
+            continue
     return GrpoConfig.model_construct(**sections), set(sections)
 
 

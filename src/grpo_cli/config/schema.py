@@ -198,8 +198,7 @@ class DataConfig(Section):
 
 class RewardSpec(Section):
     name: str = Field(
-        description="A registered reward name, package.module:function or "
-        "path/to/file.py:function."
+        description="A registered reward name, package.module:function or path/to/file.py:function."
     )
     weight: float = Field(
         1.0, description="Multiplier in the total reward; 0 logs the reward without training on it."
