@@ -268,7 +268,7 @@ def _secret_problems(
         if isinstance(node, dict):
             for key in list(node):
                 key_path = (*path, key)
-                if isinstance(key, str) and _SECRET_KEY.match(key):
+                if isinstance(key, str) and _SECRET_KEY.search(key):
                     problems.append(
                         _problem(
                             key_path,
