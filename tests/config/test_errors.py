@@ -133,6 +133,7 @@ def test_empty_reward_list(write):
         ("model:\n  name: x\n bad: [\n", 3, 2),
         ("model: {name: x\nrewards: [a]\n", 2, 8),
         ("model:\n\tname: x\n", 2, 1),
+        ("model: !!python/object:os.system {}\n", 1, 8),  # unsafe tags are refused, located
     ],
 )
 def test_invalid_yaml_shows_line_and_column(write, text, line, column):

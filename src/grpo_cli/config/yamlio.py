@@ -63,50 +63,52 @@ def read_yaml(path: Path) -> tuple[dict[str, Any], dict[KeyPath, int]]:
     loader = Loader(text)
     try:
         node = loader.get_single_node()
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        what = exc.problem or exc.context or "invalid YAML"
-        raise ConfigError(
-            [
-                Problem(
-                    source,
-                    "",
-                    f"invalid YAML: {what}",
-                    line=mark.line + 1 if mark else None,
-                    column=mark.column + 1 if mark else None,
-                )
-            ],
-            hint="Fix the YAML syntax at that line and column (indentation and ':' are the "
-            "usual suspects).",
-        ) from None
+        if node is None:
+            raise ConfigError(
+                [Problem(source, "", "is empty; a config needs at least model and rewards")]
+            )
+        if not isinstance(node, yaml.MappingNode):
+            raise ConfigError(
+                [
+                    Problem(
+                        source,
+                        "",
+                        "must be a mapping of sections (model:, rewards:, training:, ...)",
+                        line=node.start_mark.line + 1,
+                    )
+                ]
+            )
+        lines: dict[KeyPath, int] = {}
+        problems: list[Problem] = []
+        _index_lines(node, (), lines, problems, source)
+        if problems:
+            raise ConfigError(problems)
+        data = loader.construct_document(node)  # the same node: the text is parsed once
     except yaml.YAMLError as exc:
-        raise ConfigError([Problem(source, "", f"invalid YAML: {exc}")]) from None
+        raise _invalid_yaml(exc, source) from None
     finally:
         loader.dispose()
-
-    if node is None:
-        raise ConfigError(
-            [Problem(source, "", "is empty; a config needs at least model and rewards")]
-        )
-    if not isinstance(node, yaml.MappingNode):
-        raise ConfigError(
-            [
-                Problem(
-                    source,
-                    "",
-                    "must be a mapping of sections (model:, rewards:, training:, ...)",
-                    line=node.start_mark.line + 1,
-                )
-            ]
-        )
-
-    lines: dict[KeyPath, int] = {}
-    problems: list[Problem] = []
-    _index_lines(node, (), lines, problems, source)
-    if problems:
-        raise ConfigError(problems)
-    data = yaml.load(text, Loader=Loader)
     return data, lines
+
+
+def _invalid_yaml(exc: yaml.YAMLError, source: str) -> ConfigError:
+    if not isinstance(exc, yaml.MarkedYAMLError):
+        return ConfigError([Problem(source, "", f"invalid YAML: {exc}")])
+    mark = exc.problem_mark or exc.context_mark
+    what = exc.problem or exc.context or "invalid YAML"
+    return ConfigError(
+        [
+            Problem(
+                source,
+                "",
+                f"invalid YAML: {what}",
+                line=mark.line + 1 if mark else None,
+                column=mark.column + 1 if mark else None,
+            )
+        ],
+        hint="Fix the YAML syntax at that line and column (indentation and ':' are the "
+        "usual suspects).",
+    )
 
 
 def _index_lines(
