@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from grpo_cli.cli import main
+from grpo_cli.config import load_config
+from grpo_cli.errors import ConfigError, Problem
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
@@ -20,6 +22,13 @@ model:
 rewards:
   - correctness
 """
+
+
+def config_problems(path: Path, overrides: tuple[str, ...] | list[str] = ()) -> list[Problem]:
+    """The problems `load_config` reports for a config that must fail."""
+    with pytest.raises(ConfigError) as err:
+        load_config(path, list(overrides))
+    return err.value.problems
 
 
 @dataclass

@@ -9,15 +9,13 @@ import pytest
 from grpo_cli.config import load_config
 from grpo_cli.config.checks import OWNED_TRL_FIELDS
 from grpo_cli.errors import ConfigError
+from tests.conftest import config_problems
 
 BASE = "model:\n  name: gpt2\nrewards: [correctness]\n"
 
 
 def check(write, text="", overrides=()):
-    path = write("c.yaml", BASE + text)
-    with pytest.raises(ConfigError) as err:
-        load_config(path, list(overrides))
-    return err.value.problems
+    return config_problems(write("c.yaml", BASE + text), overrides)
 
 
 def passes(write, text="", overrides=()):
@@ -78,9 +76,7 @@ def test_lengths_must_fit_the_sequence(write):
         "model:\n  name: gpt2\n  max_seq_length: 512\nrewards: [correctness]\n"
         "training:\n  max_prompt_length: 256\n  max_completion_length: 512\n",
     )
-    with pytest.raises(ConfigError) as err:
-        load_config(path)
-    (problem,) = err.value.problems
+    (problem,) = config_problems(path)
     assert problem.key == "training.max_completion_length"
     assert "256 + max_completion_length 512 = 768 tokens exceed model.max_seq_length 512" in (
         problem.message
@@ -101,9 +97,7 @@ def test_backend_refusals(write, model, key, needle):
     path = write(
         "c.yaml", f"model:\n  name: gpt2\n  {model}\nlora: {{r: 32}}\nrewards: [correctness]\n"
     )
-    with pytest.raises(ConfigError) as err:
-        load_config(path)
-    problems = {p.key: p.message for p in err.value.problems}
+    problems = {p.key: p.message for p in config_problems(path)}
     assert needle in problems[key]
 
 
@@ -124,9 +118,7 @@ def test_vllm_switches_conflict(write):
         "model:\n  name: gpt2\n  backend: unsloth\n  fast_inference: true\n"
         "rewards: [a]\nvllm: {use: true}\n",
     )
-    with pytest.raises(ConfigError) as err:
-        load_config(path)
-    messages = [p.message for p in err.value.problems if p.key == "vllm.use"]
+    messages = [p.message for p in config_problems(path) if p.key == "vllm.use"]
     assert any("model.fast_inference: true and vllm.use: false" in m for m in messages)
     assert any("both start a vLLM engine" in m for m in messages)
 
@@ -146,9 +138,7 @@ def test_duplicate_rewards_and_all_zero_weights(write):
         "model: {name: gpt2}\nrewards:\n  - {name: correctness, weight: 0}\n"
         "  - {name: soft_format, weight: 0}\n  - {name: correctness, weight: 0}\n",
     )
-    with pytest.raises(ConfigError) as err:
-        load_config(path)
-    problems = {p.key: p for p in err.value.problems}
+    problems = {p.key: p for p in config_problems(path)}
     assert "already listed as rewards[0]" in problems["rewards[2].name"].message
     assert problems["rewards[2].name"].line == 5
     assert "nothing to train on" in problems["rewards"].message
@@ -185,9 +175,7 @@ def test_owned_fields_point_to_keys_that_exist():
 def test_local_model_path_must_be_a_model_folder(write, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     path = write("c.yaml", "model: {name: ./models/tiny}\nrewards: [a]\n")
-    with pytest.raises(ConfigError) as err:
-        load_config(path)
-    assert "./models/tiny is not a folder" in err.value.problems[0].message
+    assert "./models/tiny is not a folder" in config_problems(path)[0].message
     (tmp_path / "models/tiny").mkdir(parents=True)
     with pytest.raises(ConfigError, match="no config.json"):
         load_config(path)

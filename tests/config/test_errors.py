@@ -6,18 +6,11 @@ from __future__ import annotations
 import pytest
 
 from grpo_cli.config import load_config
-from grpo_cli.errors import ConfigError
-from tests.conftest import MINIMAL
-
-
-def problems_of(path, overrides=()):
-    with pytest.raises(ConfigError) as err:
-        load_config(path, list(overrides))
-    return err.value.problems
+from tests.conftest import MINIMAL, config_problems
 
 
 def only_problem(path, overrides=()):
-    problems = problems_of(path, overrides)
+    problems = config_problems(path, overrides)
     assert len(problems) == 1, problems
     return problems[0]
 
@@ -86,7 +79,7 @@ def test_enum_typo_lists_choices_and_suggests(write):
 
 def test_wrong_type_says_expected_and_found(write):
     path = write("c.yaml", MINIMAL + "training:\n  learning_rate: fast\n  max_steps: 1.5\n")
-    problems = {p.key: p for p in problems_of(path)}
+    problems = {p.key: p for p in config_problems(path)}
     assert problems["training.learning_rate"].line == 6
     assert "expected number; found 'fast' (text)" in problems["training.learning_rate"].message
     assert "found 1.5 (a number)" in problems["training.max_steps"].message
@@ -106,7 +99,7 @@ def test_out_of_range_value(write):
 
 def test_missing_required_keys(write):
     path = write("c.yaml", "training:\n  max_steps: 3\n")
-    problems = {p.key: p.message for p in problems_of(path)}
+    problems = {p.key: p.message for p in config_problems(path)}
     assert "required section is missing" in problems["model"]
     assert "required" in problems["rewards"]
     path = write("d.yaml", "model:\n  revision: main\nrewards: [correctness]\n")
@@ -181,7 +174,7 @@ def test_all_problems_of_a_file_are_reported_at_once(write):
           prompt_style: custom
         """,
     )
-    problems = problems_of(path)
+    problems = config_problems(path)
     assert [p.key for p in problems] == [
         "model.quantization",
         "trainig",
@@ -201,7 +194,7 @@ def test_cross_field_checks_skip_sections_that_are_invalid(write):
         "model:\n  name: gpt2\n  max_seq_length: big\nrewards: [a]\n"
         "training:\n  max_completion_length: 4000\n  generation_batch_size: 6\n",
     )
-    assert [p.key for p in problems_of(path)] == [
+    assert [p.key for p in config_problems(path)] == [
         "model.max_seq_length",
         "training.generation_batch_size",
     ]
