@@ -1,0 +1,378 @@
+"""GSM8K-style arithmetic word problems made up on the spot, for smoke runs with no network.
+
+The rows look like GSM8K's: a `question`, and an `answer` that works the problem one step a line
+with calculator annotations (`16 - 3 - 4 = <<16-3-4=9>>9`) and ends in `#### 9`. Every number
+along the way is a whole number and every final answer a positive integer below 1,000,000.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable
+
+Person = tuple[str, str, str, str]  # name, he/she, him/her, his/her
+WordProblem = tuple[str, list[str], int]  # question, worked steps, final answer
+
+PEOPLE: tuple[Person, ...] = tuple(
+    (name, "she", "her", "her") for name in (
+        "Janet", "Natalia", "Betty", "Julie", "Tina", "Weng", "Carla", "Marie", "Alexis", "Rose",
+        "Priya", "Mei", "Sofia", "Amara", "Hannah", "Lucia", "Ines", "Fatima", "Grace", "Olivia",
+    )
+) + tuple(
+    (name, "he", "him", "his") for name in (
+        "James", "Albert", "Mark", "John", "Tobias", "Kenji", "Carlos", "Omar", "Liam", "Ravi",
+        "Ben", "Mateo", "Dmitri", "Kwame", "Felix", "Noah", "Hiro", "Samuel", "Luca", "Ahmed",
+    )
+)  # fmt: skip
+
+# singular, plural, lowest and highest whole-dollar price
+GOODS = (
+    ("notebook", "notebooks", 2, 6), ("pen", "pens", 1, 3), ("apple", "apples", 1, 2),
+    ("sandwich", "sandwiches", 4, 9), ("comic book", "comic books", 3, 8),
+    ("bag of chips", "bags of chips", 1, 4), ("juice box", "juice boxes", 1, 3),
+    ("candle", "candles", 3, 10), ("toy car", "toy cars", 2, 7), ("muffin", "muffins", 2, 4),
+    ("packet of seeds", "packets of seeds", 1, 5), ("pair of socks", "pairs of socks", 3, 8),
+)  # fmt: skip
+
+# what is bought on sale: singular, plural
+SALE_GOODS = (
+    ("jacket", "jackets"), ("pair of shoes", "pairs of shoes"), ("lamp", "lamps"),
+    ("backpack", "backpacks"), ("board game", "board games"), ("chair", "chairs"),
+    ("headphone set", "headphone sets"), ("rug", "rugs"),
+)  # fmt: skip
+
+# things to save for
+WISHES = ("bike", "video game console", "guitar", "tablet", "telescope", "skateboard", "camera")
+
+# verb, base verb, unit counted, unit of time, lowest and highest rate, lowest and highest time
+ACTIVITIES = (
+    ("drives", "drive", "miles", "hour", 30, 70, 2, 6),
+    ("types", "type", "words", "minute", 30, 80, 10, 60),
+    ("knits", "knit", "rows", "hour", 5, 20, 2, 4),
+    ("reads", "read", "pages", "hour", 10, 40, 2, 4),
+    ("paints", "paint", "fence boards", "hour", 8, 25, 2, 5),
+    ("folds", "fold", "paper cranes", "hour", 6, 15, 2, 5),
+)
+
+# container, things in it
+BATCHES = (
+    ("trays", "cookies"), ("boxes", "cupcakes"), ("bags", "marbles"), ("packs", "stickers"),
+    ("jars", "candies"), ("crates", "oranges"),
+)  # fmt: skip
+
+BAKED_GOODS = ("cookies", "brownies", "cupcakes", "muffins", "pies", "loaves of bread")
+ANIMALS = ("cows", "sheep", "goats", "chickens", "pigs", "ducks", "rabbits")
+LAYERS = ("ducks", "hens", "chickens", "quails")
+FRACTIONS = {2: "half", 3: "a third", 4: "a quarter", 5: "a fifth"}
+TIMES = {2: "twice", 3: "three times", 4: "four times"}
+WEEKLY_GIFTS = ("grandmother", "grandfather", "aunt", "uncle", "mom", "dad")
+
+
+def synthetic_rows(n: int, seed: int = 0, split: str = "train") -> list[dict[str, str]]:
+    """n GSM8K-style rows {"question": ..., "answer": "...worked solution...\\n#### N"}."""
+    if n < 0:
+        raise ValueError(f"n must be 0 or more, got {n}")
+    # A str seed goes through SHA-512, not the per-process salted hash(), so the rows are the
+    # same in every process; putting the split in it gives each split its own stream.
+    rng = random.Random(f"grpo-cli synthetic {split} {seed}")
+    rows: list[dict[str, str]] = []
+    seen: set[str] = set()
+    while len(rows) < n:
+        # Redraw on a repeated question, but only a few times so a tiny space cannot hang us.
+        for _ in range(8):
+            question, steps, answer = rng.choice(TEMPLATES)(rng)
+            if question not in seen:
+                break
+        seen.add(question)
+        rows.append({"question": question, "answer": "\n".join([*steps, f"#### {answer}"])})
+    return rows
+
+
+def eggs_sold(rng: random.Random) -> WordProblem:
+    """Janet's ducks: eggs laid, some eaten and baked, the rest sold."""
+    name, he, _, his = rng.choice(PEOPLE)
+    laid, eaten, baked, price = (
+        rng.randint(16, 60), rng.randint(1, 5), rng.randint(2, 8), rng.randint(2, 5),
+    )  # fmt: skip
+    weekly = rng.random() < 0.5
+    left = laid - eaten - baked
+    daily = left * price
+    question = (
+        f"{name}'s {rng.choice(LAYERS)} lay {laid} eggs per day. {he.title()} eats {eaten} for "
+        f"breakfast every morning and bakes muffins for {his} friends every day with {baked}. "
+        f"{he.title()} sells the remainder at the farmers' market daily for ${price} per egg. "
+        f"How much in dollars does {he} make every {'week' if weekly else 'day'} at the "
+        "farmers' market?"
+    )
+    steps = [
+        f"{he.title()} sells {_calc(f'{laid} - {eaten} - {baked}', left)} eggs a day.",
+        f"{he.title()} makes {_calc(f'{left} * {price}', daily, '$')} every day.",
+    ]
+    if not weekly:
+        return question, steps, daily
+    weekly_total = daily * 7
+    steps.append(f"In a week {he} makes {_calc(f'{daily} * 7', weekly_total, '$')}.")
+    return question, steps, weekly_total
+
+
+def shopping_change(rng: random.Random) -> WordProblem:
+    """Two kinds of goods paid with one bill; the change."""
+    name, he, _, _ = rng.choice(PEOPLE)
+    (one, ones, lo1, hi1), (two, twos, lo2, hi2) = rng.sample(GOODS, 2)
+    count1, price1 = rng.randint(2, 6), rng.randint(lo1, hi1)
+    count2, price2 = rng.randint(2, 6), rng.randint(lo2, hi2)
+    cost1, cost2 = count1 * price1, count2 * price2
+    total = cost1 + cost2
+    bill = next((bill for bill in (20, 50, 100) if bill > total), 100 * (total // 100 + 1))
+    question = (
+        f"{name} buys {count1} {ones} for ${price1} each and {count2} {twos} for ${price2} "
+        f"each. {he.title()} pays with a ${bill} bill. How much change does {he} get?"
+    )
+    steps = [
+        f"The {ones} cost {_calc(f'{count1} * {price1}', cost1, '$')}.",
+        f"The {twos} cost {_calc(f'{count2} * {price2}', cost2, '$')}.",
+        f"Altogether {he} spends {_calc(f'{cost1} + {cost2}', total, '$')}.",
+        f"{he.title()} gets {_calc(f'{bill} - {total}', bill - total, '$')} in change.",
+    ]
+    return question, steps, bill - total
+
+
+def rate_times_time(rng: random.Random) -> WordProblem:
+    """A steady rate kept up for some time a day, some days a week, some weeks."""
+    name, he, _, _ = rng.choice(PEOPLE)
+    verb, base, unit, per, lo_rate, hi_rate, lo_time, hi_time = rng.choice(ACTIVITIES)
+    rate, time = rng.randint(lo_rate, hi_rate), rng.randint(lo_time, hi_time)
+    days, weeks = rng.randint(2, 7), rng.randint(2, 4)
+    daily = rate * time
+    weekly = daily * days
+    total = weekly * weeks
+    question = (
+        f"{name} {verb} {rate} {unit} per {per}. {he.title()} {verb} for {time} {per}s a day, "
+        f"{days} days a week. How many {unit} does {he} {base} in {weeks} weeks?"
+    )
+    steps = [
+        f"Each day {he} {verb} {_calc(f'{rate} * {time}', daily)} {unit}.",
+        f"Each week {he} {verb} {_calc(f'{daily} * {days}', weekly)} {unit}.",
+        f"In {weeks} weeks {he} {verb} {_calc(f'{weekly} * {weeks}', total)} {unit}.",
+    ]
+    return question, steps, total
+
+
+def sharing_equally(rng: random.Random) -> WordProblem:
+    """Batches of things, a few kept, the rest shared equally among friends."""
+    name, he, _, _ = rng.choice(PEOPLE)
+    container, things = rng.choice(BATCHES)
+    batches, per_batch, friends = rng.randint(2, 6), rng.randint(6, 24), rng.randint(2, 8)
+    total = batches * per_batch
+    # Keep what is left over after an even share, plus a round or two more, but always keep
+    # something and leave each friend at least one.
+    rounds = rng.randint(0 if total % friends else 1, min(2, total // friends - 1))
+    kept = total % friends + friends * rounds
+    rest = total - kept
+    each = rest // friends
+    question = (
+        f"{name} has {batches} {container} with {per_batch} {things} in each. {he.title()} keeps "
+        f"{kept} {things} and shares the rest equally among {friends} friends. How many "
+        f"{things} does each friend get?"
+    )
+    steps = [
+        f"{he.title()} has {_calc(f'{batches} * {per_batch}', total)} {things}.",
+        f"{he.title()} shares {_calc(f'{total} - {kept}', rest)} {things}.",
+        f"Each friend gets {_calc(f'{rest} / {friends}', each)} {things}.",
+    ]
+    return question, steps, each
+
+
+def discount(rng: random.Random) -> WordProblem:
+    """A percentage off a price, then several bought at the sale price."""
+    name, he, _, _ = rng.choice(PEOPLE)
+    one, ones = rng.choice(SALE_GOODS)
+    percent = rng.choice((10, 20, 25, 30, 40, 50, 60, 75))
+    # The price is a multiple of this, so the discount comes out in whole dollars.
+    step = 100 // math.gcd(percent, 100)
+    price = step * rng.randint(max(1, 10 // step), 200 // step)
+    count = rng.randint(2, 6)
+    off = price * percent // 100
+    sale = price - off
+    total = sale * count
+    question = (
+        f"A {one} normally costs ${price}. The store has a {percent}% off sale. {name} buys "
+        f"{count} {ones}. How much does {he} pay?"
+    )
+    steps = [
+        f"The discount is {_calc(f'{price} * {percent} / 100', off, '$')}.",
+        f"Each {one} costs {_calc(f'{price} - {off}', sale, '$')}.",
+        f"{he.title()} pays {_calc(f'{sale} * {count}', total, '$')}.",
+    ]
+    return question, steps, total
+
+
+def future_age(rng: random.Random) -> WordProblem:
+    """Ages as multiples and halves of each other, then some years later."""
+    (a, *_), (b, *_), (c, *_) = rng.sample(PEOPLE, 3)
+    age, times, years = rng.randint(3, 20), rng.randint(2, 4), rng.randint(2, 15)
+    if age * times % 2:
+        age += 1
+    b_age = age * times
+    c_age = b_age // 2
+    later = c_age + years
+    question = (
+        f"{a} is {age} years old. {b} is {TIMES[times]} as old as {a}, and {c} is half as old "
+        f"as {b}. How old will {c} be in {years} years?"
+    )
+    steps = [
+        f"{b} is {_calc(f'{age} * {times}', b_age)} years old.",
+        f"{c} is {_calc(f'{b_age} / 2', c_age)} years old.",
+        f"In {years} years {c} will be {_calc(f'{c_age} + {years}', later)} years old.",
+    ]
+    return question, steps, later
+
+
+def total_of_ages(rng: random.Random) -> WordProblem:
+    """Three ages, each from the one before; their sum."""
+    (a, *_), (b, *_), (c, *_) = rng.sample(PEOPLE, 3)
+    age, older, times = rng.randint(4, 30), rng.randint(2, 12), rng.randint(2, 3)
+    b_age = age + older
+    c_age = b_age * times
+    total = age + b_age + c_age
+    question = (
+        f"{a} is {age} years old. {b} is {older} years older than {a}, and {c} is "
+        f"{TIMES[times]} as old as {b}. What is the total of their ages?"
+    )
+    steps = [
+        f"{b} is {_calc(f'{age} + {older}', b_age)} years old.",
+        f"{c} is {_calc(f'{b_age} * {times}', c_age)} years old.",
+        f"Together they are {_calc(f'{age} + {b_age} + {c_age}', total)} years old.",
+    ]
+    return question, steps, total
+
+
+def shopping_total(rng: random.Random) -> WordProblem:
+    """Three kinds of goods; what they cost together."""
+    name, he, _, _ = rng.choice(PEOPLE)
+    goods = rng.sample(GOODS, 3)
+    counts = [rng.randint(2, 9) for _ in goods]
+    prices = [rng.randint(lo, hi) for _, _, lo, hi in goods]
+    costs = [count * price for count, price in zip(counts, prices, strict=True)]
+    total = sum(costs)
+    bought = [
+        f"{count} {ones} for ${price} each"
+        for (_, ones, _, _), count, price in zip(goods, counts, prices, strict=True)
+    ]
+    question = (
+        f"{name} buys {bought[0]}, {bought[1]} and {bought[2]}. How much does {he} spend in all?"
+    )
+    steps = [
+        f"The {ones} cost {_calc(f'{count} * {price}', cost, '$')}."
+        for (_, ones, _, _), count, price, cost in zip(goods, counts, prices, costs, strict=True)
+    ]
+    steps.append(f"In all {he} spends {_calc(' + '.join(map(str, costs)), total, '$')}.")
+    return question, steps, total
+
+
+def saving_per_week(rng: random.Random) -> WordProblem:
+    """Savings plus a gift, the rest saved week by week; how many weeks."""
+    name, he, him, his = rng.choice(PEOPLE)
+    saved, gift = 5 * rng.randint(2, 20), 5 * rng.randint(1, 10)
+    weekly, weeks = rng.randint(5, 30), rng.randint(2, 20)
+    has = saved + gift
+    needed = weekly * weeks
+    price = has + needed
+    question = (
+        f"{name} wants to buy a {rng.choice(WISHES)} that costs ${price}. {he.title()} has "
+        f"already saved ${saved}, and {his} {rng.choice(WEEKLY_GIFTS)} gives {him} ${gift}. If "
+        f"{he} saves ${weekly} a week, how many weeks will it take {him} to have enough?"
+    )
+    steps = [
+        f"{he.title()} has {_calc(f'{saved} + {gift}', has, '$')}.",
+        f"{he.title()} still needs {_calc(f'{price} - {has}', needed, '$')}.",
+        f"It will take {_calc(f'{needed} / {weekly}', weeks)} weeks.",
+    ]
+    return question, steps, weeks
+
+
+def farm_animals(rng: random.Random) -> WordProblem:
+    """A fraction of a herd sold, then more bought."""
+    name, he, _, his = rng.choice(PEOPLE)
+    animals = rng.choice(ANIMALS)
+    part = rng.choice(tuple(FRACTIONS))
+    herd = part * rng.randint(4, 40)
+    bought = rng.randint(3, 30)
+    sold = herd // part
+    left = herd - sold
+    now = left + bought
+    question = (
+        f"{name} has {herd} {animals} on {his} farm. {he.title()} sells "
+        f"{FRACTIONS[part]} of them and then buys {bought} more. How many {animals} does {he} "
+        "have now?"
+    )
+    steps = [
+        f"{he.title()} sells {_calc(f'{herd} / {part}', sold)} {animals}.",
+        f"{he.title()} has {_calc(f'{herd} - {sold}', left)} {animals} left.",
+        f"After buying more {he} has {_calc(f'{left} + {bought}', now)} {animals}.",
+    ]
+    return question, steps, now
+
+
+def bake_sale_profit(rng: random.Random) -> WordProblem:
+    """Batches baked and sold at a price, less the cost of ingredients."""
+    name, he, _, _ = rng.choice(PEOPLE)
+    goods = rng.choice(BAKED_GOODS)
+    batches, per_batch, price = rng.randint(2, 8), rng.randint(6, 24), rng.randint(1, 5)
+    baked = batches * per_batch
+    earned = baked * price
+    cost = rng.randint(max(1, earned // 4), earned * 3 // 4)
+    profit = earned - cost
+    question = (
+        f"{name} bakes {batches} batches of {goods} with {per_batch} in each batch and sells "
+        f"them for ${price} each. The ingredients cost ${cost}. How much profit does {he} make "
+        "if all of them sell?"
+    )
+    steps = [
+        f"{he.title()} bakes {_calc(f'{batches} * {per_batch}', baked)} {goods}.",
+        f"{he.title()} earns {_calc(f'{baked} * {price}', earned, '$')}.",
+        f"{he.title()} makes a profit of {_calc(f'{earned} - {cost}', profit, '$')}.",
+    ]
+    return question, steps, profit
+
+
+def pages_left(rng: random.Random) -> WordProblem:
+    """Pages read yesterday and twice as many today; half of the rest tomorrow."""
+    name, he, _, _ = rng.choice(PEOPLE)
+    yesterday, half_left = rng.randint(5, 40), rng.randint(10, 100)
+    today = yesterday * 2
+    pages = yesterday + today + 2 * half_left
+    left = pages - yesterday - today
+    question = (
+        f"{name} is reading a {pages}-page book. Yesterday {he} read {yesterday} pages, and "
+        f"today {he} read twice as many pages as yesterday. If {he} wants to read half of the "
+        f"remaining pages tomorrow, how many pages should {he} read?"
+    )
+    steps = [
+        f"Today {he} read {_calc(f'{yesterday} * 2', today)} pages.",
+        f"There are {_calc(f'{pages} - {yesterday} - {today}', left)} pages left.",
+        f"Tomorrow {he} should read {_calc(f'{left} / 2', half_left)} pages.",
+    ]
+    return question, steps, half_left
+
+
+def _calc(expr: str, value: int, unit: str = "") -> str:
+    """`3 * 4 = $<<3*4=12>>12`: a written step with GSM8K's calculator annotation."""
+    return f"{expr} = {unit}<<{expr.replace(' ', '')}={value}>>{value}"
+
+
+TEMPLATES: tuple[Callable[[random.Random], WordProblem], ...] = (
+    eggs_sold,
+    shopping_change,
+    rate_times_time,
+    sharing_equally,
+    discount,
+    future_age,
+    total_of_ages,
+    shopping_total,
+    saving_per_week,
+    farm_animals,
+    bake_sale_profit,
+    pages_left,
+)
