@@ -31,6 +31,21 @@ def config_problems(path: Path, overrides: tuple[str, ...] | list[str] = ()) -> 
     return err.value.problems
 
 
+@pytest.fixture(autouse=True)
+def _restore_registries():
+    """Plugins a test loads register rewards and formatters; forget them after the test."""
+    from grpo_cli import plugins
+    from grpo_cli.data import formatters
+    from grpo_cli.rewards import registry
+
+    saved = registry.snapshot(), formatters.snapshot(), dict(plugins._loaded)
+    yield
+    registry.restore(saved[0])
+    formatters.restore(saved[1])
+    plugins._loaded.clear()
+    plugins._loaded.update(saved[2])
+
+
 @dataclass
 class CliResult:
     code: int

@@ -103,7 +103,8 @@ def test_backend_refusals(write, model, key, needle):
 
 def test_fp8_on_unsloth_passes(write):
     path = write(
-        "c.yaml", "model:\n  name: gpt2\n  quantization: fp8\n  backend: unsloth\nrewards: [a]\n"
+        "c.yaml",
+        "model:\n  name: gpt2\n  quantization: fp8\n  backend: unsloth\nrewards: [correctness]\n",
     )
     assert load_config(path).config.model.quantization == "fp8"
 
@@ -116,7 +117,7 @@ def test_vllm_switches_conflict(write):
     path = write(
         "c.yaml",
         "model:\n  name: gpt2\n  backend: unsloth\n  fast_inference: true\n"
-        "rewards: [a]\nvllm: {use: true}\n",
+        "rewards: [correctness]\nvllm: {use: true}\n",
     )
     messages = [p.message for p in config_problems(path) if p.key == "vllm.use"]
     assert any("model.fast_inference: true and vllm.use: false" in m for m in messages)
@@ -174,7 +175,7 @@ def test_owned_fields_point_to_keys_that_exist():
 
 def test_local_model_path_must_be_a_model_folder(write, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    path = write("c.yaml", "model: {name: ./models/tiny}\nrewards: [a]\n")
+    path = write("c.yaml", "model: {name: ./models/tiny}\nrewards: [correctness]\n")
     assert "./models/tiny is not a folder" in config_problems(path)[0].message
     (tmp_path / "models/tiny").mkdir(parents=True)
     with pytest.raises(ConfigError, match="no config.json"):

@@ -124,7 +124,7 @@ def test_empty_reward_list(write):
     ("text", "line", "column"),
     [
         ("model:\n  name: x\n bad: [\n", 3, 2),
-        ("model: {name: x\nrewards: [a]\n", 2, 8),
+        ("model: {name: x\nrewards: [correctness]\n", 2, 8),
         ("model:\n\tname: x\n", 2, 1),
         ("model: !!python/object:os.system {}\n", 1, 8),  # unsafe tags are refused, located
     ],
@@ -191,7 +191,7 @@ def test_cross_field_checks_skip_sections_that_are_invalid(write):
     # the geometry check reads only the valid training section and still reports.
     path = write(
         "c.yaml",
-        "model:\n  name: gpt2\n  max_seq_length: big\nrewards: [a]\n"
+        "model:\n  name: gpt2\n  max_seq_length: big\nrewards: [correctness]\n"
         "training:\n  max_completion_length: 4000\n  generation_batch_size: 6\n",
     )
     assert [p.key for p in config_problems(path)] == [
@@ -222,10 +222,14 @@ def test_secrets_are_refused_as_keys(write, snippet, key):
     assert "secrets are never config keys" in problem.message and "HF_TOKEN" in problem.message
 
 
-def test_tokenizer_token_names_are_not_secrets(write):
+def test_tokenizer_token_names_are_not_secrets(write, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write(
+        "tokens.py", "def x(completions, pad_token=None, max_tokens=0, **kwargs):\n    return []\n"
+    )
     path = write(
         "c.yaml",
-        "model: {name: gpt2}\nrewards:\n  - name: x\n"
+        "model: {name: gpt2}\nrewards:\n  - name: tokens.py:x\n"
         "    params: {pad_token: '<pad>', max_tokens: 9}\n",
     )
     assert load_config(path).config.rewards[0].params == {"pad_token": "<pad>", "max_tokens": 9}

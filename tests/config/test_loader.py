@@ -19,7 +19,7 @@ def test_minimal_config_gets_every_default(write):
     assert cfg.training.num_generations == 8
     assert cfg.training.learning_rate == pytest.approx(5e-6)
     assert cfg.rewards[0].name == "correctness"
-    assert cfg.rewards[0].weight == 1.0
+    assert cfg.rewards[0].weight is None  # the reward's own default weight
     assert cfg.rewards[0].params == {}
     assert cfg.output.private is True
 

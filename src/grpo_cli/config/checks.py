@@ -168,8 +168,31 @@ def _reward_problems(cfg: GrpoConfig) -> Iterator[tuple[str, str]]:
                 "reward once and set its weight there",
             )
         first_seen.setdefault(spec.name, index)
-    if all(spec.weight == 0 for spec in cfg.rewards):
-        yield ("rewards", "every reward has weight 0, so there is nothing to train on")
+
+
+@_reads("rewards", "reward_plugins")
+def _reward_reference_problems(cfg: GrpoConfig) -> list[tuple[str, str]]:
+    """Each reward resolves (registered, or an importable reference) and its params fit it.
+    Loads the plugins, as training would, so a broken plugin is reported here first."""
+    from grpo_cli.rewards.runner import reward_config_problems
+
+    return reward_config_problems(cfg.rewards, cfg.reward_plugins)
+
+
+@_reads("data", "reward_plugins")
+def _formatter_problems(cfg: GrpoConfig) -> Iterator[tuple[str, str]]:
+    from grpo_cli.data.formatters import get_formatter
+    from grpo_cli.errors import GrpoError
+    from grpo_cli.plugins import PluginError, load_plugins
+
+    try:
+        load_plugins(cfg.reward_plugins)
+    except PluginError:  # reported once, by the reward check
+        return
+    try:
+        get_formatter(cfg.data.formatter)
+    except GrpoError as exc:
+        yield ("data.formatter", exc.message)
 
 
 @_reads("training")
@@ -198,14 +221,21 @@ def _model_path_problems(cfg: GrpoConfig) -> Iterator[tuple[str, str]]:
 
 @_reads("data")
 def _data_path_problems(cfg: GrpoConfig) -> Iterator[tuple[str, str]]:
-    """A local data file must exist and be of a supported type."""
-    source = cfg.data.source
+    """A local data file, or a folder's file for the training split, must exist."""
+    source, split = cfg.data.source, cfg.data.split
     if source == "synthetic" or not (
         source.lower().endswith(DATA_SUFFIXES) or looks_like_path(source)
     ):
         return
     path = Path(source).expanduser()
-    if not path.is_file():
+    if path.is_dir():
+        if not any((path / f"{split}{suffix}").is_file() for suffix in DATA_SUFFIXES):
+            yield (
+                "data.split",
+                f"folder {source} has no {split}.jsonl (or .json, .parquet, .csv) for split "
+                f"{split!r}; it holds {_listing(path)}",
+            )
+    elif not path.is_file():
         yield ("data.source", f"{source} not found (looked for {path.resolve()})")
     elif path.suffix.lower() not in DATA_SUFFIXES:
         yield (
@@ -213,3 +243,9 @@ def _data_path_problems(cfg: GrpoConfig) -> Iterator[tuple[str, str]]:
             f"{source}: unsupported file type {path.suffix or '(none)'}; use "
             f"{', '.join(DATA_SUFFIXES)}",
         )
+
+
+def _listing(folder: Path) -> str:
+    names = sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
+    shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
+    return shown or "no files"

@@ -47,7 +47,6 @@ OPTIMIZERS = (
     "adalomo", "grokadamw", "schedule_free_radam", "schedule_free_adamw", "schedule_free_sgd",
     "apollo_adamw", "apollo_adamw_layerwise", "stable_adamw",
 )  # fmt: skip
-FORMATTERS = ("gsm8k",)
 DATA_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv")
 TAG_RE = re.compile(r"^[A-Za-z_][\w-]*$")
 
@@ -146,12 +145,14 @@ class DataConfig(Section):
     source: str = Field(
         "openai/gsm8k",
         description="Training data: a Hub dataset id, a local .jsonl/.json/.parquet/.csv file, "
-        "or synthetic (generated offline).",
+        "a folder holding <split>.jsonl files, or synthetic (generated offline, seeded).",
     )
     subset: str | None = Field("main", description="Hub dataset configuration name.")
     split: str = Field("train", description="Split to train on.")
-    formatter: Literal[FORMATTERS] = Field(  # type: ignore[valid-type]
-        "gsm8k", description="Turns dataset rows into prompts and gold answers."
+    formatter: str = Field(
+        "gsm8k",
+        description="Turns dataset rows into prompts and gold answers: gsm8k, math_boxed, or "
+        "one a plugin registers (`grpo rewards list` shows them).",
     )
     prompt_style: Literal["xml", "think", "custom"] = Field(
         "xml",
@@ -167,7 +168,11 @@ class DataConfig(Section):
     answer_tag: str = Field("answer", description="Tag around the final answer.")
     one_shot: bool = Field(False, description="Add a worked example turn before the question.")
     limit: int | None = Field(None, ge=1, description="Use only the first N training rows.")
-    eval_split: str = Field("test", description="Split held out for `grpo eval`.")
+    eval_split: str = Field(
+        "test",
+        description="Split `grpo eval` reads: a split name (for a local file, the file beside it "
+        "named <split>.jsonl) or a file path.",
+    )
     heldout_size: int = Field(
         0, ge=0, description="Training rows set aside (seeded) for evaluation, never trained on."
     )
@@ -198,13 +203,17 @@ class DataConfig(Section):
 
 class RewardSpec(Section):
     name: str = Field(
-        description="A registered reward name, package.module:function or path/to/file.py:function."
+        description="A registered reward (`grpo rewards list`), package.module:function or "
+        "path/to/file.py:function.",
     )
-    weight: float = Field(
-        1.0, description="Multiplier in the total reward; 0 logs the reward without training on it."
+    weight: float | None = Field(
+        None,
+        description="Multiplier in the total reward; 0 logs the reward without training on it; "
+        "null takes the reward's default weight (`grpo rewards list`).",
     )
     params: dict[str, Any] = Field(
-        default_factory=dict, description="Keyword arguments passed to the reward function."
+        default_factory=dict,
+        description="The reward's parameters (`grpo rewards list` shows each with its default).",
     )
 
     @model_validator(mode="before")
@@ -222,8 +231,8 @@ class RewardSpec(Section):
 
     @field_validator("weight")
     @classmethod
-    def _finite(cls, value: float) -> float:
-        if not math.isfinite(value):
+    def _finite(cls, value: float | None) -> float | None:
+        if value is not None and not math.isfinite(value):
             raise ValueError(f"must be a finite number, found {value}")
         return value
 
@@ -358,6 +367,11 @@ class GrpoConfig(Section):
     data: DataConfig = Field(default_factory=DataConfig, description="Dataset and prompt format.")
     rewards: list[RewardSpec] = Field(
         min_length=1, description="Reward functions and their weights."
+    )
+    reward_plugins: list[str] = Field(
+        default_factory=list,
+        description="Folders (or .py files) of reward plugins to load besides ./rewards/; "
+        "relative paths from the current folder.",
     )
     training: TrainingConfig = Field(
         default_factory=TrainingConfig, description="GRPO hyper-parameters."

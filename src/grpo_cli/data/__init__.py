@@ -1,1 +1,2 @@
-"""Datasets: load rows from the Hub, local files or the synthetic generator and format them into prompts."""
+"""Datasets: read rows from the Hub, local files or the synthetic generator, and format them
+into chat prompts with gold answers."""

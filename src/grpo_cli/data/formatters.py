@@ -1,0 +1,99 @@
+"""Dataset formatters: one function per dataset turns a raw row into a chat prompt and a gold
+number. `@formatter("name", columns=(...))` registers one; `data.formatter` in a config names it.
+
+A formatter returns `{"prompt": messages, "answer": gold}` for a row, or None when the row's gold
+answer cannot be read (the row is dropped and counted). The row's other columns are kept.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from grpo_cli.answers import _last_boxed as last_boxed
+from grpo_cli.answers import gold_answer, normalize
+from grpo_cli.data.prompts import PromptFormat
+from grpo_cli.errors import GrpoError
+
+# A boxed answer that is a number and nothing else: digits, sign, decimal point, thousands commas,
+# \frac{a}{b}, and decoration (\$, \%, \!, spaces). `\frac{\pi}{2}` or `x^2` is not a number.
+_NUMERIC_LATEX = re.compile(
+    r"\s*(?:\\\$|\$)?\s*-?\s*(?:\\[dt]?frac\{\s*-?[\d.,]+\s*\}\{\s*[\d.,]+\s*\}|[\d.,]+(?:\s*/\s*[\d.,]+)?)"
+    r"\s*(?:\\%|%|\\!)?\s*"
+)
+
+FormatFn = Callable[[dict[str, Any], PromptFormat], dict[str, Any] | None]
+
+
+@dataclass(frozen=True)
+class Formatter:
+    name: str
+    fn: FormatFn
+    columns: tuple[str, ...]  # the columns a dataset must have
+    description: str
+
+
+_FORMATTERS: dict[str, Formatter] = {}
+
+
+def formatter(name: str, columns: tuple[str, ...]) -> Callable[[FormatFn], FormatFn]:
+    """Register a dataset formatter that reads `columns` from each row."""
+
+    def register(fn: FormatFn) -> FormatFn:
+        doc = (fn.__doc__ or "").strip()
+        _FORMATTERS[name] = Formatter(
+            name, fn, tuple(columns), " ".join(doc.split("\n\n")[0].split())
+        )
+        return fn
+
+    return register
+
+
+def registered() -> dict[str, Formatter]:
+    return dict(sorted(_FORMATTERS.items()))
+
+
+def get_formatter(name: str) -> Formatter:
+    if name in _FORMATTERS:
+        return _FORMATTERS[name]
+    close = difflib.get_close_matches(name, _FORMATTERS, n=1, cutoff=0.6)
+    suggestion = f"did you mean {close[0]!r}? " if close else ""
+    raise GrpoError(
+        f"unknown data formatter {name!r}: {suggestion}registered formatters are "
+        f"{', '.join(sorted(_FORMATTERS))}",
+        'a plugin in rewards/ can register one with @formatter("name", columns=(...))',
+    )
+
+
+def snapshot() -> dict[str, Formatter]:
+    return dict(_FORMATTERS)
+
+
+def restore(saved: dict[str, Formatter]) -> None:
+    _FORMATTERS.clear()
+    _FORMATTERS.update(saved)
+
+
+@formatter("gsm8k", columns=("question", "answer"))
+def gsm8k(row: dict[str, Any], prompt: PromptFormat) -> dict[str, Any] | None:
+    """GSM8K rows {question, answer: "...#### N"}: the question as the user turn, N as gold."""
+    gold = gold_answer(row["answer"])
+    if gold is None:
+        return None
+    return {"prompt": prompt.messages(str(row["question"]).strip()), "answer": gold}
+
+
+@formatter("math_boxed", columns=("problem", "solution"))
+def math_boxed(row: dict[str, Any], prompt: PromptFormat) -> dict[str, Any] | None:
+    """MATH-style rows {problem, solution with \\boxed{...}}: rows whose boxed answer is a number
+    (integers, decimals, fractions) are kept, the others dropped."""
+    boxed = last_boxed(str(row["solution"]))
+    if boxed is None or not _NUMERIC_LATEX.fullmatch(boxed):
+        return None
+    gold = normalize(boxed)
+    if gold is None:
+        return None
+    return {"prompt": prompt.messages(str(row["problem"]).strip()), "answer": gold}

@@ -1,0 +1,272 @@
+"""Rows for training and evaluation: read a split from the Hub, a local file or folder, or the
+synthetic generator; format it into prompts and gold answers; set a held-out slice aside.
+
+A local file is the training data itself; its other splits are the files beside it named
+`<split><suffix>` (train.jsonl -> test.jsonl). A local folder holds one `<split><suffix>` file per
+split. Relative paths are read from the current folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from grpo_cli.config.schema import DATA_SUFFIXES, looks_like_path
+from grpo_cli.data.formatters import get_formatter
+from grpo_cli.data.prompts import PromptFormat
+from grpo_cli.errors import GrpoError
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+
+    from grpo_cli.config.schema import GrpoConfig
+
+SYNTHETIC_ROWS = 2000  # rows per synthetic split; data.limit takes fewer
+HELDOUT_FILE = "heldout.json"
+ROW_ID = "row_id"  # index of the row in its source split, kept so eval can find held-out rows
+
+
+@dataclass
+class DataReport:
+    """What happened to the rows on their way to the trainer, for the run output."""
+
+    source: str
+    split: str
+    rows: int = 0  # read from the source (after data.limit)
+    dropped: int = 0  # gold answer unreadable
+    dropped_example: str | None = None
+    heldout: int = 0
+    kept: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        text = f"{self.kept} rows from {self.source} [{self.split}]"
+        if self.heldout:
+            text += f", {self.heldout} held out for evaluation"
+        return text
+
+    def warning(self) -> str | None:
+        if not self.dropped:
+            return None
+        return (
+            f"dropped {self.dropped} of {self.rows} rows of {self.source} [{self.split}] whose "
+            f"gold answer cannot be read as a number (e.g. {self.dropped_example})"
+        )
+
+
+def is_local(source: str) -> bool:
+    return (
+        looks_like_path(source) or source.lower().endswith(DATA_SUFFIXES) or Path(source).is_dir()
+    )
+
+
+def local_file(source: str, split: str, primary_split: str) -> Path:
+    """The file that holds `split` of a local source (see the module docstring)."""
+    split_path = Path(split).expanduser()
+    if split.lower().endswith(DATA_SUFFIXES) or looks_like_path(split):
+        candidates = [split_path]
+    else:
+        path = Path(source).expanduser()
+        if path.is_dir():
+            candidates = [path / f"{split}{suffix}" for suffix in DATA_SUFFIXES]
+        elif split == primary_split:
+            candidates = [path]
+        else:
+            candidates = [path.with_name(f"{split}{path.suffix}")]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    shown = " or ".join(str(c) for c in candidates)
+    raise GrpoError(
+        f"data split {split!r} of {source}: {shown} not found",
+        "a local dataset keeps each split in a file named <split>.jsonl (or .json, .parquet, "
+        ".csv); give the file's path instead of the split name if it is named otherwise",
+    )
+
+
+def read_split(
+    source: str,
+    split: str,
+    *,
+    subset: str | None = None,
+    primary_split: str = "train",
+    seed: int = 0,
+    limit: int | None = None,
+) -> Dataset:
+    """The raw rows of one split, the first `limit` of them when given."""
+    import datasets
+
+    if source == "synthetic":
+        from grpo_cli.data.synthetic import synthetic_rows
+
+        rows = synthetic_rows(limit or SYNTHETIC_ROWS, seed=seed, split=split)
+        return datasets.Dataset.from_list(rows)
+    if is_local(source):
+        path = local_file(source, split, primary_split)
+        builder = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
+        kind = builder.get(path.suffix.lower())
+        if kind is None:
+            raise GrpoError(f"{path}: unsupported file type; use {', '.join(DATA_SUFFIXES)}")
+        try:
+            ds = datasets.load_dataset(kind, data_files=str(path), split="train")
+        except Exception as exc:
+            raise GrpoError(
+                f"cannot read {path} as {path.suffix.lstrip('.')}: {type(exc).__name__}: "
+                f"{_first_line(exc)}",
+                "check the file (JSON Lines: one JSON object per line)",
+            ) from exc
+    else:
+        ds = _hub_split(source, subset, split)
+    if limit is not None and limit < len(ds):
+        ds = ds.select(range(limit))
+    return ds
+
+
+def _hub_split(source: str, subset: str | None, split: str) -> Dataset:
+    import datasets
+
+    try:
+        return datasets.load_dataset(source, subset, split=split)
+    except ValueError as exc:
+        if "split" in str(exc).lower():
+            raise GrpoError(
+                f"data.split: {source} has no split {split!r}: {_first_line(exc)}",
+                "set data.split (or data.eval_split) to one of the splits listed",
+            ) from exc
+        raise GrpoError(f"data.source: cannot load {source}: {_first_line(exc)}") from exc
+    except Exception as exc:
+        raise GrpoError(
+            f"data.source: cannot load {source} (subset {subset}) from the Hugging Face Hub: "
+            f"{type(exc).__name__}: {_first_line(exc)}",
+            "check the dataset id and your network (HF_HUB_OFFLINE must be unset to download), "
+            "or point data.source at a local .jsonl file or folder",
+        ) from exc
+
+
+def format_split(
+    ds: Dataset, formatter_name: str, prompt: PromptFormat, report: DataReport
+) -> Dataset:
+    """Rows as prompts + gold answers, other columns kept; unreadable gold answers dropped."""
+    import datasets
+
+    fmt = get_formatter(formatter_name)
+    missing = [c for c in fmt.columns if c not in ds.column_names]
+    if missing:
+        raise GrpoError(
+            f"data.source: {report.source} [{report.split}] has columns "
+            f"{', '.join(ds.column_names)}, but the {fmt.name} formatter needs "
+            f"{', '.join(fmt.columns)} ({', '.join(missing)} missing)",
+            "pick the formatter for this dataset with data.formatter, or rename its columns",
+        )
+    rows = []
+    report.rows = len(ds)
+    for index, row in enumerate(ds):
+        formatted = fmt.fn(row, prompt)
+        if formatted is None:
+            report.dropped += 1
+            if report.dropped_example is None:
+                gold = str(row.get(fmt.columns[-1], ""))[-60:].replace("\n", " ")
+                report.dropped_example = f"row {index}: ...{gold!r}"
+            continue
+        rows.append({**row, **formatted, ROW_ID: index})
+    report.kept = len(rows)
+    if not rows:
+        raise GrpoError(
+            f"no usable rows in {report.source} [{report.split}]: "
+            f"{report.warning() or 'the split is empty'}",
+            f"check that data.formatter ({fmt.name}) fits this dataset",
+        )
+    return datasets.Dataset.from_list(rows)
+
+
+def heldout_ids(row_ids: list[int], size: int, seed: int) -> list[int]:
+    """A seeded choice of `size` row ids, sorted; the same for the same rows and seed."""
+    if size >= len(row_ids):
+        raise GrpoError(
+            f"data.heldout_size {size} leaves no training rows (the split has {len(row_ids)})",
+            f"set data.heldout_size below {len(row_ids)}",
+        )
+    return sorted(random.Random(seed).sample(sorted(row_ids), size))
+
+
+@dataclass
+class TrainingData:
+    train: Dataset
+    heldout: Dataset | None
+    heldout_ids: list[int]
+    report: DataReport
+
+
+def load_training_data(cfg: GrpoConfig) -> TrainingData:
+    """The training rows of a config, with its held-out slice removed."""
+    d = cfg.data
+    report = DataReport(source=d.source, split=d.split)
+    raw = read_split(d.source, d.split, subset=d.subset, primary_split=d.split,
+                     seed=cfg.training.seed, limit=d.limit)  # fmt: skip
+    ds = format_split(raw, d.formatter, PromptFormat.from_config(d), report)
+    ids: list[int] = []
+    heldout = None
+    if d.heldout_size:
+        ids = heldout_ids(ds[ROW_ID], d.heldout_size, cfg.training.seed)
+        chosen = set(ids)
+        heldout = ds.filter(lambda row: row[ROW_ID] in chosen)
+        ds = ds.filter(lambda row: row[ROW_ID] not in chosen)
+        report.heldout = len(ids)
+        report.kept = len(ds)
+    return TrainingData(ds, heldout, ids, report)
+
+
+def load_eval_data(cfg: GrpoConfig, split: str | None = None) -> tuple[Dataset, DataReport]:
+    """The evaluation rows of a config: `split` (default data.eval_split), formatted alike."""
+    d = cfg.data
+    split = split or d.eval_split
+    report = DataReport(source=d.source, split=split)
+    raw = read_split(d.source, split, subset=d.subset, primary_split=d.split,
+                     seed=cfg.training.seed)  # fmt: skip
+    return format_split(raw, d.formatter, PromptFormat.from_config(d), report), report
+
+
+def write_heldout(run_dir: Path, cfg: GrpoConfig, ids: list[int]) -> Path:
+    """Record the held-out rows in the run directory, so eval uses exactly them."""
+    d = cfg.data
+    record = {"source": d.source, "subset": d.subset, "split": d.split, "limit": d.limit,
+              "seed": cfg.training.seed, "row_ids": ids}  # fmt: skip
+    path = run_dir / HELDOUT_FILE
+    _write_atomic(path, json.dumps(record, indent=1) + "\n")
+    return path
+
+
+def read_heldout(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / HELDOUT_FILE
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise GrpoError(
+            f"{run_dir} has no {HELDOUT_FILE}: the run held no rows out",
+            "set data.heldout_size when training, or evaluate on the test split",
+        ) from None
+    except json.JSONDecodeError as exc:
+        raise GrpoError(f"{path} is not valid JSON: {exc}") from exc
+    return record
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

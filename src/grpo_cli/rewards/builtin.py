@@ -1,0 +1,229 @@
+"""The built-in rewards: the seed GSM8K recipe's five, `think_format` and `length_penalty`.
+
+They keep the seed notebook's values (correctness 2.0, integer 0.5, formats 0.5, 0.125 per tag)
+but fix what made it mis-grade: answers are compared as numbers through `grpo_cli.answers`, so
+`$18`, `18.00` and `1,080` are right, and the format patterns span several lines (the seed's
+patterns lacked re.DOTALL, so multi-line reasoning never matched).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from fractions import Fraction
+from functools import lru_cache
+from typing import Any
+
+from grpo_cli.answers import extract_flexible, gold_answer, read_number, tagged
+from grpo_cli.rewards.registry import reward
+
+# The seed recipe's reward set, in its order; `grpo score` uses it when no config is given.
+DEFAULT_REWARDS = ("xml_count", "soft_format", "strict_format", "integer_answer", "correctness")
+STYLE_REASONING_TAG = {"xml": "reasoning", "think": "think", "custom": None}
+
+
+def completion_text(completion: Any) -> str:
+    """The text of a completion: a string, or the assistant messages of a chat completion."""
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, dict):
+        completion = [completion]
+    parts = []
+    for message in completion:
+        if message.get("role", "assistant") != "assistant":
+            continue
+        content = message.get("content") or ""
+        if isinstance(content, list):  # [{"type": "text", "text": ...}, ...]
+            content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+        parts.append(content)
+    return "".join(parts)
+
+
+@lru_cache(maxsize=16384)
+def strict_value(text: str, answer_tag: str = "answer") -> Fraction | None:
+    """The number in the answer tag; cached because several rewards ask for the same one."""
+    return read_number(tagged(text, answer_tag))
+
+
+@lru_cache(maxsize=16384)
+def gold_value(gold: str) -> Fraction | None:
+    """A gold answer (`"...#### 1,080"` or `"1080"`) as a number."""
+    return read_number(gold_answer(gold))
+
+
+@lru_cache(maxsize=64)
+def format_patterns(reasoning_tag: str | None, answer_tag: str) -> tuple[re.Pattern[str], ...]:
+    """(strict, soft) patterns of the prompt format; strict wants each tag on its own line."""
+    a = re.escape(answer_tag)
+    answer_block = rf"<{a}>\n.+?\n</{a}>"
+    if reasoning_tag is None:  # a custom prompt: only the answer block is prescribed
+        return (
+            re.compile(rf".*\n{answer_block}\s*\Z|{answer_block}\s*\Z", re.S),
+            re.compile(rf".*<{a}>.+?</{a}>", re.S),
+        )
+    r = re.escape(reasoning_tag)
+    return (
+        re.compile(rf"<{r}>\n.+?\n</{r}>\n{answer_block}\s*\Z", re.S),
+        re.compile(rf"\s*<{r}>.+?</{r}>\s*<{a}>.+?</{a}>", re.S),
+    )
+
+
+def follows_format(
+    text: str, reasoning_tag: str | None = "reasoning", answer_tag: str = "answer"
+) -> bool:
+    """Whether a completion has the prompt's layout (reasoning block, then the answer block)."""
+    return format_patterns(reasoning_tag, answer_tag)[1].match(text) is not None
+
+
+@reward("correctness")
+def correctness(
+    completions: list[Any],
+    answer: list[str],
+    *,
+    value: float = 2.0,
+    flexible: bool = False,
+    answer_tag: str = "answer",
+    **kwargs: Any,
+) -> list[float]:
+    """2.0 when the answer tag states the gold number, compared by value ($18 = 18.00 = 18).
+
+    `flexible: true` also accepts an answer found outside the tag (\\boxed{}, "the answer is").
+    """
+    out = []
+    for completion, gold in zip(completions, answer, strict=True):
+        text = completion_text(completion)
+        if flexible:
+            found = extract_flexible(text, answer_tag)
+            got = None if found is None else read_number(found)
+        else:
+            got = strict_value(text, answer_tag)
+        expected = gold_value(str(gold))
+        out.append(value if got is not None and got == expected else 0.0)
+    return out
+
+
+@reward("integer_answer")
+def integer_answer(
+    completions: list[Any], *, value: float = 0.5, answer_tag: str = "answer", **kwargs: Any
+) -> list[float]:
+    """0.5 when the answer tag holds one whole number (GSM8K answers are integers)."""
+    out = []
+    for completion in completions:
+        got = strict_value(completion_text(completion), answer_tag)
+        out.append(value if got is not None and got.denominator == 1 else 0.0)
+    return out
+
+
+@reward("strict_format")
+def strict_format(
+    completions: list[Any],
+    *,
+    value: float = 0.5,
+    reasoning_tag: str | None = "reasoning",
+    answer_tag: str = "answer",
+    **kwargs: Any,
+) -> list[float]:
+    """0.5 for the exact layout: each tag on its own line, nothing after the answer block."""
+    pattern = format_patterns(reasoning_tag, answer_tag)[0]
+    return [value if pattern.match(completion_text(c)) else 0.0 for c in completions]
+
+
+@reward("soft_format")
+def soft_format(
+    completions: list[Any],
+    *,
+    value: float = 0.5,
+    reasoning_tag: str | None = "reasoning",
+    answer_tag: str = "answer",
+    **kwargs: Any,
+) -> list[float]:
+    """0.5 when the reasoning block comes first, then the answer block (any spacing)."""
+    pattern = format_patterns(reasoning_tag, answer_tag)[1]
+    return [value if pattern.match(completion_text(c)) else 0.0 for c in completions]
+
+
+@reward("xml_count")
+def xml_count(
+    completions: list[Any],
+    *,
+    per_tag: float = 0.125,
+    trailing_penalty: float = 0.001,
+    reasoning_tag: str | None = "reasoning",
+    answer_tag: str = "answer",
+    **kwargs: Any,
+) -> list[float]:
+    """0.125 per tag written once on its own line, minus 0.001 per character after </answer>.
+
+    The trailing-text penalty never exceeds the credit the tags can earn.
+    """
+    tags = [f"<{answer_tag}>", f"</{answer_tag}>"]
+    if reasoning_tag is not None:
+        tags = [f"<{reasoning_tag}>", f"</{reasoning_tag}>", *tags]
+    close = f"</{answer_tag}>"
+    cap = per_tag * len(tags)
+    out = []
+    for completion in completions:
+        text = completion_text(completion)
+        score = 0.0
+        for tag in tags:
+            if text.count(tag) == 1:
+                at = text.index(tag)
+                before_ok = at == 0 or text[at - 1] == "\n"
+                end = at + len(tag)
+                after_ok = tag == close or end == len(text) or text[end] == "\n"
+                if before_ok and after_ok:
+                    score += per_tag
+        if close in text:
+            trailing = len(text.rsplit(close, 1)[1].strip())
+            score -= min(trailing * trailing_penalty, cap)
+        out.append(score)
+    return out
+
+
+@reward("think_format")
+def think_format(
+    completions: list[Any],
+    *,
+    value: float = 0.5,
+    think_tag: str = "think",
+    answer_tag: str = "answer",
+    **kwargs: Any,
+) -> list[float]:
+    """0.5 for <think>...</think> then <answer>...</answer> and nothing else."""
+    t, a = re.escape(think_tag), re.escape(answer_tag)
+    pattern = re.compile(rf"\s*<{t}>.+?</{t}>\s*<{a}>.+?</{a}>\s*\Z", re.S)
+    return [value if pattern.match(completion_text(c)) else 0.0 for c in completions]
+
+
+@reward("length_penalty")
+def length_penalty(
+    completions: list[Any],
+    completion_ids: list[list[int]] | None = None,
+    *,
+    max_completion_length: int = 512,
+    buffer: float = 0.2,
+    penalty: float = 1.0,
+    **kwargs: Any,
+) -> list[float]:
+    """Overlong penalty (DAPO): 0 until the last 20% of max_completion_length, then down to -1.0.
+
+    `buffer` is that share, `penalty` the value at the limit; a completion cut off at the limit
+    gets the full penalty.
+    Lengths are tokens when the trainer passes completion_ids; `grpo score`, which has no
+    tokenizer, estimates them as characters / 4.
+    """
+    if not 0 < buffer <= 1:
+        raise ValueError(f"buffer must be a share between 0 and 1, found {buffer}")
+    window = max(1.0, buffer * max_completion_length)
+    start = max_completion_length - window
+    out = []
+    for i, completion in enumerate(completions):
+        if completion_ids is not None:
+            length = len(completion_ids[i])
+        else:
+            length = math.ceil(len(completion_text(completion)) / 4)
+        if length <= start:
+            out.append(0.0)
+        else:
+            out.append(-penalty * min(1.0, (length - start) / window))
+    return out
