@@ -163,9 +163,11 @@ def test_unexpected_errors_are_short_without_debug(cli, monkeypatch):
         ["config", "validate", "configs/qwen3b_gsm8k.yaml", "configs/llama1b_fp8_gsm8k.yaml"],
         ["config", "show", "configs/llama1b_fp8_gsm8k.yaml", "--set", "lora.r=8"],
         ["config", "schema"],
+        ["rewards", "list"],
+        ["score", "tests/data/completions.jsonl"],
     ],
 )
-def test_config_commands_import_no_ml_library(argv):
+def test_config_reward_and_score_commands_import_no_ml_library(argv):
     code = (
         "import sys\n"
         "from grpo_cli.cli import main\n"

@@ -22,7 +22,9 @@ app = typer.Typer(
     help="Teach small instruct LLMs to reason with GRPO on verifiable rewards.\n\n"
     "Examples:\n\n"
     "  grpo config validate configs/*.yaml\n\n"
-    "  grpo config show configs/qwen3b_gsm8k.yaml --set training.learning_rate=1e-5",
+    "  grpo config show configs/qwen3b_gsm8k.yaml --set training.learning_rate=1e-5\n\n"
+    "  grpo score completions.jsonl --config configs/qwen3b_gsm8k.yaml --output scored.jsonl\n\n"
+    "  grpo rewards list",
     no_args_is_help=True,
     add_completion=False,
     rich_markup_mode="rich",
@@ -33,6 +35,10 @@ config_app = typer.Typer(
     help="Check configs, print them resolved, and list every key.", no_args_is_help=True
 )
 app.add_typer(config_app, name="config")
+rewards_app = typer.Typer(
+    help="The reward functions a config can name (built-ins and plugins).", no_args_is_help=True
+)
+app.add_typer(rewards_app, name="rewards")
 
 SetOpt = Annotated[
     list[str] | None,
@@ -115,6 +121,59 @@ def config_schema(
     from grpo_cli.commands import config
 
     config.schema(fmt.value)
+
+
+@rewards_app.command("list")
+def rewards_list(
+    config_path: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="Also load the config's reward_plugins folders."),
+    ] = None,
+    overrides: SetOpt = None,
+) -> None:
+    """List every reward with its default weight, parameters and description, and the dataset
+    formatters. Plugins in ./rewards/ are included.
+
+    Example: grpo rewards list --config configs/qwen3b_gsm8k.yaml
+    """
+    from grpo_cli.commands import rewards
+
+    rewards.list_rewards(config_path, overrides or [])
+
+
+@app.command("score")
+def score(
+    input_path: Annotated[
+        str,
+        typer.Argument(
+            metavar="INPUT.jsonl",
+            help="Rows with completion (text or chat messages) and answer (gold: '... #### N' or "
+            "a number); '-' reads stdin.",
+        ),
+    ],
+    config_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="Score with this config's rewards, weights and answer tags (default: the GSM8K "
+            "reward set with <reasoning>/<answer> tags).",
+        ),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Write scored rows here (default: stdout)."),
+    ] = None,
+    overrides: SetOpt = None,
+) -> None:
+    """Grade completions: adds rewards, reward (weighted total), extracted, correct and
+    correct_flexible to every row, and prints a summary (to stderr when rows go to stdout).
+
+    Example: grpo score samples.jsonl --config configs/qwen3b_gsm8k.yaml -o scored.jsonl
+    """
+    from grpo_cli.commands import score as score_command
+
+    score_command.score(input_path, config_path, overrides or [], output)
 
 
 def main(argv: list[str] | None = None) -> int:
