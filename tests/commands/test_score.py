@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from grpo_cli.commands.score import score
+from grpo_cli.data.formatters import split_gsm8k_solution
 from grpo_cli.data.prompts import PromptFormat
 
 from ..conftest import REPO
@@ -24,9 +25,7 @@ def gsm8k_as_completions(gsm8k_dir: Path, wrong: bool = False) -> list[dict]:
     rows = []
     for line in (gsm8k_dir / "test.jsonl").read_text(encoding="utf-8").splitlines():
         row = json.loads(line)
-        reasoning, final = row["answer"].rsplit("####", 1)
-        reasoning = re.sub(r"<<[^>]*>>", "", reasoning).strip()
-        final = final.strip()
+        reasoning, final = split_gsm8k_solution(row["answer"])
         if wrong:
             final = str(int(final.replace(",", "")) + 1)
         rows.append({**row, "completion": fmt.target(reasoning, final)})

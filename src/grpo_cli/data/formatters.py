@@ -25,6 +25,8 @@ _NUMERIC_LATEX = re.compile(
     r"\s*(?:\\%|%|\\!)?\s*"
 )
 
+_CALCULATOR = re.compile(r"<<[^>]*>>")  # GSM8K's calculator annotations: 16-3-4=<<16-3-4=9>>9
+
 FormatFn = Callable[[dict[str, Any], PromptFormat], dict[str, Any] | None]
 
 
@@ -84,6 +86,12 @@ def gsm8k(row: dict[str, Any], prompt: PromptFormat) -> dict[str, Any] | None:
     if gold is None:
         return None
     return {"prompt": prompt.messages(str(row["question"]).strip()), "answer": gold}
+
+
+def split_gsm8k_solution(text: str) -> tuple[str, str]:
+    """A GSM8K solution as (reasoning without calculator marks, final answer as written)."""
+    reasoning, _, final = text.rpartition("####")
+    return _CALCULATOR.sub("", reasoning).strip(), final.strip()
 
 
 @formatter("math_boxed", columns=("problem", "solution"))
