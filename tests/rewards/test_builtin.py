@@ -148,3 +148,17 @@ def test_completion_text_reads_chat_messages_and_content_parts():
         completion_text([{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}])
         == "a"
     )
+
+
+def test_every_built_in_gives_the_same_value_for_text_and_chat_completions():
+    from grpo_cli.rewards import registered
+
+    long = GOOD + "x" * 2100  # past 80% of the default 512-token limit (4 characters a token)
+    texts = [GOOD, GOOD + "tail", "<think>\nx\n</think>\n<answer>\n18\n</answer>", long, ""]
+    built_ins = {n: i for n, i in registered().items() if i.source == "built-in"}
+    assert len(built_ins) == 7
+    for name, info in built_ins.items():
+        as_text = info.fn(completions=texts, answer=["18"] * len(texts))
+        as_chat = info.fn(completions=[chat(t) for t in texts], answer=["18"] * len(texts))
+        assert as_text == as_chat, name
+        assert len(set(as_text)) > 1, f"{name} should tell these completions apart"
