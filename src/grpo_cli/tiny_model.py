@@ -1,0 +1,211 @@
+"""A tiny random-weight Qwen2 model with a locally trained ChatML tokenizer, built from nothing but
+this package: the model the CPU smoke config and the tests train, where nothing can be downloaded.
+
+It mirrors Qwen2.5-Instruct where code can notice: the `qwen2` architecture with tied embeddings,
+grouped-query attention and the Qwen2 tokenizer class and pre-tokenizer (byte-level BPE, NFC
+normalisation), `<|im_end|>` as eos and `<|endoftext|>` as pad, no bos, and a ChatML chat template.
+Unlike Qwen's template, ours adds no default system message when a conversation has none: a
+random model has no identity to announce, and a prompt renders exactly as the messages say.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+from pathlib import Path
+
+from grpo_cli.errors import GrpoError
+
+ENDOFTEXT, IM_START, IM_END = "<|endoftext|>", "<|im_start|>", "<|im_end|>"
+SPECIAL_TOKENS = (ENDOFTEXT, IM_START, IM_END)  # ids 0, 1, 2
+
+# The corpus has pairs seen twice for about 1,000 tokens; merges of pairs seen once fill the rest.
+VOCAB_SIZE = 1024
+MODEL_MAX_LENGTH = 2048
+CORPUS_ROWS = 2000
+
+# The sizes keep a build and a GRPO step on CPU within seconds while keeping what LoRA and TRL
+# touch: every projection Qwen2 has, and more query heads than key-value heads.
+MODEL_SIZES = {
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "max_position_embeddings": MODEL_MAX_LENGTH,
+}
+
+# ChatML as Qwen2.5 renders it, less tools and the default system message. Content given as a
+# list of parts (TRL's multimodal form) renders its text parts.
+CHAT_TEMPLATE = (
+    "{%- for message in messages %}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' }}"
+    "{%- if message['content'] is string %}"
+    "{{- message['content'] }}"
+    "{%- else %}"
+    "{%- for part in message['content'] %}"
+    "{%- if part['type'] == 'text' %}{{- part['text'] }}{%- endif %}"
+    "{%- endfor %}"
+    "{%- endif %}"
+    "{{- '<|im_end|>\\n' }}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
+)
+
+# A model directory holds this file; `overwrite` replaces only a directory that has it, so a
+# mistyped path (`.`, a home directory) is never deleted.
+MODEL_MARKER = "config.json"
+
+
+def build_tiny_model(out_dir: str | Path, seed: int = 0, *, overwrite: bool = False) -> Path:
+    """Write a tiny random-weight Qwen2 model + locally trained tokenizer to out_dir.
+
+    The same seed gives byte-identical files; the tokenizer does not depend on the seed, only the
+    weights do. The files are written to a directory beside out_dir and renamed into place, so a
+    failed build leaves nothing behind. A non-empty out_dir is refused unless `overwrite`, which
+    replaces an earlier model directory (one with a config.json) but nothing else.
+    """
+    out = Path(out_dir)
+    _check_target(out, overwrite)
+    target = out.resolve()  # `.` and `..` have no name to put a staging directory beside
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Not tempfile.mkdtemp: its 0700 mode would stay on the model directory after the rename.
+    staging = target.parent / f".{target.name}.{secrets.token_hex(4)}.tmp"
+    staging.mkdir()
+    try:
+        tokenizer = _build_tokenizer()
+        tokenizer.save_pretrained(staging)
+        _build_model(tokenizer, seed).save_pretrained(staging)
+        _move_into_place(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out
+
+
+def _check_target(out: Path, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise GrpoError(f"{out} is a file, not a directory", "Pick a new or empty directory.")
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    if not overwrite:
+        raise GrpoError(
+            f"{out} is not empty",
+            "Pick a new or empty directory, or replace it: overwrite=True (--overwrite).",
+        )
+    if not (out / MODEL_MARKER).is_file():
+        raise GrpoError(
+            f"{out} is not empty and holds no model ({MODEL_MARKER}); not replacing it",
+            "Pick a new or empty directory.",
+        )
+
+
+def _move_into_place(staging: Path, out: Path) -> None:
+    if not out.exists():
+        staging.rename(out)
+        return
+    # Rename the old directory aside first so that `out` is never missing a file half-way.
+    old = out.parent / f".{out.name}.{secrets.token_hex(4)}.old"
+    out.rename(old)
+    staging.rename(out)
+    shutil.rmtree(old)
+
+
+def _corpus() -> list[str]:
+    """What the tokenizer learns its merges from: GSM8K-style problems, worked solutions in every
+    prompt style, the system prompts and the chat roles, so that the text a smoke run sees
+    encodes in few tokens. Seed 0 always: the tokenizer is the same for every model seed."""
+    from grpo_cli.data.formatters import split_gsm8k_solution
+    from grpo_cli.data.prompts import PromptFormat
+    from grpo_cli.data.synthetic import synthetic_rows
+
+    formats = [PromptFormat(style="xml"), PromptFormat(style="think", reasoning_tag="think")]
+    texts = ["0 1 2 3 4 5 6 7 8 9 $1,000 #### 42 .,;:!?"]
+    for i, row in enumerate(synthetic_rows(CORPUS_ROWS, seed=0)):
+        reasoning, final = split_gsm8k_solution(row["answer"])
+        form = formats[i % 2]
+        # Each turn as the chat template lays it out, less the special tokens around it.
+        texts += [
+            f"system\n{form.system()}",
+            f"user\n{row['question']}",
+            f"assistant\n{form.target(reasoning, final)}",
+            row["answer"],
+        ]
+    return texts
+
+
+def _build_tokenizer():
+    """Train a byte-level BPE with Qwen2's pre-tokenizer and wrap it as a Qwen2Tokenizer."""
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
+    from tokenizers.trainers import BpeTrainer
+    from transformers import Qwen2Tokenizer
+    from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
+
+    # Qwen2Tokenizer rebuilds this pipeline from vocab and merges when it loads, whatever
+    # tokenizer.json says, so training with any other would give merges it never applies.
+    bpe = Tokenizer(models.BPE())
+    bpe.normalizer = normalizers.NFC()
+    bpe.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    bpe.decoder = decoders.ByteLevel()
+    trainer = BpeTrainer(
+        vocab_size=VOCAB_SIZE,
+        min_frequency=1,
+        show_progress=False,
+        special_tokens=list(SPECIAL_TOKENS),
+        # All 256 bytes, so that any text encodes with no unknown token.
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    bpe.train_from_iterator(_corpus(), trainer)
+    merges = json.loads(bpe.to_str())["model"]["merges"]
+    return Qwen2Tokenizer(
+        vocab=bpe.get_vocab(),
+        merges=[tuple(m) for m in merges],
+        unk_token=None,
+        bos_token=None,
+        eos_token=IM_END,
+        pad_token=ENDOFTEXT,
+        extra_special_tokens=[IM_START, IM_END],
+        model_max_length=MODEL_MAX_LENGTH,
+        chat_template=CHAT_TEMPLATE,
+    )
+
+
+def _build_model(tokenizer, seed: int):
+    import torch
+    from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
+
+    eos, pad = tokenizer.convert_tokens_to_ids([IM_END, ENDOFTEXT])
+    config = Qwen2Config(
+        **MODEL_SIZES,
+        vocab_size=len(tokenizer),
+        tie_word_embeddings=True,
+        rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0},
+        rms_norm_eps=1e-6,
+        use_sliding_window=False,
+        max_window_layers=MODEL_SIZES["num_hidden_layers"],
+        bos_token_id=None,
+        eos_token_id=eos,
+        pad_token_id=pad,
+        dtype="float32",
+    )
+    # fork_rng: seeding must not change the caller's random stream.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = Qwen2ForCausalLM(config).to(torch.float32)
+    # Qwen2.5-Instruct's sampling defaults; generation stops at the end of a turn or of text.
+    model.generation_config = GenerationConfig(
+        eos_token_id=[eos, pad],
+        pad_token_id=pad,
+        do_sample=True,
+        temperature=0.7,
+        top_p=0.8,
+        top_k=20,
+        repetition_penalty=1.05,
+    )
+    return model

@@ -1,0 +1,293 @@
+"""The tiny local Qwen2 model: loads with the Auto classes, speaks ChatML, generates, takes a GRPO
+step with LoRA on CPU, and builds to the same bytes from the same seed."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import unicodedata
+from pathlib import Path
+
+import pytest
+
+from grpo_cli import tiny_model as tiny
+from grpo_cli.data.prompts import PromptFormat
+from grpo_cli.data.synthetic import synthetic_rows
+from grpo_cli.errors import GrpoError
+
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_model: Path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_model)
+
+
+@pytest.fixture(scope="module")
+def model(tiny_model: Path):
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(tiny_model)
+
+
+def file_hashes(directory: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in directory.iterdir()}
+
+
+def test_loads_with_the_auto_classes_as_a_qwen2_chat_model(tiny_model, tokenizer, model):
+    import torch
+
+    assert type(model).__name__ == "Qwen2ForCausalLM"
+    assert type(tokenizer).__name__ == "Qwen2Tokenizer"
+    assert model.dtype == torch.float32
+    assert model.config.tie_word_embeddings
+    assert 100_000 < model.num_parameters() < 1_000_000
+    assert 1000 <= len(tokenizer) <= 2000
+    assert model.config.vocab_size == len(tokenizer)
+    assert (tokenizer.eos_token, tokenizer.pad_token) == ("<|im_end|>", "<|endoftext|>")
+    assert tokenizer.bos_token is None and tokenizer.unk_token is None
+    assert model.config.eos_token_id == tokenizer.eos_token_id
+    assert model.config.pad_token_id == tokenizer.pad_token_id
+    assert tokenizer.model_max_length == model.config.max_position_embeddings == 2048
+    assert (tiny_model / "model.safetensors").is_file()
+
+
+def test_chat_template_renders_chatml_with_the_generation_prompt(tokenizer):
+    messages = PromptFormat().messages("What is 2 + 3?")
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    assert text == (
+        f"<|im_start|>system\n{messages[0]['content']}<|im_end|>\n"
+        "<|im_start|>user\nWhat is 2 + 3?<|im_end|>\n"
+        "<|im_start|>assistant\n"
+    )
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    im_start, im_end = tokenizer.convert_tokens_to_ids(["<|im_start|>", "<|im_end|>"])
+    assert ids.count(im_start) == 3 and ids.count(im_end) == 2
+
+
+def test_chat_template_adds_no_default_system_message(tokenizer):
+    text = tokenizer.apply_chat_template([{"role": "user", "content": "Hi"}], tokenize=False)
+    assert text == "<|im_start|>user\nHi<|im_end|>\n"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Janet has $1,234.50 left.\n#### 42",
+        "<reasoning>\n3 * 4 = 12\n</reasoning>\n<answer>\n12\n</answer>\n",
+        "héllo wörld 🤗🎉👩‍👩‍👧 日本語 한국어 Ελληνικά ∑∫√ 𝔘𝔫𝔦",
+        "tabs\tand  runs   of spaces\r\n\n\x00\x07\x7f",
+        bytes(range(256)).decode("latin-1"),
+    ],
+)
+def test_any_text_encodes_without_unknown_tokens_and_decodes_back(tokenizer, text):
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert tokenizer.decode(ids) == text
+
+
+def test_text_is_nfc_normalised_like_qwen(tokenizer):
+    """Qwen2Tokenizer applies NFC before byte-level BPE: a decomposed é comes back composed."""
+    decomposed = "cafe\u0301"
+    ids = tokenizer(decomposed, add_special_tokens=False)["input_ids"]
+    assert tokenizer.decode(ids) == unicodedata.normalize("NFC", decomposed) == "café"
+
+
+def test_the_prompt_text_encodes_compactly(tokenizer):
+    system = PromptFormat().system()
+    # Merges learned from the prompt keep it to about one token per word, not per character.
+    assert len(tokenizer(system)["input_ids"]) < len(system) / 2
+
+
+def test_generate_produces_new_tokens(tokenizer, model):
+    messages = PromptFormat().messages("What is 2 + 3?")
+    prompt = tokenizer.apply_chat_template(
+        messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )
+    out = model.generate(**prompt, max_new_tokens=8, do_sample=False)
+    assert out.shape[1] == prompt["input_ids"].shape[1] + 8
+
+
+def test_generate_stops_at_the_configured_eos(tokenizer, model):
+    from transformers import LogitsProcessor, LogitsProcessorList
+
+    im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    assert im_end in model.generation_config.eos_token_id
+
+    class EndTurnAfterThree(LogitsProcessor):
+        """A random model rarely ends its turn; make it end after three tokens."""
+
+        def __init__(self, prompt_length: int):
+            self.stop_at = prompt_length + 3
+
+        def __call__(self, input_ids, scores):
+            if input_ids.shape[1] >= self.stop_at:
+                scores[:, :] = float("-inf")
+                scores[:, im_end] = 0.0
+            return scores
+
+    prompt = tokenizer(
+        "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n", return_tensors="pt"
+    )
+    length = prompt["input_ids"].shape[1]
+    out = model.generate(
+        **prompt,
+        max_new_tokens=20,
+        do_sample=False,
+        logits_processor=LogitsProcessorList([EndTurnAfterThree(length)]),
+    )
+    # No eos_token_id passed: generation stops because generation_config.json names <|im_end|>.
+    assert out.shape[1] == length + 4
+    assert out[0, -1].item() == im_end
+
+
+def test_same_seed_builds_identical_files_and_another_seed_other_weights(tiny_model, tmp_path):
+    again = tiny.build_tiny_model(tmp_path / "seed0", seed=0)
+    other = tiny.build_tiny_model(tmp_path / "seed1", seed=1)
+    first = file_hashes(tiny_model)
+    assert set(first) >= {"config.json", "generation_config.json", "model.safetensors"}
+    assert set(first) >= {"tokenizer.json", "tokenizer_config.json"}
+    assert file_hashes(again) == first
+    differs = {name for name, digest in file_hashes(other).items() if first[name] != digest}
+    # The tokenizer does not depend on the seed; only the weights do.
+    assert differs == {"model.safetensors"}
+
+
+def test_building_leaves_the_callers_random_state_alone(tmp_path):
+    import torch
+
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    tiny.build_tiny_model(tmp_path / "model", seed=5)
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_refuses_a_non_empty_directory(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(GrpoError, match="not empty") as err:
+        tiny.build_tiny_model(tmp_path)
+    assert "overwrite" in err.value.hint
+    # overwrite replaces an earlier model, never a directory that holds something else.
+    with pytest.raises(GrpoError, match="holds no model"):
+        tiny.build_tiny_model(tmp_path, overwrite=True)
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
+def test_refuses_a_file(tmp_path):
+    (tmp_path / "model").write_text("")
+    with pytest.raises(GrpoError, match="is a file"):
+        tiny.build_tiny_model(tmp_path / "model")
+
+
+def test_writes_into_an_empty_directory(tmp_path):
+    out = tmp_path / "model"
+    out.mkdir()
+    assert tiny.build_tiny_model(out) == out
+    assert (out / "config.json").is_file()
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
+
+
+def test_overwrite_replaces_an_earlier_model(tiny_model, tmp_path):
+    out = tmp_path / "model"
+    shutil.copytree(tiny_model, out)
+    (out / "stale.bin").write_bytes(b"old")
+    with pytest.raises(GrpoError, match="not empty"):
+        tiny.build_tiny_model(out, seed=1)
+    tiny.build_tiny_model(out, seed=1, overwrite=True)
+    assert not (out / "stale.bin").exists()
+    assert file_hashes(out)["model.safetensors"] != file_hashes(tiny_model)["model.safetensors"]
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no staging or old copy left
+
+
+def test_a_failed_build_leaves_nothing_behind(tmp_path, monkeypatch):
+    def crash(tokenizer, seed):
+        raise RuntimeError("out of disk")
+
+    monkeypatch.setattr(tiny, "_build_model", crash)
+    with pytest.raises(RuntimeError, match="out of disk"):
+        tiny.build_tiny_model(tmp_path / "model")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture
+def torch_logprobs(monkeypatch):
+    """TRL 1.15's GRPO loss always computes log-probabilities with a Triton kernel, which has no
+    CPU backend (and CPU builds of torch come without Triton). This is the same computation in
+    plain torch, so that a GRPO step can run on CPU."""
+    import torch
+    import torch.nn.functional as F
+    import trl.trainer.utils
+
+    class TorchLogProbs:
+        @staticmethod
+        def apply(hidden, weight, bias, targets, temperature, chunk_size, softcap, scale, outputs):
+            logits = F.linear(hidden, weight, bias).float() * scale
+            if softcap is not None:
+                logits = softcap * torch.tanh(logits / softcap)
+            logp = (logits / temperature).log_softmax(-1)
+            logprobs = logp.gather(-1, targets[:, None]).squeeze(-1)
+            extra = {
+                "entropy": lambda: -(logp.exp() * logp).sum(-1),
+                "log_sum_sq_probs": lambda: torch.logsumexp(2 * logp, -1).detach(),
+                "mean_logits": lambda: logits.mean(-1).detach(),
+                "is_top1": lambda: logits.argmax(-1) == targets,
+            }
+            return logprobs, *(make() if name in outputs else None for name, make in extra.items())
+
+    monkeypatch.setattr(trl.trainer.utils, "_ChunkedLogProbFunction", TorchLogProbs)
+
+
+def test_one_grpo_step_with_lora_on_cpu_trains_only_the_adapter(
+    tiny_model, tmp_path, torch_logprobs
+):
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig
+    from trl import GRPOConfig, GRPOTrainer
+
+    prompt = PromptFormat()
+    rows = [{"prompt": prompt.messages(row["question"])} for row in synthetic_rows(8, seed=0)]
+
+    def completion_length(completions, **kwargs):
+        # Varies between completions, so the advantages and the gradient are not zero.
+        return [float(len(c[0]["content"])) for c in completions]
+
+    args = GRPOConfig(
+        output_dir=str(tmp_path),
+        use_cpu=True,
+        bf16=False,
+        per_device_train_batch_size=4,
+        num_generations=4,
+        max_completion_length=16,
+        max_steps=1,
+        report_to="none",
+        logging_steps=1,
+        save_strategy="no",
+    )
+    trainer = GRPOTrainer(
+        model=str(tiny_model),
+        reward_funcs=completion_length,
+        args=args,
+        train_dataset=Dataset.from_list(rows),
+        peft_config=LoraConfig(r=8, lora_alpha=16, target_modules=LORA_TARGETS),
+    )
+    params = dict(trainer.model.named_parameters())
+    lora_b = "base_model.model.model.layers.0.self_attn.q_proj.lora_B.default.weight"
+    base = "base_model.model.model.layers.0.self_attn.q_proj.base_layer.weight"
+    embed = "base_model.model.model.embed_tokens.weight"
+    before = {name: params[name].detach().clone() for name in (lora_b, base, embed)}
+    assert not before[lora_b].any()  # LoRA starts as the identity
+
+    trainer.train()
+
+    log = trainer.state.log_history[0]
+    assert trainer.state.global_step == 1
+    assert log["reward_std"] > 0 and "loss" in log
+    assert not torch.equal(params[lora_b], before[lora_b])
+    assert torch.equal(params[base], before[base])
+    assert torch.equal(params[embed], before[embed])
+    trainable = {name for name, p in trainer.model.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in name for name in trainable)
+    assert {name.split(".")[-4] for name in trainable} == set(LORA_TARGETS)
