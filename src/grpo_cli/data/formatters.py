@@ -13,8 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from grpo_cli.answers import _last_boxed as last_boxed
-from grpo_cli.answers import gold_answer, normalize
+from grpo_cli.answers import gold_answer, last_boxed, normalize
 from grpo_cli.data.prompts import PromptFormat
 from grpo_cli.errors import GrpoError
 
