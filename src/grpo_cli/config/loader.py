@@ -62,6 +62,15 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     return LoadedConfig(config=config, path=path, files=files, origins=origins)
 
 
+def config_error(loaded: LoadedConfig, problems: list[tuple[str, str]]) -> ConfigError:
+    """Problems found after loading (e.g. against the machine), located in the config's files."""
+    source = display_path(loaded.path)
+    located = [
+        _problem(parse_key(key), message, loaded.origins, source) for key, message in problems
+    ]
+    return ConfigError(_in_file_order(located))
+
+
 def _valid_sections(data: dict[str, Any], invalid: set[Any]) -> tuple[GrpoConfig, set[str]]:
     """The sections that validate on their own, so checks that read only them can still run."""
     sections: dict[str, Any] = {}

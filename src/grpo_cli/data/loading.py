@@ -9,9 +9,7 @@ split. Relative paths are read from the current folder.
 from __future__ import annotations
 
 import json
-import os
 import random
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +18,7 @@ from grpo_cli.config.schema import DATA_SUFFIXES, looks_like_path
 from grpo_cli.data.formatters import get_formatter
 from grpo_cli.data.prompts import PromptFormat
 from grpo_cli.errors import GrpoError
+from grpo_cli.files import write_atomic
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -237,7 +236,7 @@ def write_heldout(run_dir: Path, cfg: GrpoConfig, ids: list[int]) -> Path:
     record = {"source": d.source, "subset": d.subset, "split": d.split, "limit": d.limit,
               "seed": cfg.training.seed, "row_ids": ids}  # fmt: skip
     path = run_dir / HELDOUT_FILE
-    _write_atomic(path, json.dumps(record, indent=1) + "\n")
+    write_atomic(path, json.dumps(record, indent=1) + "\n")
     return path
 
 
@@ -253,18 +252,6 @@ def read_heldout(run_dir: Path) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         raise GrpoError(f"{path} is not valid JSON: {exc}") from exc
     return record
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _first_line(exc: BaseException) -> str:

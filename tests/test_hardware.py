@@ -1,0 +1,65 @@
+"""Backend and precision choices, and the refusals that come before any download."""
+
+from __future__ import annotations
+
+import pytest
+
+from grpo_cli.config import load_config
+from grpo_cli.hardware import Hardware, choose_backend, choose_precision, hardware_problems
+
+from .conftest import CONFIGS
+
+CPU = Hardware(device="cpu")
+T4 = Hardware("cuda", "Tesla T4", 15.0, (7, 5), 1, bf16=False)
+L4 = Hardware("cuda", "NVIDIA L4", 22.0, (8, 9), 1, bf16=True)
+ALL = {"unsloth": True, "vllm": True, "bitsandbytes": True}
+
+
+@pytest.mark.parametrize(
+    ("requested", "hw", "unsloth", "expected"),
+    [
+        ("auto", L4, True, "unsloth"),
+        ("auto", L4, False, "trl"),
+        ("auto", CPU, True, "trl"),
+        ("trl", L4, True, "trl"),
+        ("unsloth", CPU, True, "unsloth"),
+    ],
+)
+def test_backend_choice_and_its_reason(requested, hw, unsloth, expected):
+    backend, reason = choose_backend(requested, hw, unsloth)
+    assert backend == expected and reason
+
+
+@pytest.mark.parametrize(
+    ("dtype", "hw", "expected"),
+    [("auto", L4, "bf16"), ("auto", T4, "fp16"), ("auto", CPU, "fp32"), ("fp16", L4, "fp16")],
+)
+def test_precision_follows_the_hardware_unless_set(dtype, hw, expected):
+    assert choose_precision(dtype, hw)[0] == expected
+
+
+def problems_for(config: str, hw: Hardware, has=ALL, overrides=()):
+    cfg = load_config(CONFIGS / config, list(overrides)).config
+    backend, _ = choose_backend(cfg.model.backend, hw, has.get("unsloth", False))
+    precision, _ = choose_precision(cfg.model.dtype, hw)
+    return dict(hardware_problems(cfg, hw, backend, precision, has))
+
+
+def test_the_seed_recipe_runs_on_a_t4_with_the_gpu_extras():
+    assert problems_for("qwen3b_gsm8k.yaml", T4) == {}
+
+
+def test_fp8_is_refused_on_a_t4_and_accepted_on_an_l4():
+    assert "Ada or Hopper" in problems_for("llama1b_fp8_gsm8k.yaml", T4)["model.quantization"]
+    assert problems_for("llama1b_fp8_gsm8k.yaml", L4) == {}
+
+
+def test_fast_inference_without_vllm_and_4bit_without_bitsandbytes_are_refused():
+    problems = problems_for("qwen3b_gsm8k.yaml", L4, {"unsloth": True})
+    assert "vLLM, which is not installed" in problems["model.fast_inference"]
+    assert "need bitsandbytes" in problems["model.quantization"]
+
+
+def test_bf16_on_a_t4_is_refused():
+    problems = problems_for("qwen3b_gsm8k.yaml", T4, overrides=["model.dtype=bf16"])
+    assert "has no bfloat16" in problems["model.dtype"]
