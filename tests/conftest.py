@@ -100,3 +100,13 @@ def tiny_model(tmp_path_factory) -> Path:
     from grpo_cli.tiny_model import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny-qwen2"), seed=0)
+
+
+@pytest.fixture
+def shipped_models(tiny_model, tmp_path, monkeypatch) -> Path:
+    """A working folder where configs/smoke_cpu.yaml finds its model (./models/tiny-qwen2), as it
+    does after the README's `python scripts/make_tiny_model.py models/tiny-qwen2`."""
+    (tmp_path / "models").mkdir(exist_ok=True)
+    (tmp_path / "models" / "tiny-qwen2").symlink_to(tiny_model, target_is_directory=True)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path

@@ -12,11 +12,13 @@ SHIPPED = sorted(CONFIGS.glob("*.yaml"))
 
 
 def test_configs_are_shipped():
-    assert {p.name for p in SHIPPED} >= {"qwen3b_gsm8k.yaml", "llama1b_fp8_gsm8k.yaml"}
+    assert {p.name for p in SHIPPED} >= {
+        "qwen3b_gsm8k.yaml", "llama1b_fp8_gsm8k.yaml", "smoke_cpu.yaml"
+    }  # fmt: skip
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
-def test_shipped_config_validates(path):
+def test_shipped_config_validates(path, shipped_models):
     load_config(path)
 
 

@@ -123,6 +123,39 @@ def config_schema(
     config.schema(fmt.value)
 
 
+@app.command("train")
+def train(
+    config_path: Annotated[Path, typer.Argument(metavar="CONFIG", help="YAML config file.")],
+    overrides: SetOpt = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the run from its latest checkpoint.")
+    ] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an existing run directory.")
+    ] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Check config, tokenizer, data and rewards, print one rendered prompt; load no "
+            "weights.",
+        ),
+    ] = False,
+) -> None:
+    """Train a LoRA adapter with GRPO; the run directory holds config, metrics, checkpoints and
+    the adapter. Ctrl-C saves a checkpoint; --resume continues from it.
+
+    Example: grpo train configs/smoke_cpu.yaml
+    """
+    from grpo_cli.commands import train as train_command
+
+    code = train_command.train(
+        config_path, overrides or [], resume=resume, overwrite=overwrite, dry_run=dry_run
+    )
+    if code:
+        raise typer.Exit(code)
+
+
 @rewards_app.command("list")
 def rewards_list(
     config_path: Annotated[

@@ -1,0 +1,324 @@
+"""`grpo train CONFIG`: the training recipe, top to bottom.
+
+resolve the config -> check it against this machine -> run directory (config, environment) ->
+rewards -> tokenizer and data -> model with LoRA -> GRPOTrainer -> train -> save the adapter.
+Every check a user can fail runs before any weights are downloaded.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from grpo_cli.config import LoadedConfig, load_config
+from grpo_cli.config.loader import config_error
+from grpo_cli.config.yamlio import display_path
+from grpo_cli.errors import GrpoError
+from grpo_cli.hardware import (
+    Hardware,
+    choose_backend,
+    choose_precision,
+    hardware_problems,
+    installed,
+    probe,
+)
+
+INTERRUPTED_EXIT = 130
+
+
+@dataclass
+class Plan:
+    """The decisions taken before anything heavy: what runs where, and why."""
+
+    loaded: LoadedConfig
+    hardware: Hardware
+    backend: str
+    backend_reason: str
+    precision: str
+    precision_reason: str
+
+
+def train(
+    config_path: Path,
+    overrides: list[str],
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    dry_run: bool = False,
+) -> int:
+    console = Console(stderr=True, soft_wrap=True, highlight=False)
+    plan = resolve(config_path, overrides, console)
+    quiet_libraries()
+    cfg = plan.loaded.config
+    rewards = build_training_rewards(cfg)
+    if dry_run:
+        return dry_run_report(plan, rewards, console)
+
+    from grpo_cli.training import rundir
+
+    run_path = find_run_dir(cfg, config_path, resume)
+    run = rundir.prepare(run_path, resume=resume, overwrite=overwrite)
+    checkpoint = run.latest_checkpoint() if resume else None
+    if not resume:
+        rundir.write_config(run, with_run_name(cfg, run_path.name), display_path(config_path))
+    run.write_json(run.env, rundir.environment(plan.hardware.as_dict(), plan.backend,
+                                               plan.backend_reason, plan.precision))  # fmt: skip
+    console.print(f"run directory: {display_path(run.path)}")
+
+    model, tokenizer = load_model(plan)
+    data = load_data(cfg, tokenizer, run, console)
+    trainer, recorder, stop = build_trainer(plan, model, tokenizer, data, rewards, run, console)
+
+    started = time.perf_counter()
+    stop.install()
+    try:
+        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    finally:
+        stop.uninstall()
+    wall = time.perf_counter() - started
+
+    resume_cmd = f"grpo train {display_path(run.config)} --resume"
+    if stop.requested:
+        console.print(
+            f"Stopped by {stop.requested} at step {trainer.state.global_step}; checkpoint saved "
+            f"in {display_path(run.checkpoints)}.\nResume with: {resume_cmd}"
+        )
+        return INTERRUPTED_EXIT
+    trainer.save_model(str(run.adapter))
+    tokenizer.save_pretrained(str(run.adapter))
+    closing_table(recorder.history, trainer.state.global_step, wall, run, console)
+    return 0
+
+
+def quiet_libraries() -> None:
+    """grpo prints one line per step; the libraries' own progress bars would bury it."""
+    import datasets
+    import transformers
+
+    datasets.disable_progress_bars()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def resolve(config_path: Path, overrides: list[str], console: Console) -> Plan:
+    """The config, checked against this machine: backend, precision, installed packages.
+    Unsloth, when chosen, is imported here: after torch, before trl / transformers / peft."""
+    loaded = load_config(config_path, overrides)
+    cfg = loaded.config
+    hw = probe()
+    has = {name: installed(name) for name in ("unsloth", "vllm", "bitsandbytes")}
+    backend, backend_reason = choose_backend(cfg.model.backend, hw, has["unsloth"])
+    precision, precision_reason = choose_precision(cfg.model.dtype, hw)
+
+    def refuse(problems: list[tuple[str, str]]) -> None:
+        if problems:
+            error = config_error(loaded, problems)
+            error.hint = f"this machine: {hw.describe()}; backend {backend} ({backend_reason})"
+            raise error
+
+    refuse(hardware_problems(cfg, hw, backend, precision, has))
+    console.print(f"backend: {backend} ({backend_reason})")
+    console.print(f"precision: {precision} ({precision_reason})")
+    if backend == "unsloth":
+        from grpo_cli.training.models import import_unsloth_first
+
+        if hw.device != "cuda":
+            console.print("note: unsloth without a GPU runs Unsloth's CPU fallback (slow)")
+        import_unsloth_first()
+    from grpo_cli.training.trl_args import grpo_config_fields, trl_passthrough_problems
+
+    refuse(trl_passthrough_problems(cfg, grpo_config_fields()))
+    return Plan(loaded, hw, backend, backend_reason, precision, precision_reason)
+
+
+def build_training_rewards(cfg: Any) -> list[Any]:
+    from grpo_cli.rewards.runner import RewardContext, build_rewards
+    from grpo_cli.training.callbacks import AccuracyProbe
+
+    context = RewardContext.from_config(cfg)
+    rewards: list[Any] = build_rewards(cfg.rewards, context, cfg.reward_plugins)
+    rewards[0] = AccuracyProbe(rewards[0], context.answer_tag)
+    return rewards
+
+
+def find_run_dir(cfg: Any, config_path: Path, resume: bool) -> Path:
+    """outputs/<run_name>; with --resume and no run_name, the newest run of this config."""
+    from grpo_cli.training.rundir import run_name
+
+    root = Path(cfg.output.dir).expanduser()
+    if cfg.output.run_name or not resume:
+        return root / run_name(cfg, config_path)
+    runs = sorted(p for p in root.glob(f"{config_path.stem}-*") if (p / "checkpoints").is_dir())
+    if not runs:
+        raise GrpoError(
+            f"--resume: no run of {config_path.name} with checkpoints in {root}",
+            "name the run with --set output.run_name=NAME, or resume from its config: "
+            "grpo train outputs/NAME/config.yaml --resume",
+        )
+    return runs[-1]
+
+
+def with_run_name(cfg: Any, name: str) -> Any:
+    """The config as saved in the run: its run name fixed, so the copy resumes this run."""
+    return cfg.model_copy(update={"output": cfg.output.model_copy(update={"run_name": name})})
+
+
+def load_model(plan: Plan) -> tuple[Any, Any]:
+    from grpo_cli.training import models
+
+    cfg = plan.loaded.config
+    if plan.backend == "unsloth":
+        return models.load_unsloth_model(cfg, plan.precision)
+    tokenizer = models.load_tokenizer(cfg)
+    return models.load_trl_model(cfg, plan.precision), tokenizer
+
+
+def load_data(cfg: Any, tokenizer: Any, run: Any, console: Console) -> Any:
+    """Training rows with the held-out slice removed and over-long prompts dropped (TRL no
+    longer truncates prompts)."""
+    from grpo_cli.data.loading import load_training_data, write_heldout
+
+    data = load_training_data(cfg)
+    if data.report.warning():
+        console.print(f"Warning: {data.report.warning()}", markup=False)
+    if data.heldout_ids:
+        write_heldout(run.path, cfg, data.heldout_ids)
+    limit = cfg.training.max_prompt_length
+
+    def fits(row: dict[str, Any]) -> bool:
+        ids = tokenizer.apply_chat_template(row["prompt"], add_generation_prompt=True)
+        ids = ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids
+        return len(ids) <= limit
+
+    before = len(data.train)
+    train = data.train.filter(fits)
+    dropped = before - len(train)
+    if dropped:
+        console.print(
+            f"[yellow]Warning:[/] dropped {dropped} of {before} prompts longer than "
+            f"training.max_prompt_length {limit} tokens"
+        )
+    if len(train) == 0:
+        raise GrpoError(
+            f"every prompt is longer than training.max_prompt_length {limit} tokens",
+            "raise training.max_prompt_length (and model.max_seq_length)",
+        )
+    report = {**data.report.__dict__, "too_long": dropped, "trained_on": len(train)}
+    run.write_json(run.data, report)
+    console.print(f"data: {data.report.summary()}; {len(train)} prompts to train on", markup=False)
+    return train
+
+
+def build_trainer(plan, model, tokenizer, train_data, rewards, run, console):
+    from trl import GRPOTrainer
+
+    from grpo_cli.training.callbacks import GracefulStop, RunRecorder
+    from grpo_cli.training.cpu_kernels import install_if_missing
+    from grpo_cli.training.trl_args import build_grpo_config, grpo_config_kwargs
+
+    cfg = plan.loaded.config
+    if plan.hardware.device != "cuda" and install_if_missing():
+        console.print("note: TRL's Triton log-prob kernel is unavailable here; using plain torch")
+    weights = [r.bound.weight if hasattr(r, "bound") else r.weight for r in rewards]
+    args = build_grpo_config(
+        grpo_config_kwargs(
+            cfg, str(run.checkpoints), plan.precision, plan.hardware.device, weights
+        )  # fmt: skip
+    )
+    log = cfg.logging
+    recorder = RunRecorder(run, log.completion_samples, log.completion_samples_every, console)
+    stop = GracefulStop()
+    requested = args.to_dict()
+    trainer = GRPOTrainer(
+        model=model,
+        reward_funcs=rewards,
+        args=args,
+        train_dataset=train_data,
+        processing_class=tokenizer,
+        callbacks=[recorder, stop],
+    )
+    recorder.trainer = trainer
+    for key, (before, after) in changed_settings(requested, trainer.args.to_dict()).items():
+        console.print(f"note: {plan.backend} changed {key}: {before!r} -> {after!r}", markup=False)
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    trainer.remove_callback(PrinterCallback)  # RunRecorder prints one line per step instead
+    trainer.remove_callback(ProgressCallback)
+    return trainer, recorder, stop
+
+
+def changed_settings(before: dict[str, Any], after: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """Training settings the trainer (Unsloth's patch, or TRL itself) changed on its own."""
+    return {k: (before[k], after.get(k)) for k in before if before[k] != after.get(k)}
+
+
+def dry_run_report(plan: Plan, rewards: list[Any], console: Console) -> int:
+    """Tokenizer, a few rows, one rendered prompt and every reward on a right and a wrong
+    answer written in the target format; no weights are loaded."""
+    from grpo_cli.data.formatters import get_formatter
+    from grpo_cli.data.loading import DataReport, format_split, read_split
+    from grpo_cli.data.prompts import PromptFormat
+    from grpo_cli.training.models import load_tokenizer
+
+    cfg = plan.loaded.config
+    d = cfg.data
+    tokenizer = load_tokenizer(cfg)
+    raw = read_split(d.source, d.split, subset=d.subset, primary_split=d.split,
+                     seed=cfg.training.seed, limit=8)  # fmt: skip
+    get_formatter(d.formatter)
+    rows = format_split(
+        raw, d.formatter, PromptFormat.from_config(d), DataReport(d.source, d.split)
+    )
+    row = rows[0]
+    text = tokenizer.apply_chat_template(row["prompt"], tokenize=False, add_generation_prompt=True)
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    out = Console(soft_wrap=True)
+    out.rule("rendered prompt (chat template applied)")
+    out.print(text, markup=False, highlight=False)
+    out.rule(f"{len(ids)} tokens (max_prompt_length {cfg.training.max_prompt_length})")
+    fmt = PromptFormat.from_config(d)
+    gold = str(row["answer"])
+    wrong = str(int(float(gold)) + 1) if gold.lstrip("-").replace(".", "", 1).isdigit() else "0"
+    right_text, wrong_text = fmt.target("Worked solution.", gold), fmt.target("Worked.", wrong)
+    table = Table(title=f"rewards on the gold answer ({gold}) and a wrong one ({wrong})")
+    for column in ("reward", "weight", "gold answer", "wrong answer"):
+        table.add_column(column)
+    columns = {k: [row[k]] * 2 for k in row if k != "prompt"}
+    columns["prompts"] = [row["prompt"]] * 2
+    failures = []
+    for reward in rewards:
+        bound = getattr(reward, "bound", reward)
+        right_v, wrong_v = bound([right_text, wrong_text], **columns)
+        table.add_row(bound.__name__, str(bound.weight), f"{right_v}", f"{wrong_v}")
+        if bound.__name__ == "correctness" and not (right_v and right_v > (wrong_v or 0)):
+            failures.append("correctness does not pay the gold answer more than a wrong one")
+    out.print(table)
+    if failures:
+        raise GrpoError("; ".join(failures), "check data.answer_tag and the formatter")
+    out.print("dry run: config, tokenizer, data and rewards are ready; no weights were loaded")
+    return 0
+
+
+def closing_table(history, steps, wall, run, console) -> None:
+    def first_last(key: str) -> str:
+        values = [r[key] for r in history if isinstance(r.get(key), (int, float))]
+        if not values:
+            return "-"
+        tenth = max(1, len(values) // 10)
+        first = sum(values[:tenth]) / tenth
+        last = sum(values[-tenth:]) / tenth
+        return f"{first:.3f} -> {last:.3f}"
+
+    table = Table(title="grpo train: done", title_justify="left", show_header=False)
+    table.add_column("")
+    table.add_column("")
+    table.add_row("steps", str(steps))
+    table.add_row("wall time", f"{wall:.1f} s")
+    table.add_row("reward (first -> last 10% of logs)", first_last("reward"))
+    table.add_row("accuracy (first -> last 10%)", first_last("accuracy"))
+    table.add_row("adapter", display_path(run.adapter))
+    console.print(table)

@@ -1,0 +1,141 @@
+"""What a run records and shows while it trains: metrics.jsonl, completions.jsonl, a progress
+line per step, accuracy, and a clean stop on Ctrl-C / SIGTERM that leaves a checkpoint."""
+
+from __future__ import annotations
+
+import math
+import signal
+import sys
+import time
+from typing import Any
+
+from transformers import TrainerCallback
+
+from grpo_cli.answers import extract_strict, read_number
+from grpo_cli.rewards.builtin import completion_text, gold_value
+from grpo_cli.rewards.runner import BoundReward
+from grpo_cli.training.rundir import RunDir
+
+
+class AccuracyProbe:
+    """Wraps the first reward: also logs strict accuracy and the gold answers, through the
+    `log_metric` / `log_extra` hooks TRL passes to reward functions."""
+
+    def __init__(self, bound: BoundReward, answer_tag: str):
+        self.bound, self.answer_tag = bound, answer_tag
+        self.__name__ = bound.__name__
+
+    def __call__(self, completions: list[Any], **columns: Any) -> list[float | None]:
+        values = self.bound(completions, **columns)
+        answers = columns.get("answer")
+        if answers is not None and "log_metric" in columns:
+            right = 0
+            for completion, gold in zip(completions, answers, strict=True):
+                found = extract_strict(completion_text(completion), self.answer_tag)
+                right += found is not None and read_number(found) == gold_value(str(gold))
+            columns["log_metric"]("accuracy", right / max(1, len(completions)))
+            if "log_extra" in columns:
+                columns["log_extra"]("gold", [str(a) for a in answers])
+        return values
+
+
+class RunRecorder(TrainerCallback):
+    """metrics.jsonl (every log), completions.jsonl (every N steps) and the console line."""
+
+    def __init__(self, run: RunDir, samples: int, every: int, console: Any):
+        self.run, self.samples, self.every, self.console = run, samples, every, console
+        self.trainer: Any = None  # set once the trainer exists; its sample buffer is read
+        self.step_started = 0.0
+        self.step_times: list[float] = []
+        self.history: list[dict[str, Any]] = []
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self.step_started = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.step_times.append(time.perf_counter() - self.step_started)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not logs or "loss" not in logs and "reward" not in logs:
+            return
+        record = {"step": state.global_step, "epoch": state.epoch}
+        record.update({k: _plain(v) for k, v in logs.items()})
+        if self.step_times:
+            record["step_time"] = round(self.step_times[-1], 4)
+        self.run.append_jsonl(self.run.metrics, record)
+        self.history.append(record)
+        self.console.print(_progress_line(record, state.max_steps))
+        if self.samples and self.trainer is not None and state.global_step % self.every == 0:
+            self._write_samples(state.global_step)
+
+    def _write_samples(self, step: int) -> None:
+        logs = self.trainer._logs  # TRL's buffer of the last generation round
+        prompts, completions = list(logs["prompt"]), list(logs["completion"])
+        golds = list(logs["extra"].get("gold", []))
+        rewards = {name: list(values) for name, values in logs["rewards"].items()}
+        for i in range(min(self.samples, len(completions))):
+            self.run.append_jsonl(
+                self.run.completions,
+                {
+                    "step": step,
+                    "prompt": prompts[i],
+                    "gold": golds[i] if i < len(golds) else None,
+                    "completion": completion_text(completions[i]),
+                    "rewards": {name: _plain(values[i]) for name, values in rewards.items()},
+                },
+            )
+
+
+class GracefulStop(TrainerCallback):
+    """Ctrl-C or SIGTERM: finish the current step, save a checkpoint, stop. A second Ctrl-C
+    stops at once."""
+
+    def __init__(self):
+        self.requested: str | None = None
+        self._previous: dict[int, Any] = {}
+
+    def install(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.signal(sig, self._handle)
+
+    def uninstall(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+    def _handle(self, signum, frame):
+        if self.requested is not None:
+            raise KeyboardInterrupt
+        self.requested = signal.Signals(signum).name
+        print(
+            f"\n{self.requested}: saving a checkpoint after this step, then stopping "
+            "(press Ctrl-C again to stop at once, without saving)",
+            file=sys.stderr,
+        )
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.requested is not None:
+            control.should_save = True
+            control.should_training_stop = True
+
+
+def _progress_line(record: dict[str, Any], max_steps: int) -> str:
+    parts = [f"step {record['step']}/{max_steps}"]
+    for key, label in (("reward", "reward"), ("accuracy", "accuracy"), ("loss", "loss"),
+                       ("completions/mean_length", "length")):  # fmt: skip
+        value = record.get(key)
+        if isinstance(value, (int, float)):
+            parts.append(f"{label} {value:.3f}" if key != "completions/mean_length" else
+                         f"{label} {value:.0f}")  # fmt: skip
+    if "step_time" in record:
+        parts.append(f"{record['step_time']:.2f}s/step")
+    return "  ".join(parts)
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe: floats stay floats (NaN becomes null), tensors become numbers."""
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

@@ -1,0 +1,152 @@
+"""Base model, tokenizer and LoRA adapter for each backend.
+
+trl: transformers `AutoModelForCausalLM` (bitsandbytes 4/8-bit on CUDA) + PEFT `get_peft_model`.
+unsloth: `FastLanguageModel.from_pretrained` + `get_peft_model`; unsloth must be imported before
+trl, transformers and peft, so `import_unsloth_first()` runs before anything else of training.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from grpo_cli.config.schema import GrpoConfig
+from grpo_cli.errors import GrpoError
+
+DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
+
+
+def import_unsloth_first() -> Any:
+    """Import unsloth before trl / transformers / peft so its patches apply to them."""
+    os.environ.setdefault("UNSLOTH_VLLM_STANDBY", "1")  # vLLM sleeps while the trainer steps
+    try:
+        import unsloth
+    except Exception as exc:  # unsloth raises plain exceptions when the GPU stack is off
+        raise GrpoError(
+            f"model.backend unsloth: importing unsloth failed: {type(exc).__name__}: {exc}",
+            "pip install -e '.[gpu]' on a CUDA machine, or set model.backend: trl",
+        ) from exc
+    return unsloth
+
+
+def load_tokenizer(cfg: GrpoConfig) -> Any:
+    from transformers import AutoTokenizer
+
+    m = cfg.model
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(
+            m.name, revision=m.revision, trust_remote_code=m.trust_remote_code
+        )
+    except Exception as exc:
+        raise _load_error(cfg, "tokenizer", exc) from exc
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"  # generation appends to the right of every prompt
+    if not getattr(tokenizer, "chat_template", None):
+        raise GrpoError(
+            f"model.name: the tokenizer of {m.name} has no chat template",
+            "GRPO prompts are chat messages: use an instruct model (e.g. Qwen/Qwen2.5-3B-Instruct)",
+        )
+    return tokenizer
+
+
+def load_trl_model(cfg: GrpoConfig, precision: str) -> Any:
+    """A transformers model with a fresh LoRA adapter (PEFT), ready for GRPOTrainer."""
+    import torch
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from transformers import AutoModelForCausalLM
+
+    m, lora = cfg.model, cfg.lora
+    kwargs: dict[str, Any] = {
+        "revision": m.revision,
+        "trust_remote_code": m.trust_remote_code,
+        "dtype": getattr(torch, DTYPES[precision]),
+    }
+    if m.quantization in ("4bit", "8bit"):
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = (
+            BitsAndBytesConfig(
+                load_in_4bit=True,
+                bnb_4bit_quant_type="nf4",
+                bnb_4bit_use_double_quant=True,
+                bnb_4bit_compute_dtype=kwargs["dtype"],
+            )
+            if m.quantization == "4bit"
+            else BitsAndBytesConfig(load_in_8bit=True)
+        )
+        kwargs["device_map"] = {"": 0}
+    try:
+        model = AutoModelForCausalLM.from_pretrained(m.name, **kwargs)
+    except Exception as exc:
+        raise _load_error(cfg, "model", exc) from exc
+    if m.quantization in ("4bit", "8bit"):
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=bool(lora.gradient_checkpointing)
+        )
+    torch.manual_seed(lora.random_state)  # the adapter's initial weights
+    return get_peft_model(model, LoraConfig(**lora_kwargs(cfg), task_type="CAUSAL_LM"))
+
+
+def load_unsloth_model(cfg: GrpoConfig, precision: str) -> tuple[Any, Any]:
+    """Unsloth's model and tokenizer with its LoRA adapter (and colocated vLLM when asked)."""
+    import torch
+    from unsloth import FastLanguageModel
+
+    m, lora = cfg.model, cfg.lora
+    kwargs: dict[str, Any] = {
+        "model_name": m.name,
+        "max_seq_length": m.max_seq_length,
+        "dtype": getattr(torch, DTYPES[precision]),
+        "load_in_4bit": m.quantization == "4bit",
+        "load_in_8bit": m.quantization == "8bit",
+        "fast_inference": m.fast_inference,
+        "trust_remote_code": m.trust_remote_code,
+    }
+    if m.quantization == "fp8":
+        kwargs["load_in_fp8"] = True
+    if m.revision:
+        kwargs["revision"] = m.revision
+    if m.fast_inference:
+        kwargs.update(
+            max_lora_rank=m.max_lora_rank, gpu_memory_utilization=m.gpu_memory_utilization
+        )
+    try:
+        model, tokenizer = FastLanguageModel.from_pretrained(**kwargs)
+    except Exception as exc:
+        raise _load_error(cfg, "model", exc) from exc
+    peft = lora_kwargs(cfg)
+    model = FastLanguageModel.get_peft_model(
+        model,
+        r=peft["r"],
+        lora_alpha=peft["lora_alpha"],
+        lora_dropout=peft["lora_dropout"],
+        target_modules=peft["target_modules"],
+        use_rslora=peft["use_rslora"],
+        use_gradient_checkpointing=lora.gradient_checkpointing,
+        random_state=lora.random_state,
+    )
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer
+
+
+def lora_kwargs(cfg: GrpoConfig) -> dict[str, Any]:
+    lora = cfg.lora
+    return {
+        "r": lora.r,
+        "lora_alpha": lora.alpha,
+        "lora_dropout": lora.dropout,
+        "target_modules": lora.target_modules,
+        "use_rslora": lora.rslora,
+    }
+
+
+def _load_error(cfg: GrpoConfig, what: str, exc: Exception) -> GrpoError:
+    name = cfg.model.name
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return GrpoError(
+        f"model.name: cannot load the {what} of {name}: {type(exc).__name__}: {text}",
+        "check the Hub id and your network (or HF_TOKEN for gated models), or point "
+        "model.name at a local model folder",
+    )

@@ -1,0 +1,146 @@
+"""The run directory `outputs/<run_name>/`: everything `eval` and `merge` need, and nothing that
+could hold a secret.
+
+    config.yaml        the resolved config (extends, overrides and defaults applied)
+    env.json           library versions, device, GPU, git commit of the project
+    data.json          what happened to the rows (counts, drops, held-out size)
+    heldout.json       ids of the training rows set aside for evaluation (data.heldout_size)
+    metrics.jsonl      one line per logged step
+    completions.jsonl  sampled prompts, golds and completions with their rewards
+    checkpoints/       trainer checkpoints (optimizer, scheduler, RNG, step)
+    adapter/           the final LoRA adapter and the tokenizer
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from datetime import datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from grpo_cli.config import dump_config
+from grpo_cli.config.schema import GrpoConfig
+from grpo_cli.errors import GrpoError
+from grpo_cli.files import write_atomic
+
+CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+LIBRARIES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "unsloth",
+             "unsloth_zoo", "vllm", "bitsandbytes", "grpo-cli")  # fmt: skip
+
+
+class RunDir:
+    def __init__(self, path: Path):
+        self.path = path
+
+    config = property(lambda self: self.path / "config.yaml")
+    env = property(lambda self: self.path / "env.json")
+    data = property(lambda self: self.path / "data.json")
+    metrics = property(lambda self: self.path / "metrics.jsonl")
+    completions = property(lambda self: self.path / "completions.jsonl")
+    checkpoints = property(lambda self: self.path / "checkpoints")
+    adapter = property(lambda self: self.path / "adapter")
+
+    def latest_checkpoint(self) -> Path | None:
+        """The checkpoint with the highest step that the trainer finished writing."""
+        if not self.checkpoints.is_dir():
+            return None
+        found = []
+        for child in self.checkpoints.iterdir():
+            match = CHECKPOINT.match(child.name)
+            if match and (child / "trainer_state.json").is_file():
+                found.append((int(match.group(1)), child))
+        return max(found)[1] if found else None
+
+    def write_json(self, path: Path, record: dict[str, Any]) -> None:
+        write_atomic(path, json.dumps(record, indent=1, default=str) + "\n")
+
+    def append_jsonl(self, path: Path, record: dict[str, Any]) -> None:
+        with path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+
+
+def run_name(cfg: GrpoConfig, config_path: Path, now: datetime | None = None) -> str:
+    if cfg.output.run_name:
+        return cfg.output.run_name
+    stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
+    return f"{config_path.stem}-{stamp}"
+
+
+def prepare(path: Path, *, resume: bool, overwrite: bool) -> RunDir:
+    """The run directory, created; an existing one is kept for --resume, replaced only with
+    --overwrite, and refused otherwise."""
+    run = RunDir(path)
+    exists = path.exists() and any(path.iterdir()) if path.is_dir() else path.exists()
+    if resume:
+        if not exists:
+            raise GrpoError(
+                f"--resume: {path} does not exist",
+                "resume names the run through output.run_name (or --set output.run_name=...)",
+            )
+        if run.latest_checkpoint() is None:
+            raise GrpoError(
+                f"--resume: {path} has no checkpoint yet",
+                "run again with --overwrite to start over",
+            )
+        return run
+    if exists and not overwrite:
+        raise GrpoError(
+            f"run directory {path} already exists",
+            "continue it with --resume, replace it with --overwrite, or set another "
+            "output.run_name",
+        )
+    if exists:
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    path.mkdir(parents=True, exist_ok=True)
+    return run
+
+
+def write_config(run: RunDir, cfg: GrpoConfig, source: str) -> None:
+    header = f"# Resolved from {source} by grpo train; `grpo train` accepts this file as is.\n"
+    body = yaml.safe_dump(dump_config(cfg), sort_keys=False, allow_unicode=True)
+    write_atomic(run.config, header + body)
+
+
+def environment(hardware: dict[str, Any], backend: str, reason: str, precision: str) -> dict:
+    """Versions, device and project commit: what a reader needs to reproduce the run."""
+    versions = {}
+    for name in LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return {
+        "python": sys.version.split()[0],
+        "platform": sys.platform,
+        "versions": versions,
+        "hardware": hardware,
+        "backend": backend,
+        "backend_reason": reason,
+        "precision": precision,
+        "git": git_commit(Path(__file__).resolve().parents[3]),
+        "argv": [a for a in sys.argv if not re.search(r"hf_[A-Za-z0-9]{20,}", a)],
+        "started": datetime.now().isoformat(timespec="seconds"),
+    }
+
+
+def git_commit(folder: Path) -> dict[str, Any] | None:
+    """The project's commit and whether the tree had changes, or None outside a git checkout."""
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(folder), "rev-parse", "HEAD"],
+            capture_output=True, text=True, timeout=5, check=True,
+        ).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(
+            ["git", "-C", str(folder), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, timeout=5, check=True,
+        ).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": commit, "dirty": bool(dirty)}
