@@ -1,0 +1,1 @@
+"""Training internals behind `grpo train`: run directory, models, TRL settings, callbacks."""
