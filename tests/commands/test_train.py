@@ -182,3 +182,14 @@ def test_the_unsloth_backend_trains_through_its_cpu_fallback(tiny_model, tmp_pat
     assert json.loads((run / "env.json").read_text())["backend"] == "unsloth"
     assert [r["step"] for r in metrics(run)] == [1, 2, 3, 4]
     assert (run / "adapter" / "adapter_model.safetensors").is_file()
+
+
+def test_no_token_reaches_the_run_directory(cli, tiny_model, tmp_path, monkeypatch):
+    token = "hf_" + "Zq8" * 12
+    monkeypatch.setenv("HF_TOKEN", token)
+    monkeypatch.setenv("WANDB_API_KEY", token)
+    assert cli(*smoke_args(tiny_model, tmp_path, "--set", "training.max_steps=1")).code == 0
+    run = tmp_path / "outputs" / "smoke-cpu"
+    for path in run.rglob("*"):
+        if path.is_file():
+            assert token.encode() not in path.read_bytes(), path
