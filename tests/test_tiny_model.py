@@ -213,28 +213,11 @@ def test_a_failed_build_leaves_nothing_behind(tmp_path, monkeypatch):
 
 @pytest.fixture
 def torch_logprobs(monkeypatch):
-    """TRL 1.15's GRPO loss always computes log-probabilities with a Triton kernel, which has no
-    CPU backend (and CPU builds of torch come without Triton). This is the same computation in
-    plain torch, so that a GRPO step can run on CPU."""
-    import torch
-    import torch.nn.functional as F
+    """TRL 1.15's GRPO loss needs a Triton kernel that CPU torch lacks; grpo's plain-torch
+    replacement (what `grpo train` installs on CPU) stands in for it."""
     import trl.trainer.utils
 
-    class TorchLogProbs:
-        @staticmethod
-        def apply(hidden, weight, bias, targets, temperature, chunk_size, softcap, scale, outputs):
-            logits = F.linear(hidden, weight, bias).float() * scale
-            if softcap is not None:
-                logits = softcap * torch.tanh(logits / softcap)
-            logp = (logits / temperature).log_softmax(-1)
-            logprobs = logp.gather(-1, targets[:, None]).squeeze(-1)
-            extra = {
-                "entropy": lambda: -(logp.exp() * logp).sum(-1),
-                "log_sum_sq_probs": lambda: torch.logsumexp(2 * logp, -1).detach(),
-                "mean_logits": lambda: logits.mean(-1).detach(),
-                "is_top1": lambda: logits.argmax(-1) == targets,
-            }
-            return logprobs, *(make() if name in outputs else None for name, make in extra.items())
+    from grpo_cli.training.cpu_kernels import TorchLogProbs
 
     monkeypatch.setattr(trl.trainer.utils, "_ChunkedLogProbFunction", TorchLogProbs)
 
