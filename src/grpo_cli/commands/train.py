@@ -191,7 +191,7 @@ def load_data(cfg: Any, tokenizer: Any, run: Any, console: Console) -> Any:
 
     def fits(row: dict[str, Any]) -> bool:
         ids = tokenizer.apply_chat_template(row["prompt"], add_generation_prompt=True)
-        ids = ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids
+        ids = ids["input_ids"] if hasattr(ids, "keys") else ids  # a BatchEncoding in 5.x
         return len(ids) <= limit
 
     before = len(data.train)
@@ -223,7 +223,7 @@ def build_trainer(plan, model, tokenizer, train_data, rewards, run, console):
     cfg = plan.loaded.config
     if plan.hardware.device != "cuda" and install_if_missing():
         console.print("note: TRL's Triton log-prob kernel is unavailable here; using plain torch")
-    weights = [r.bound.weight if hasattr(r, "bound") else r.weight for r in rewards]
+    weights = [reward.weight for reward in rewards]
     args = build_grpo_config(
         grpo_config_kwargs(
             cfg, str(run.checkpoints), plan.precision, plan.hardware.device, weights

@@ -24,6 +24,7 @@ class AccuracyProbe:
     def __init__(self, bound: BoundReward, answer_tag: str):
         self.bound, self.answer_tag = bound, answer_tag
         self.__name__ = bound.__name__
+        self.weight = bound.weight
 
     def __call__(self, completions: list[Any], **columns: Any) -> list[float | None]:
         values = self.bound(completions, **columns)
