@@ -80,6 +80,7 @@ def train(
         trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     finally:
         stop.uninstall()
+        recorder.close()
     wall = time.perf_counter() - started
 
     resume_cmd = f"grpo train {display_path(run.config)} --resume"
@@ -89,8 +90,7 @@ def train(
             f"in {display_path(run.checkpoints)}.\nResume with: {resume_cmd}"
         )
         return INTERRUPTED_EXIT
-    trainer.save_model(str(run.adapter))
-    tokenizer.save_pretrained(str(run.adapter))
+    trainer.save_model(str(run.adapter))  # the adapter and the tokenizer (processing_class)
     closing_table(recorder.history, trainer.state.global_step, wall, run, console)
     return 0
 

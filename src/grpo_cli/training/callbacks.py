@@ -41,7 +41,8 @@ class AccuracyProbe:
 
 
 class RunRecorder(TrainerCallback):
-    """metrics.jsonl (every log), completions.jsonl (every N steps) and the console line."""
+    """metrics.jsonl (every log), completions.jsonl (every N steps), and what the user sees: a
+    progress bar in a terminal, one line per logged step elsewhere (CI logs, pipes)."""
 
     def __init__(self, run: RunDir, samples: int, every: int, console: Any):
         self.run, self.samples, self.every, self.console = run, samples, every, console
@@ -49,6 +50,31 @@ class RunRecorder(TrainerCallback):
         self.step_started = 0.0
         self.step_times: list[float] = []
         self.history: list[dict[str, Any]] = []
+        self.progress: Any = None
+        self.task: Any = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if not self.console.is_terminal:
+            return
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.progress = Progress(
+            TextColumn("step {task.completed}/{task.total}"),
+            BarColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[status]}"),
+            console=self.console,
+        )
+        self.task = self.progress.add_task(
+            "train", total=state.max_steps, completed=state.global_step, status=""
+        )
+        self.progress.start()
+
+    def close(self) -> None:
+        """Stop the progress bar (also when training raised), leaving the terminal usable."""
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
 
     def on_step_begin(self, args, state, control, **kwargs):
         self.step_started = time.perf_counter()
@@ -65,7 +91,12 @@ class RunRecorder(TrainerCallback):
             record["step_time"] = round(self.step_times[-1], 4)
         self.run.append_jsonl(self.run.metrics, record)
         self.history.append(record)
-        self.console.print(_progress_line(record, state.max_steps))
+        line = _progress_line(record, state.max_steps)
+        if self.progress is not None:
+            status = line.split("  ", 1)[1] if "  " in line else ""
+            self.progress.update(self.task, completed=state.global_step, status=status)
+        else:
+            self.console.print(line)
         if self.samples and self.trainer is not None and state.global_step % self.every == 0:
             self._write_samples(state.global_step)
 
