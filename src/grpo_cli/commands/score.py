@@ -17,10 +17,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from grpo_cli.answers import extract_flexible, extract_strict, read_number
+from grpo_cli.answers import extract_flexible, format_number, read_number
 from grpo_cli.config.schema import RewardSpec
 from grpo_cli.errors import GrpoError
-from grpo_cli.rewards.builtin import DEFAULT_REWARDS, completion_text, follows_format, gold_value
+from grpo_cli.rewards.builtin import (
+    DEFAULT_REWARDS,
+    completion_text,
+    follows_format,
+    gold_value,
+    strict_value,
+    strictly_correct,
+)
 from grpo_cli.rewards.runner import BoundReward, RewardContext, RewardError, build_rewards
 
 CHUNK_ROWS = 1024
@@ -107,7 +114,7 @@ def score_rows(
     out = []
     for i, (row, text) in enumerate(zip(rows, texts, strict=True)):
         gold = gold_value(str(row["answer"]))
-        extracted = extract_strict(text, tag)
+        value = strict_value(text, tag)
         flexible = extract_flexible(text, tag)
         per_reward = {b.info.name: values[b.info.name][i] for b in rewards}
         total = sum(b.weight * v for b in rewards if (v := per_reward[b.info.name]) is not None)
@@ -115,10 +122,8 @@ def score_rows(
             **row,
             "rewards": per_reward,
             "reward": round(total, 6),
-            "extracted": extracted,
-            "correct": gold is not None
-            and extracted is not None
-            and read_number(extracted) == gold,
+            "extracted": None if value is None else format_number(value),
+            "correct": strictly_correct(text, row["answer"], tag),
             "correct_flexible": gold is not None
             and flexible is not None
             and read_number(flexible) == gold,

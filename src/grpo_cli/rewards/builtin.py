@@ -19,7 +19,6 @@ from grpo_cli.rewards.registry import reward
 
 # The seed recipe's reward set, in its order; `grpo score` uses it when no config is given.
 DEFAULT_REWARDS = ("xml_count", "soft_format", "strict_format", "integer_answer", "correctness")
-STYLE_REASONING_TAG = {"xml": "reasoning", "think": "think", "custom": None}
 
 
 def completion_text(completion: Any) -> str:
@@ -49,6 +48,12 @@ def strict_value(text: str, answer_tag: str = "answer") -> Fraction | None:
 def gold_value(gold: str) -> Fraction | None:
     """A gold answer (`"...#### 1,080"` or `"1080"`) as a number."""
     return read_number(gold_answer(gold))
+
+
+def strictly_correct(text: str, gold: object, answer_tag: str = "answer") -> bool:
+    """Whether the answer tag states the gold number (the `correct` of score and eval)."""
+    got = strict_value(text, answer_tag)
+    return got is not None and got == gold_value(str(gold))
 
 
 @lru_cache(maxsize=64)
@@ -94,11 +99,10 @@ def correctness(
         text = completion_text(completion)
         if flexible:
             found = extract_flexible(text, answer_tag)
-            got = None if found is None else read_number(found)
+            right = found is not None and read_number(found) == gold_value(str(gold))
         else:
-            got = strict_value(text, answer_tag)
-        expected = gold_value(str(gold))
-        out.append(value if got is not None and got == expected else 0.0)
+            right = strictly_correct(text, gold, answer_tag)
+        out.append(value if right else 0.0)
     return out
 
 

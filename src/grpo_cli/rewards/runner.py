@@ -47,12 +47,12 @@ class RewardContext:
 
     @classmethod
     def from_config(cls, cfg: GrpoConfig) -> RewardContext:
-        from grpo_cli.rewards.builtin import STYLE_REASONING_TAG
+        from grpo_cli.data.prompts import PromptFormat
 
-        data = cfg.data
+        prompt = PromptFormat.from_config(cfg.data)  # the tags the prompt asks for
         return cls(
-            answer_tag=data.answer_tag,
-            reasoning_tag=data.reasoning_tag or STYLE_REASONING_TAG[data.prompt_style],
+            answer_tag=prompt.answer_tag,
+            reasoning_tag=prompt.reasoning_tag,
             max_completion_length=cfg.training.max_completion_length,
         )
 

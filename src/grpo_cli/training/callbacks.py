@@ -11,8 +11,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from grpo_cli.answers import extract_strict, read_number
-from grpo_cli.rewards.builtin import completion_text, gold_value
+from grpo_cli.rewards.builtin import completion_text, strictly_correct
 from grpo_cli.rewards.runner import BoundReward
 from grpo_cli.training.rundir import RunDir
 
@@ -30,10 +29,10 @@ class AccuracyProbe:
         values = self.bound(completions, **columns)
         answers = columns.get("answer")
         if answers is not None and "log_metric" in columns:
-            right = 0
-            for completion, gold in zip(completions, answers, strict=True):
-                found = extract_strict(completion_text(completion), self.answer_tag)
-                right += found is not None and read_number(found) == gold_value(str(gold))
+            right = sum(
+                strictly_correct(completion_text(c), gold, self.answer_tag)
+                for c, gold in zip(completions, answers, strict=True)
+            )
             columns["log_metric"]("accuracy", right / max(1, len(completions)))
             if "log_extra" in columns:
                 columns["log_extra"]("gold", [str(a) for a in answers])
