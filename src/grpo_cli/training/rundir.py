@@ -77,7 +77,7 @@ def prepare(path: Path, *, resume: bool, overwrite: bool) -> RunDir:
     """The run directory, created; an existing one is kept for --resume, replaced only with
     --overwrite, and refused otherwise."""
     run = RunDir(path)
-    exists = path.exists() and any(path.iterdir()) if path.is_dir() else path.exists()
+    exists = any(path.iterdir()) if path.is_dir() else path.exists()
     if resume:
         if not exists:
             raise GrpoError(
