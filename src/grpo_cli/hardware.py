@@ -66,6 +66,25 @@ def installed(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
+def wandb_can_log() -> bool:
+    """Whether wandb.init will start without asking for a key: offline or disabled mode, an
+    API key in the environment, or `wandb login`'s ~/.netrc entry. Read by hand because
+    importing wandb to ask it takes seconds and a run without a key would fail only after the
+    model has loaded."""
+    import netrc
+    import os
+
+    if os.environ.get("WANDB_MODE", "").lower() in ("offline", "disabled", "dryrun"):
+        return True
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        host = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai").split("//")[-1]
+        return netrc.netrc().authenticators(host.split("/")[0]) is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
+
+
 def choose_backend(requested: str, hw: Hardware, unsloth_installed: bool) -> tuple[str, str]:
     """(backend, reason). auto: unsloth when it is installed and a CUDA GPU is present."""
     if requested != "auto":
@@ -92,7 +111,8 @@ def hardware_problems(
     cfg: GrpoConfig, hw: Hardware, backend: str, precision: str, has: dict[str, bool]
 ) -> list[tuple[str, str]]:
     """Settings this machine cannot run, as (config key, message with the fix); checked before
-    any download. `has` says which of unsloth, vllm and bitsandbytes are installed."""
+    any download. `has` says which of unsloth, vllm, bitsandbytes and the trackers are
+    installed, and `has["wandb_login"]` whether wandb can log in or runs offline."""
     return list(_hardware_problems(cfg, hw, backend, precision, has))
 
 
@@ -141,6 +161,18 @@ def _hardware_problems(
         yield (
             "training.optim",
             f"{cfg.training.optim} needs bitsandbytes and a CUDA GPU: use adamw_torch",
+        )
+    tracker = cfg.logging.report_to
+    if tracker != "none" and not has.get(tracker):
+        yield (
+            "logging.report_to",
+            f"{tracker} is not installed: pip install -e '.[{tracker}]', or set report_to: none",
+        )
+    elif tracker == "wandb" and not has.get("wandb_login"):
+        yield (
+            "logging.report_to",
+            "wandb has no API key here: run `wandb login` (or set WANDB_API_KEY), or log "
+            "offline with WANDB_MODE=offline",
         )
 
 

@@ -184,6 +184,17 @@ def test_the_unsloth_backend_trains_through_its_cpu_fallback(tiny_model, tmp_pat
     assert (run / "adapter" / "adapter_model.safetensors").is_file()
 
 
+def test_tensorboard_logs_go_into_the_run_directory(cli, tiny_model, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    args = smoke_args(tiny_model, tmp_path, "--set", "logging.report_to=tensorboard")
+    assert cli(*args, "--set", "training.max_steps=2").code == 0
+    events = list((tmp_path / "outputs/smoke-cpu/tensorboard").glob("events.out.tfevents.*"))
+    assert len(events) == 1
+    scalars = EventAccumulator(str(events[0])).Reload().Tags()["scalars"]
+    assert {"train/reward", "train/loss", "train/accuracy"} <= set(scalars)
+
+
 def test_no_token_reaches_the_run_directory(cli, tiny_model, tmp_path, monkeypatch):
     token = "hf_" + "Zq8" * 12
     monkeypatch.setenv("HF_TOKEN", token)

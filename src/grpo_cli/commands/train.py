@@ -26,6 +26,7 @@ from grpo_cli.hardware import (
     hardware_problems,
     installed,
     probe,
+    wandb_can_log,
 )
 
 INTERRUPTED_EXIT = 130
@@ -69,6 +70,7 @@ def train(
     run.write_json(run.env, rundir.environment(plan.hardware.as_dict(), plan.backend,
                                                plan.backend_reason, plan.precision))  # fmt: skip
     console.print(f"run directory: {display_path(run.path)}")
+    point_tracker_at(cfg, run)
 
     model, tokenizer = load_model(plan)
     data = load_data(cfg, tokenizer, run, console)
@@ -104,13 +106,29 @@ def quiet_libraries() -> None:
     transformers.utils.logging.disable_progress_bar()
 
 
+def point_tracker_at(cfg: Any, run: Any) -> None:
+    """Tracker files go into the run directory, under the config's project name. Environment
+    variables are how transformers' TensorBoard and wandb callbacks take these settings."""
+    import os
+
+    project = cfg.logging.project or "grpo-cli"
+    os.environ["TENSORBOARD_LOGGING_DIR"] = str(run.path / "tensorboard")
+    if cfg.logging.project or "WANDB_PROJECT" not in os.environ:
+        os.environ["WANDB_PROJECT"] = project
+    os.environ["WANDB_DIR"] = str(run.path)
+
+
 def resolve(config_path: Path, overrides: list[str], console: Console) -> Plan:
     """The config, checked against this machine: backend, precision, installed packages.
     Unsloth, when chosen, is imported here: after torch, before trl / transformers / peft."""
     loaded = load_config(config_path, overrides)
     cfg = loaded.config
     hw = probe()
-    has = {name: installed(name) for name in ("unsloth", "vllm", "bitsandbytes")}
+    has = {
+        name: installed(name)
+        for name in ("unsloth", "vllm", "bitsandbytes", "tensorboard", "wandb", "trackio")
+    }
+    has["wandb_login"] = cfg.logging.report_to != "wandb" or wandb_can_log()
     backend, backend_reason = choose_backend(cfg.model.backend, hw, has["unsloth"])
     precision, precision_reason = choose_precision(cfg.model.dtype, hw)
 

@@ -9,6 +9,8 @@ could hold a secret.
     completions.jsonl  sampled prompts, golds and completions with their rewards
     checkpoints/       trainer checkpoints (optimizer, scheduler, RNG, step)
     adapter/           the final LoRA adapter and the tokenizer
+    tensorboard/ wandb/  tracker files, when logging.report_to names one
+    eval.json          written by `grpo eval`: {split name: metrics}, read by `grpo merge`
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ class RunDir:
     completions = property(lambda self: self.path / "completions.jsonl")
     checkpoints = property(lambda self: self.path / "checkpoints")
     adapter = property(lambda self: self.path / "adapter")
+    evals = property(lambda self: self.path / "eval.json")
 
     def latest_checkpoint(self) -> Path | None:
         """The checkpoint with the highest step that the trainer finished writing."""

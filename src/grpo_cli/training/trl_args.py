@@ -74,6 +74,7 @@ def grpo_config_kwargs(
         "use_cpu": device == "cpu",
         "report_to": [] if log.report_to == "none" else [log.report_to],
         "run_name": log.run_name or cfg.output.run_name,
+        "project": log.project or "grpo-cli",  # trackio's project; wandb's comes from the env
         "log_completions": False,  # grpo writes completions.jsonl itself
         "disable_tqdm": True,  # grpo draws its own progress bar
         "dataloader_num_workers": 0,
