@@ -89,6 +89,7 @@ def main() -> None:
                                "--set", f"output.dir={work / 'runs'}",
                                "--set", f"output.run_name=r{i}",
                                "--set", "data.heldout_size=0",
+                               "--set", "eval.every_steps=null",
                                "--set", f"training.max_steps={opts.steps}",
                                "--set", f"training.save_steps={opts.steps}"], work))  # fmt: skip
             plain.append(timed([sys.executable, str(script), str(work / "tiny"),

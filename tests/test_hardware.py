@@ -12,7 +12,7 @@ from .conftest import CONFIGS
 CPU = Hardware(device="cpu")
 T4 = Hardware("cuda", "Tesla T4", 15.0, (7, 5), 1, bf16=False)
 L4 = Hardware("cuda", "NVIDIA L4", 22.0, (8, 9), 1, bf16=True)
-ALL = {"unsloth": True, "vllm": True, "bitsandbytes": True}
+ALL = {"unsloth": True, "vllm": True, "bitsandbytes": True, "wandb": True, "wandb_login": True}
 
 
 @pytest.mark.parametrize(
@@ -47,6 +47,8 @@ def problems_for(config: str, hw: Hardware, has=ALL, overrides=()):
 
 def test_the_seed_recipe_runs_on_a_t4_with_the_gpu_extras():
     assert problems_for("qwen3b_gsm8k.yaml", T4) == {}
+    no_wandb = {**ALL, "wandb": False}  # the seed recipe logs to wandb
+    assert "[wandb]" in problems_for("qwen3b_gsm8k.yaml", T4, no_wandb)["logging.report_to"]
 
 
 def test_fp8_is_refused_on_a_t4_and_accepted_on_an_l4():

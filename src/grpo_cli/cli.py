@@ -209,6 +209,159 @@ def score(
     score_command.score(input_path, config_path, overrides or [], output)
 
 
+class Engine(StrEnum):
+    auto = "auto"
+    vllm = "vllm"
+    transformers = "transformers"
+
+
+@app.command("eval")
+def evaluate(
+    config_path: Annotated[Path, typer.Argument(metavar="CONFIG", help="YAML config file.")],
+    models: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="base, a run directory, an adapter or merged-model directory, or a Hub id "
+            "(repeatable: one comparison table). Default: the config's base model.",
+        ),
+    ] = None,
+    split: Annotated[
+        str | None,
+        typer.Option(
+            "--split",
+            help="test (default: data.eval_split), heldout (the run's held-out rows) or a "
+            ".jsonl file.",
+        ),
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", "-n", min=1, help="Evaluate the first N rows.")
+    ] = None,
+    samples: Annotated[
+        int, typer.Option("--samples", "-k", min=1, help="Completions per question (pass@k).")
+    ] = 1,
+    temperature: Annotated[
+        float | None,
+        typer.Option(
+            "--temperature",
+            "-t",
+            min=0.0,
+            help="Sampling temperature; default 0 (greedy) for one sample, 1.0 for several.",
+        ),
+    ] = None,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", "-b", min=1, help="Prompts generated together.")
+    ] = 32,
+    max_new_tokens: Annotated[
+        int | None,
+        typer.Option(
+            "--max-new-tokens",
+            min=1,
+            help="Longest completion (default: the config's training.max_completion_length).",
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Sampling seed.")] = 0,
+    engine: Annotated[
+        Engine,
+        typer.Option(
+            "--engine",
+            help="Generation: auto (vLLM on a CUDA GPU when installed), vllm or "
+            "transformers (any device).",
+        ),
+    ] = Engine.auto,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Folder for <model>/predictions.jsonl.")
+    ] = Path("eval"),
+    overrides: SetOpt = None,
+) -> None:
+    """Held-out accuracy with 95% confidence intervals; several --model give one comparison
+    table with paired tests. Finished predictions are reused when run again.
+
+    Example: grpo eval configs/qwen3b_gsm8k.yaml --model base --model outputs/RUN --limit 200
+    """
+    from grpo_cli.commands import evaluate as eval_command
+
+    eval_command.evaluate(
+        config_path,
+        models or [],
+        overrides or [],
+        split=split,
+        limit=limit,
+        samples=samples,
+        temperature=temperature,
+        batch_size=batch_size,
+        max_new_tokens=max_new_tokens,
+        seed=seed,
+        output=output,
+        engine=engine.value,
+    )
+
+
+class MergeDtype(StrEnum):
+    bf16 = "bf16"
+    fp16 = "fp16"
+
+
+@app.command("merge")
+def merge(
+    source: Annotated[
+        Path, typer.Argument(metavar="RUN_DIR|ADAPTER_DIR", help="A run directory or an adapter.")
+    ],
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Merged model folder (default: RUN_DIR/merged)."),
+    ] = None,
+    dtype: Annotated[
+        MergeDtype, typer.Option("--dtype", help="Weights of the merged model.")
+    ] = MergeDtype.bf16,
+    push_to_hub: Annotated[
+        str | None,
+        typer.Option("--push-to-hub", metavar="OWNER/NAME", help="Publish to this Hub repo."),
+    ] = None,
+    private: Annotated[
+        bool | None,
+        typer.Option(
+            "--private/--public", help="Visibility of a new Hub repo (default: output.private)."
+        ),
+    ] = None,
+    revision: Annotated[
+        str | None, typer.Option("--revision", help="Hub branch to push to.")
+    ] = None,
+    adapter_only: Annotated[
+        bool,
+        typer.Option("--adapter-only", help="Publish the LoRA adapter, not merged weights."),
+    ] = False,
+    gguf: Annotated[
+        str | None,
+        typer.Option(
+            "--gguf", metavar="q4_k_m,q8_0,...", help="Also export GGUF files (needs unsloth)."
+        ),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace a non-empty output folder.")
+    ] = False,
+) -> None:
+    """Merge the LoRA adapter into a 16-bit copy of the base model, write a model card, and
+    optionally publish to the Hub or export GGUF.
+
+    Example: grpo merge outputs/RUN --push-to-hub me/qwen3b-gsm8k-grpo
+    """
+    from grpo_cli.commands import merge as merge_command
+
+    merge_command.merge(
+        source,
+        output=output,
+        dtype=dtype.value,
+        push_to_hub=push_to_hub,
+        private=private,
+        revision=revision,
+        adapter_only=adapter_only,
+        gguf=gguf,
+        force=force,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `grpo` script; returns the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)

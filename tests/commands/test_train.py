@@ -51,6 +51,9 @@ def test_smoke_run_writes_the_whole_run_directory(cli, tiny_model, tmp_path):
                 "completions/mean_length", "completions/clipped_ratio", "learning_rate",
                 "step_time", "accuracy"):  # fmt: skip
         assert key in rows[0], key
+    # eval.every_steps 2: greedy accuracy on the held-out rows at steps 2 and 4 only
+    assert [("eval/strict_accuracy" in r) for r in rows] == [False, True, False, True]
+    assert {"eval/flexible_accuracy", "eval/format_rate", "eval/seconds"} <= set(rows[1])
     sample = json.loads((run / "completions.jsonl").read_text().splitlines()[0])
     assert {"step", "prompt", "gold", "completion", "rewards"} <= set(sample)
     assert sample["gold"].isdigit() and "correctness" in sample["rewards"]

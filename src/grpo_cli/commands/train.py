@@ -73,8 +73,10 @@ def train(
     point_tracker_at(cfg, run)
 
     model, tokenizer = load_model(plan)
-    data = load_data(cfg, tokenizer, run, console)
-    trainer, recorder, stop = build_trainer(plan, model, tokenizer, data, rewards, run, console)
+    data, eval_rows = load_data(cfg, tokenizer, run, console)
+    trainer, recorder, stop = build_trainer(
+        plan, model, tokenizer, data, eval_rows, rewards, run, console
+    )
 
     started = time.perf_counter()
     stop.install()
@@ -195,9 +197,9 @@ def load_model(plan: Plan) -> tuple[Any, Any]:
     return models.load_trl_model(cfg, plan.precision), tokenizer
 
 
-def load_data(cfg: Any, tokenizer: Any, run: Any, console: Console) -> Any:
+def load_data(cfg: Any, tokenizer: Any, run: Any, console: Console) -> tuple[Any, Any]:
     """Training rows with the held-out slice removed and over-long prompts dropped (TRL no
-    longer truncates prompts)."""
+    longer truncates prompts), and the rows evaluated during training."""
     from grpo_cli.data.loading import load_training_data, write_heldout
 
     data = load_training_data(cfg)
@@ -228,10 +230,28 @@ def load_data(cfg: Any, tokenizer: Any, run: Any, console: Console) -> Any:
     report = {**data.report.__dict__, "too_long": dropped, "trained_on": len(train)}
     run.write_json(run.data, report)
     console.print(f"data: {data.report.summary()}; {len(train)} prompts to train on", markup=False)
-    return train
+    eval_rows = data.heldout
+    if cfg.eval.every_steps is not None and eval_rows is None:
+        from grpo_cli.data.loading import load_eval_data
+
+        eval_rows = load_eval_data(cfg)[0]
+    return train, eval_rows
 
 
-def build_trainer(plan, model, tokenizer, train_data, rewards, run, console):
+def periodic_eval(cfg: Any, rows: Any, console: Console) -> Any:
+    """eval.every_steps: greedy accuracy on the first eval.rows held-out rows."""
+    if cfg.eval.every_steps is None:
+        return None
+    from grpo_cli.data.prompts import PromptFormat
+    from grpo_cli.training.callbacks import PeriodicEval
+
+    rows = [rows[i] for i in range(min(cfg.eval.rows, len(rows)))]
+    console.print(f"evaluating {len(rows)} rows every {cfg.eval.every_steps} steps", markup=False)
+    return PeriodicEval(rows, PromptFormat.from_config(cfg.data), cfg.eval.every_steps,
+                        cfg.eval.batch_size, cfg.training.max_completion_length)  # fmt: skip
+
+
+def build_trainer(plan, model, tokenizer, train_data, eval_rows, rewards, run, console):
     from trl import GRPOTrainer
 
     from grpo_cli.training.callbacks import GracefulStop, RunRecorder
@@ -251,15 +271,21 @@ def build_trainer(plan, model, tokenizer, train_data, rewards, run, console):
     recorder = RunRecorder(run, log.completion_samples, log.completion_samples_every, console)
     stop = GracefulStop()
     requested = args.to_dict()
+    callbacks = [recorder, stop]
+    periodic = periodic_eval(cfg, eval_rows, console)
+    if periodic is not None:
+        callbacks.append(periodic)
     trainer = GRPOTrainer(
         model=model,
         reward_funcs=rewards,
         args=args,
         train_dataset=train_data,
         processing_class=tokenizer,
-        callbacks=[recorder, stop],
+        callbacks=callbacks,
     )
     recorder.trainer = trainer
+    if periodic is not None:
+        periodic.trainer = trainer
     for key, (before, after) in changed_settings(requested, trainer.args.to_dict()).items():
         console.print(f"note: {plan.backend} changed {key}: {before!r} -> {after!r}", markup=False)
     from transformers.trainer_callback import PrinterCallback, ProgressCallback

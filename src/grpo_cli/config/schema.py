@@ -332,6 +332,22 @@ class LoggingConfig(Section):
     )
 
 
+class EvalConfig(Section):
+    every_steps: int | None = Field(
+        None,
+        ge=1,
+        description="During training, measure greedy accuracy on held-out rows every N steps "
+        "(logged as eval/... in metrics.jsonl and the tracker); null: never.",
+    )
+    rows: int = Field(
+        32,
+        ge=1,
+        description="Rows evaluated during training: the first N of the held-out slice "
+        "(data.heldout_size), or of data.eval_split when nothing is held out.",
+    )
+    batch_size: int = Field(16, ge=1, description="Prompts generated together in that evaluation.")
+
+
 class OutputConfig(Section):
     dir: str = Field("outputs", description="Folder that holds run directories.")
     run_name: str | None = Field(
@@ -378,4 +394,8 @@ class GrpoConfig(Section):
     )
     vllm: VllmConfig = Field(default_factory=VllmConfig, description="vLLM generation (trl).")
     logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Logging.")
+    eval: EvalConfig = Field(
+        default_factory=EvalConfig,
+        description="Evaluation during training (`grpo eval` runs after it).",
+    )
     output: OutputConfig = Field(default_factory=OutputConfig, description="Where runs go.")

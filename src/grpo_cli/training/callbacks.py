@@ -117,6 +117,51 @@ class RunRecorder(TrainerCallback):
             )
 
 
+class PeriodicEval(TrainerCallback):
+    """Greedy accuracy on a few held-out rows every N steps, graded like `grpo eval`. The
+    figures join the step's training metrics (so metrics.jsonl and the tracker get them) through
+    GRPOTrainer's metric buffer, which its `log()` averages and clears at every log."""
+
+    KEYS = ("strict_accuracy", "flexible_accuracy", "format_rate", "mean_completion_tokens")
+
+    def __init__(self, rows: list[dict[str, Any]], fmt: Any, every: int, batch_size: int,
+                 max_new_tokens: int):  # fmt: skip
+        from grpo_cli.evaluation.generate import Sampling
+
+        self.rows, self.fmt, self.every, self.batch_size = rows, fmt, every, batch_size
+        self.sampling = Sampling(max_new_tokens=max_new_tokens)
+        self.trainer: Any = None
+
+    def on_step_end(self, args, state, control, model=None, processing_class=None, **kwargs):
+        if state.global_step % self.every or self.trainer is None:
+            return
+        self.trainer._metrics["train"].update(
+            {f"eval/{k}": [v] for k, v in self.evaluate(model, processing_class).items()}
+        )
+
+    def evaluate(self, model: Any, tokenizer: Any) -> dict[str, float]:
+        from grpo_cli.evaluation.generate import TransformersEngine
+        from grpo_cli.evaluation.metrics import summarize
+        from grpo_cli.evaluation.predictions import grade
+
+        started = time.perf_counter()
+        engine = TransformersEngine(model, tokenizer)
+        records = []
+        for start in range(0, len(self.rows), self.batch_size):
+            batch = self.rows[start : start + self.batch_size]
+            outs = engine.generate([r["prompt"] for r in batch], self.sampling)
+            records += [
+                grade(
+                    r["row_id"], "", r["answer"], o, self.fmt.reasoning_tag, self.fmt.answer_tag
+                )  # fmt: skip
+                for r, o in zip(batch, outs, strict=True)
+            ]
+        metrics = summarize(records)
+        out = {k: float(metrics[k]) for k in self.KEYS}
+        out["seconds"] = time.perf_counter() - started
+        return out
+
+
 class GracefulStop(TrainerCallback):
     """Ctrl-C or SIGTERM: finish the current step, save a checkpoint, stop. A second Ctrl-C
     stops at once."""
@@ -153,7 +198,8 @@ class GracefulStop(TrainerCallback):
 def _progress_line(record: dict[str, Any], max_steps: int) -> str:
     parts = [f"step {record['step']}/{max_steps}"]
     for key, label in (("reward", "reward"), ("accuracy", "accuracy"), ("loss", "loss"),
-                       ("completions/mean_length", "length")):  # fmt: skip
+                       ("completions/mean_length", "length"),
+                       ("eval/strict_accuracy", "eval accuracy")):  # fmt: skip
         value = record.get(key)
         if isinstance(value, (int, float)):
             parts.append(f"{label} {value:.3f}" if key != "completions/mean_length" else

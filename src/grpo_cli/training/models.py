@@ -38,7 +38,7 @@ def load_tokenizer(cfg: GrpoConfig) -> Any:
             m.name, revision=m.revision, trust_remote_code=m.trust_remote_code
         )
     except Exception as exc:
-        raise _load_error(cfg, "tokenizer", exc) from exc
+        raise load_error(cfg, "tokenizer", exc) from exc
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"  # generation appends to the right of every prompt
@@ -79,7 +79,7 @@ def load_trl_model(cfg: GrpoConfig, precision: str) -> Any:
     try:
         model = AutoModelForCausalLM.from_pretrained(m.name, **kwargs)
     except Exception as exc:
-        raise _load_error(cfg, "model", exc) from exc
+        raise load_error(cfg, "model", exc) from exc
     if m.quantization in ("4bit", "8bit"):
         model = prepare_model_for_kbit_training(
             model, use_gradient_checkpointing=bool(lora.gradient_checkpointing)
@@ -114,7 +114,7 @@ def load_unsloth_model(cfg: GrpoConfig, precision: str) -> tuple[Any, Any]:
     try:
         model, tokenizer = FastLanguageModel.from_pretrained(**kwargs)
     except Exception as exc:
-        raise _load_error(cfg, "model", exc) from exc
+        raise load_error(cfg, "model", exc) from exc
     peft = lora_kwargs(cfg)
     model = FastLanguageModel.get_peft_model(
         model,
@@ -142,7 +142,7 @@ def lora_kwargs(cfg: GrpoConfig) -> dict[str, Any]:
     }
 
 
-def _load_error(cfg: GrpoConfig, what: str, exc: Exception) -> GrpoError:
+def load_error(cfg: GrpoConfig, what: str, exc: Exception) -> GrpoError:
     name = cfg.model.name
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return GrpoError(

@@ -1,0 +1,1 @@
+"""`grpo eval` and evaluation during training: generation engines and the metrics."""

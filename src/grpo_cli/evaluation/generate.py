@@ -1,0 +1,148 @@
+"""Generation for evaluation: transformers batched generation (any device, left padding) or vLLM
+on a GPU. Both take chat prompts and return, per prompt, `samples` completions with their token
+counts and whether they hit the length limit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+Message = dict[str, str]
+
+
+@dataclass(frozen=True)
+class Sampling:
+    samples: int = 1
+    temperature: float = 0.0  # 0: greedy
+    top_p: float = 1.0
+    max_new_tokens: int = 512
+    seed: int = 0
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    tokens: int
+    truncated: bool  # stopped by max_new_tokens, not by the end-of-turn token
+
+
+def render(tokenizer: Any, prompts: list[list[Message]]) -> list[str]:
+    """Chat prompts as text with the generation prompt, as the model saw them in training."""
+    return [
+        tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True)
+        for p in prompts
+    ]
+
+
+def stop_token_ids(model: Any, tokenizer: Any) -> list[int]:
+    """End-of-turn ids: the tokenizer's eos and the generation config's (Qwen stops on either
+    <|im_end|> or <|endoftext|>, Llama 3 on <|eot_id|> or <|end_of_text|>)."""
+    ids: list[int] = []
+    config = getattr(model, "generation_config", None)
+    for value in (tokenizer.eos_token_id, getattr(config, "eos_token_id", None)):
+        for token in value if isinstance(value, list) else [value]:
+            if token is not None and token not in ids:
+                ids.append(int(token))
+    return ids
+
+
+class TransformersEngine:
+    """`model.generate` on a batch of left-padded prompts; runs on CPU as well as GPUs."""
+
+    name = "transformers"
+
+    def __init__(self, model: Any, tokenizer: Any):
+        self.model, self.tokenizer = model, tokenizer
+        self.stop = stop_token_ids(model, tokenizer)
+
+    def generate(self, prompts: list[list[Message]], sampling: Sampling) -> list[list[Completion]]:
+        import torch
+
+        tok = self.tokenizer
+        batch = tok(render(tok, prompts), return_tensors="pt", padding=True,
+                    add_special_tokens=False).to(self.model.device)  # fmt: skip
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": sampling.max_new_tokens,
+            "num_return_sequences": sampling.samples,
+            "eos_token_id": self.stop,
+            "pad_token_id": tok.pad_token_id,
+        }
+        if sampling.greedy:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        else:
+            kwargs.update(do_sample=True, temperature=sampling.temperature,
+                          top_p=sampling.top_p, top_k=None)  # fmt: skip
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.inference_mode():
+                out = self.model.generate(**batch, **kwargs)
+        finally:
+            self.model.train(was_training)
+        new = out[:, batch["input_ids"].shape[1] :].tolist()
+        completions = [self._completion(ids, sampling.max_new_tokens) for ids in new]
+        k = sampling.samples
+        return [completions[i * k : (i + 1) * k] for i in range(len(prompts))]
+
+    def _completion(self, ids: list[int], limit: int) -> Completion:
+        end = next((i for i, t in enumerate(ids) if t in self.stop), None)
+        kept = ids if end is None else ids[:end]
+        text = self.tokenizer.decode(kept, skip_special_tokens=True)
+        return Completion(text, len(kept) + (end is not None), end is None and len(ids) >= limit)
+
+
+class VllmEngine:
+    """vLLM offline generation on a GPU; an adapter is served through vLLM's LoRA support."""
+
+    name = "vllm"
+
+    def __init__(
+        self,
+        model: str,
+        tokenizer: Any,
+        *,
+        adapter: str | None,
+        lora_rank: int,
+        revision: str | None,
+        trust_remote_code: bool,
+        max_model_len: int,
+    ):
+        from vllm import LLM
+
+        self.tokenizer, self.adapter = tokenizer, adapter
+        self.llm = LLM(
+            model=model,
+            revision=revision,
+            trust_remote_code=trust_remote_code,
+            enable_lora=adapter is not None,
+            max_lora_rank=max(8, lora_rank),
+            max_model_len=max_model_len,
+            gpu_memory_utilization=0.85,
+        )
+
+    def generate(self, prompts: list[list[Message]], sampling: Sampling) -> list[list[Completion]]:
+        from vllm import SamplingParams
+
+        lora = None
+        if self.adapter is not None:
+            from vllm.lora.request import LoRARequest
+
+            lora = LoRARequest("adapter", 1, self.adapter)
+        params = SamplingParams(
+            n=sampling.samples,
+            temperature=sampling.temperature,
+            top_p=1.0 if sampling.greedy else sampling.top_p,
+            max_tokens=sampling.max_new_tokens,
+            seed=sampling.seed,
+        )
+        outputs = self.llm.generate(
+            render(self.tokenizer, prompts), params, lora_request=lora, use_tqdm=False
+        )
+        return [
+            [Completion(c.text, len(c.token_ids), c.finish_reason == "length") for c in o.outputs]
+            for o in outputs
+        ]
