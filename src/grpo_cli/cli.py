@@ -271,8 +271,14 @@ def evaluate(
         ),
     ] = Engine.auto,
     output: Annotated[
-        Path, typer.Option("--output", "-o", help="Folder for <model>/predictions.jsonl.")
-    ] = Path("eval"),
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Folder for <model>/predictions.jsonl and metrics.json (default: eval/<split>, "
+            "eval/<split>-k<K>-t<T> when sampling).",
+        ),
+    ] = None,
     overrides: SetOpt = None,
 ) -> None:
     """Held-out accuracy with 95% confidence intervals; several --model give one comparison

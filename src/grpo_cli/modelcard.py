@@ -203,7 +203,8 @@ def eval_section(evals: dict[str, Any]) -> str:
     columns: list[str] = []
     for metrics in splits.values():
         for key, value in metrics.items():
-            if _is_number(value) and not key.endswith("_ci95") and key not in columns:
+            if (_is_number(value) and not key.endswith("_ci95") and key not in columns
+                    and key not in _NOT_IN_CARD):  # fmt: skip
                 columns.append(key)
     columns.sort(key=_eval_column_order)
     lines = [
@@ -296,18 +297,19 @@ def _section(cfg: dict[str, Any], name: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+# Settings and spreads a reader of the card does not need; metrics.json keeps them.
+_NOT_IN_CARD = {"seed", "max_new_tokens", "median_completion_tokens"}
 _RATE = re.compile(r"(accuracy|rate)$|^(pass|maj)@")
 
 
 def _eval_column_order(key: str) -> tuple[int, str]:
-    order = ["rows", "samples", "strict_accuracy", "flexible_accuracy", "format_rate"]
+    order = ["rows", "samples", "temperature", "strict_accuracy", "flexible_accuracy"]
     if key in order:
         return order.index(key), ""
-    if key.startswith("pass@"):
-        return len(order), key
-    if key.startswith("maj@"):
-        return len(order) + 1, key
-    return len(order) + 2, key
+    for rank, prefix in enumerate(("pass@", "maj@", "mean@", "format_rate", "truncation_rate")):
+        if key.startswith(prefix):
+            return len(order) + rank, key
+    return len(order) + 5, key
 
 
 def _metric(metrics: dict[str, Any], key: str) -> str:

@@ -173,6 +173,19 @@ def test_other_settings_never_mix_with_finished_predictions(cli, gsm8k_config, s
     assert (out / "base/predictions.jsonl").read_text() == before
 
 
+def test_predictions_of_a_retrained_run_are_not_reused(cli, gsm8k_config, smoke_run, scripted,
+                                                       tmp_path):  # fmt: skip
+    import os
+
+    scripted({"smoke-cpu": Scripted(lambda q, i: True)})
+    args = ("eval", gsm8k_config, "--model", smoke_run, "--limit", "2", "--output", tmp_path / "e")
+    assert cli(*args).code == 0
+    weights = smoke_run / "adapter" / "adapter_model.safetensors"
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))
+    result = cli(*args)
+    assert result.code == 2 and "the model's weights changed (retrained?)" in result.err
+
+
 @pytest.fixture
 def smoke_run(cli, tiny_model, tmp_path) -> Path:
     args = ["train", str(CONFIGS / "smoke_cpu.yaml"), "--set", f"model.name={tiny_model}",
@@ -281,3 +294,16 @@ def test_a_merged_model_answers_like_its_run(cli, gsm8k_config, smoke_run, tmp_p
     assert [p["completions"] for p in run] == [p["completions"] for p in folded]
     settings = json.loads((out / "merged/settings.json").read_text())
     assert settings["prompt"]["style"] == "xml" and "(merged " in result.err
+
+
+def test_each_split_and_sampling_gets_its_own_default_folder(cli, smoke_run, tmp_path,
+                                                             monkeypatch):  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    config = smoke_run / "config.yaml"
+    for extra in (("--split", "heldout"), ("--split", "test", "--limit", "4"),
+                  ("--split", "test", "--limit", "4", "--samples", "2")):  # fmt: skip
+        result = cli("eval", config, "--model", smoke_run, *extra, "--engine", "transformers")
+        assert result.code == 0, result.err
+    for folder in ("heldout", "test", "test-k2-t1"):
+        assert (tmp_path / "eval" / folder / "smoke-cpu" / "metrics.json").is_file(), folder
+    assert set(json.loads((smoke_run / "eval.json").read_text())) == {"heldout", "test", "test@2"}

@@ -55,7 +55,7 @@ def evaluate(
     batch_size: int = 32,
     max_new_tokens: int | None = None,
     seed: int = 0,
-    output: Path = Path("eval"),
+    output: Path | None = None,
     engine: str = "auto",
 ) -> list[dict[str, Any]]:
     console = Console(stderr=True, soft_wrap=True, highlight=False)
@@ -71,6 +71,10 @@ def evaluate(
     sampling = Sampling(samples, temperature, cfg.training.top_p,
                         max_new_tokens or cfg.training.max_completion_length, seed)  # fmt: skip
     split_name, raw, wanted, data_desc = eval_rows(cfg, split, specs)
+    if output is None:  # one folder per split and sampling, so evaluations never collide
+        output = Path("eval") / split_name
+        if samples > 1:
+            output = output.with_name(f"{split_name}-k{samples}-t{temperature:g}")
     _quiet_libraries()
 
     results = []
@@ -229,7 +233,10 @@ def read_run_config(path: Path) -> GrpoConfig:
 def fingerprint(folder: Path) -> dict[str, Any]:
     """Weight files by name, size and modification time: retraining a run into the same
     folder changes them, so its old predictions are not reused."""
-    files = sorted(p for p in folder.iterdir() if p.suffix in (".safetensors", ".bin"))
+    files = sorted(
+        p for p in folder.iterdir()
+        if p.suffix in (".safetensors", ".bin") and p.name != "training_args.bin"
+    )  # fmt: skip
     weights = {p.name: [p.stat().st_size, p.stat().st_mtime_ns] for p in files}
     return {"path": str(folder.resolve()), "weights": weights}
 

@@ -105,6 +105,7 @@ def merge(
     if merger and trained_on != "none":
         console.print(f"note: training used {trained_on} base weights; merging into a 16-bit copy")
 
+    quiet_progress_bars()
     with staging(target, force) as tmp:
         if adapter_only:
             copy_adapter(src.adapter, tmp)
@@ -126,6 +127,13 @@ def merge(
         url = publish(plan, token)
         console.print(f"Published {len(plan.files)} files to {url}")
     return target
+
+
+def quiet_progress_bars() -> None:
+    """The merge prints one summary; transformers' loading and writing bars would bury it."""
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()
 
 
 # --- the source ------------------------------------------------------------------------------

@@ -70,7 +70,11 @@ class PredictionFile:
             old = json.loads(self.settings_path.read_text(encoding="utf-8"))
             changed = sorted(k for k in {*old, *settings} if old.get(k) != settings.get(k))
             if changed:
-                diff = ", ".join(f"{k}: {old.get(k)!r} -> {settings.get(k)!r}" for k in changed)
+                diff = ", ".join(
+                    "the model's weights changed (retrained?)" if k == "model" else
+                    f"{k}: {old.get(k)!r} -> {settings.get(k)!r}"
+                    for k in changed
+                )  # fmt: skip
                 raise GrpoError(
                     f"{self.folder} holds predictions made with other settings ({diff})",
                     "pass another --output folder, or delete that folder to start over",
