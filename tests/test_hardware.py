@@ -68,17 +68,16 @@ def test_bf16_on_a_t4_is_refused():
 
 
 def test_a_tracker_that_is_not_installed_is_refused_with_its_extra():
-    problems = problems_for("smoke_cpu.yaml", CPU, overrides=["logging.report_to=trackio"])
+    problems = problems_for("qwen3b_gsm8k.yaml", T4, overrides=["logging.report_to=trackio"])
     assert "pip install -e '.[trackio]'" in problems["logging.report_to"]
-    assert problems_for("smoke_cpu.yaml", CPU, {"tensorboard": True},
+    assert problems_for("qwen3b_gsm8k.yaml", T4, {**ALL, "tensorboard": True},
                         ["logging.report_to=tensorboard"]) == {}  # fmt: skip
 
 
 def test_wandb_without_a_key_is_refused_unless_offline(monkeypatch, tmp_path):
     from grpo_cli.hardware import wandb_can_log
 
-    has = {"wandb": True, "wandb_login": False}
-    problem = problems_for("smoke_cpu.yaml", CPU, has, ["logging.report_to=wandb"])
+    problem = problems_for("qwen3b_gsm8k.yaml", T4, {**ALL, "wandb_login": False})
     assert "wandb login" in problem["logging.report_to"]
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc
     for name in ("WANDB_MODE", "WANDB_API_KEY", "WANDB_BASE_URL"):

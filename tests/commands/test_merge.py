@@ -214,8 +214,8 @@ def test_card_has_recipe_rewards_metrics_and_commands_and_no_token(cli, run, mon
                  "| loss_type | dapo |", "| max_completion_length | 32 |",
                  "| correctness | 1 | - |", "| length_penalty | 1 | - |",
                  "| source | synthetic |", "| held-out rows (never trained on) | 8 |",
-                 "| test | 200 | 1 | 41.2% [34.5, 48.1] | 50.0% [43.1, 56.9] | 93.0% | - | - |",
-                 "| heldout | 8 | 4 | 25.0% | - | - | 50.0% | 37.5% |",
+                 "| test | 200 | 1 | 41.2% [34.5, 48.1] | 50.0% [43.1, 56.9] | - | - | 93.0% |",
+                 "| heldout | 8 | 4 | 25.0% | - | 50.0% | 37.5% | - |",
                  "grpo train grpo_config.yaml", f"grpo merge {run}",
                  "AutoModelForCausalLM.from_pretrained", "<reasoning>"):  # fmt: skip
         assert line in card, line
