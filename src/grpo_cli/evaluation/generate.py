@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 Message = dict[str, str]
+VLLM_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)  # the max_lora_rank values vLLM accepts
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,7 @@ class VllmEngine:
             revision=revision,
             trust_remote_code=trust_remote_code,
             enable_lora=adapter is not None,
-            max_lora_rank=max(8, lora_rank),
+            max_lora_rank=next((r for r in VLLM_LORA_RANKS if r >= lora_rank), lora_rank),
             max_model_len=max_model_len,
             gpu_memory_utilization=0.85,
         )
