@@ -47,7 +47,7 @@ SetOpt = Annotated[
         "-s",
         metavar="KEY=VALUE",
         help="Override a key, e.g. --set training.learning_rate=1e-5 (repeatable; values are "
-        "read as in YAML: numbers, true/false, [a, b], null).",
+        "read as in YAML: numbers, true/false, \\[a, b], null).",
     ),
 ]
 
@@ -223,6 +223,7 @@ def evaluate(
         typer.Option(
             "--model",
             "-m",
+            metavar="MODEL",
             help="base, a run directory, an adapter or merged-model directory, or a Hub id "
             "(repeatable: one comparison table). Default: the config's base model.",
         ),
