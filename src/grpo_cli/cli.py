@@ -308,6 +308,7 @@ def evaluate(
 class MergeDtype(StrEnum):
     bf16 = "bf16"
     fp16 = "fp16"
+    fp32 = "fp32"
 
 
 @app.command("merge")
@@ -320,7 +321,12 @@ def merge(
         typer.Option("--output", "-o", help="Merged model folder (default: RUN_DIR/merged)."),
     ] = None,
     dtype: Annotated[
-        MergeDtype, typer.Option("--dtype", help="Weights of the merged model.")
+        MergeDtype,
+        typer.Option(
+            "--dtype",
+            help="Weights of the merged model: bf16 or fp16 to ship; fp32 (twice the size) "
+            "reproduces the adapter's logits exactly, e.g. to check a merge on CPU.",
+        ),
     ] = MergeDtype.bf16,
     push_to_hub: Annotated[
         str | None,

@@ -148,7 +148,8 @@ def files_in(folder: Path) -> list[str]:
 def test_fp32_merge_gives_the_logits_of_base_plus_adapter(trained_run, reference_logits, tmp_path):
     adapted, base, tokenizer = reference_logits
     assert max_diff(adapted, base) > 0.05, "the adapter must change the logits for this to test"
-    out = merge_command.merge(trained_run, output=tmp_path / "merged", dtype="fp32")
+    out = tmp_path / "merged"
+    assert main(["merge", str(trained_run), "--dtype", "fp32", "--output", str(out)]) == 0
     merged = last_logits(out, tokenizer)
     assert max_diff(merged, adapted) <= 1e-4
 

@@ -82,12 +82,11 @@ def merge(
     gguf: str | None = None,
     force: bool = False,
 ) -> Path:
-    """Merge (or, with adapter_only, package) SOURCE into OUTPUT; dtype fp32 is for exactness
-    checks only (the command line offers bf16 and fp16)."""
+    """Merge (or, with adapter_only, package) SOURCE into OUTPUT, in bf16, fp16 or fp32."""
     started = time.perf_counter()
     console = Console(stderr=True, soft_wrap=True, highlight=False)
     if dtype not in DTYPES:
-        raise GrpoError(f"--dtype {dtype!r} is not one of bf16, fp16", "use --dtype bf16")
+        raise GrpoError(f"--dtype {dtype!r} is not one of bf16, fp16, fp32", "use --dtype bf16")
     src = resolve_source(source)
     quants = parse_quants(gguf, adapter_only)
     repo_id = check_publish_flags(push_to_hub, private, revision)
