@@ -12,11 +12,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from grpo_cli.config.schema import is_hub_id, looks_like_path
+from grpo_cli.config.schema import HUB_TOKEN_RE, is_hub_id, looks_like_path
 
 # A safety net, not the main defence (configs refuse secrets, env.json drops them from argv):
 # nothing shaped like a Hub token ever reaches a card that may be published.
-_TOKEN = re.compile(r"hf_[A-Za-z0-9]{20,}")
 EXAMPLE_QUESTION = "A train travels 90 km in 1.5 hours. What is its average speed in km/h?"
 CONFIG_FILE = "grpo_config.yaml"  # the run's resolved config, copied beside the weights
 
@@ -56,7 +55,7 @@ def model_card(facts: CardFacts) -> str:
         _versions_section(facts.env),
     ]
     text = "\n\n".join(s for s in sections if s) + "\n"
-    return _TOKEN.sub("hf_***", text)
+    return HUB_TOKEN_RE.sub("hf_***", text)
 
 
 def front_matter(facts: CardFacts) -> str:

@@ -75,7 +75,12 @@ def evaluate(
         output = Path("eval") / split_name
         if samples > 1:
             output = output.with_name(f"{split_name}-k{samples}-t{temperature:g}")
-    _quiet_libraries()
+    import transformers
+
+    from grpo_cli.training.models import quiet_progress_bars
+
+    quiet_progress_bars()
+    transformers.utils.logging.set_verbosity_error()  # generation-flag warnings per batch
 
     results = []
     for spec in specs:
@@ -114,15 +119,6 @@ def evaluate(
     print_table(results, comparisons, sampling)
     console.print(f"predictions and metrics: {display_path(output)}/<model>/", markup=False)
     return [r["metrics"] for r in results]
-
-
-def _quiet_libraries() -> None:
-    import datasets
-    import transformers
-
-    datasets.disable_progress_bars()
-    transformers.utils.logging.disable_progress_bar()
-    transformers.utils.logging.set_verbosity_error()
 
 
 # ---------------------------------------------------------------- which models
@@ -172,11 +168,12 @@ def _local_model(arg: str, path: Path, cfg: GrpoConfig) -> ModelSpec:
         )
     if (path / "adapter_config.json").is_file():
         _require_adapter(path, arg)
-        base = json.loads((path / "adapter_config.json").read_text()).get("base_model_name_or_path")
-        if not base:
-            raise GrpoError(f"--model {arg}: adapter_config.json names no base model")
-        run = _enclosing_run(path)
-        model_cfg = read_run_config(run / "config.yaml") if run else cfg
+        from grpo_cli.training.rundir import adapter_base, enclosing_run
+
+        base, _ = adapter_base(path)
+        run_dir = enclosing_run(path)
+        run = run_dir.path if run_dir is not None else None
+        model_cfg = read_run_config(run_dir.config) if run_dir is not None else cfg
         label = path.resolve().name
         if run is not None and label != "adapter":
             label = f"{run.name}-{label}"  # a checkpoint of a run
@@ -204,14 +201,6 @@ def _require_adapter(path: Path, arg: str) -> None:
             f"--model {arg}: {path} has adapter_config.json but no adapter_model weights",
             "the save was interrupted: train again, or point at a complete checkpoint",
         )
-
-
-def _enclosing_run(adapter: Path) -> Path | None:
-    """The run directory an adapter or checkpoint folder sits in, if any."""
-    for parent in list(adapter.resolve().parents)[:2]:
-        if (parent / "config.yaml").is_file() and (parent / "env.json").is_file():
-            return parent
-    return None
 
 
 def read_run_config(path: Path) -> GrpoConfig:

@@ -28,8 +28,8 @@ from grpo_cli.config.schema import is_hub_id, looks_like_path
 from grpo_cli.errors import GrpoError
 from grpo_cli.hardware import installed
 from grpo_cli.modelcard import CONFIG_FILE, EXAMPLE_QUESTION, CardFacts, model_card
-from grpo_cli.training.models import DTYPES
-from grpo_cli.training.rundir import RunDir
+from grpo_cli.training.models import DTYPES, quiet_progress_bars
+from grpo_cli.training.rundir import RunDir, adapter_base, enclosing_run
 
 # unsloth.save.ALLOWED_QUANTS less its aliases and the imatrix-only quants, written out so a
 # typo is refused before any weights are loaded and without importing unsloth.
@@ -128,13 +128,6 @@ def merge(
     return target
 
 
-def quiet_progress_bars() -> None:
-    """The merge prints one summary; transformers' loading and writing bars would bury it."""
-    import transformers
-
-    transformers.utils.logging.disable_progress_bar()
-
-
 # --- the source ------------------------------------------------------------------------------
 
 
@@ -161,11 +154,8 @@ def resolve_source(path: Path) -> Source:
         return _with_run(_from_adapter(run.adapter, path), run)
     if (path / "adapter_config.json").is_file():
         src = _from_adapter(path, path)
-        # RUN/adapter or RUN/checkpoints/checkpoint-N: the run still describes how it was trained.
-        for parent in (path.parent, path.parent.parent):
-            if (parent / "config.yaml").is_file() and (parent / "env.json").is_file():
-                return _with_run(src, RunDir(parent))
-        return src
+        run = enclosing_run(path)  # the run still describes how it was trained
+        return _with_run(src, run) if run is not None else src
     if (path / "config.json").is_file():
         raise GrpoError(
             f"{path} holds a full model, not a LoRA adapter",
@@ -175,20 +165,8 @@ def resolve_source(path: Path) -> Source:
 
 
 def _from_adapter(adapter: Path, given: Path) -> Source:
-    try:
-        meta = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise GrpoError(
-            f"{adapter}/adapter_config.json cannot be read: {exc}",
-            "the adapter folder is damaged; take a checkpoint of the run instead",
-        ) from None
-    base = meta.get("base_model_name_or_path")
-    if not base:
-        raise GrpoError(
-            f"{adapter}/adapter_config.json names no base model (base_model_name_or_path)",
-            "set base_model_name_or_path to the Hub id or folder the adapter was trained on",
-        )
-    return Source(adapter=adapter, base=str(base), revision=meta.get("revision"), given=given)
+    base, revision = adapter_base(adapter)
+    return Source(adapter=adapter, base=base, revision=revision, given=given)
 
 
 def _with_run(src: Source, run: RunDir) -> Source:

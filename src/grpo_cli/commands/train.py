@@ -54,7 +54,9 @@ def train(
 ) -> int:
     console = Console(stderr=True, soft_wrap=True, highlight=False)
     plan = resolve(config_path, overrides, console)
-    quiet_libraries()
+    from grpo_cli.training.models import quiet_progress_bars
+
+    quiet_progress_bars()
     cfg = plan.loaded.config
     rewards = build_training_rewards(cfg)
     if dry_run:
@@ -97,15 +99,6 @@ def train(
     trainer.save_model(str(run.adapter))  # the adapter and the tokenizer (processing_class)
     closing_table(recorder.history, trainer.state.global_step, wall, run, console)
     return 0
-
-
-def quiet_libraries() -> None:
-    """grpo prints one line per step; the libraries' own progress bars would bury it."""
-    import datasets
-    import transformers
-
-    datasets.disable_progress_bars()
-    transformers.utils.logging.disable_progress_bar()
 
 
 def point_tracker_at(cfg: Any, run: Any) -> None:

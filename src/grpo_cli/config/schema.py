@@ -17,6 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 # tests/config/test_schema.py checks this against huggingface_hub on a table of ids.
 _HUB_NAME = r"(?![-.])[\w.-]{1,96}(?<![-.])"
 HUB_ID_RE = re.compile(rf"^(?:{_HUB_NAME}/)?{_HUB_NAME}$")
+# A Hub access token anywhere in a text; run files and model cards are scrubbed of it.
+HUB_TOKEN_RE = re.compile(r"hf_[A-Za-z0-9]{20,}")
 
 
 def is_hub_id(value: str) -> bool:

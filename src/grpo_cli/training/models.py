@@ -16,6 +16,15 @@ from grpo_cli.errors import GrpoError
 DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 
 
+def quiet_progress_bars() -> None:
+    """grpo draws its own progress; the libraries' loading and saving bars would bury it."""
+    import datasets
+    import transformers
+
+    datasets.disable_progress_bars()
+    transformers.utils.logging.disable_progress_bar()
+
+
 def import_unsloth_first() -> Any:
     """Import unsloth before trl / transformers / peft so its patches apply to them."""
     os.environ.setdefault("UNSLOTH_VLLM_STANDBY", "1")  # vLLM sleeps while the trainer steps

@@ -28,7 +28,7 @@ from typing import Any
 import yaml
 
 from grpo_cli.config import dump_config
-from grpo_cli.config.schema import GrpoConfig
+from grpo_cli.config.schema import HUB_TOKEN_RE, GrpoConfig
 from grpo_cli.errors import GrpoError
 from grpo_cli.files import write_atomic
 
@@ -67,6 +67,32 @@ class RunDir:
     def append_jsonl(self, path: Path, record: dict[str, Any]) -> None:
         with path.open("a", encoding="utf-8") as f:
             f.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+
+
+def enclosing_run(folder: Path) -> RunDir | None:
+    """The run that holds an adapter folder: RUN/adapter or RUN/checkpoints/checkpoint-N."""
+    for parent in list(folder.resolve().parents)[:2]:
+        if (parent / "config.yaml").is_file() and (parent / "env.json").is_file():
+            return RunDir(parent)
+    return None
+
+
+def adapter_base(adapter: Path) -> tuple[str, str | None]:
+    """(base model, revision) a PEFT adapter folder was trained on, from adapter_config.json."""
+    try:
+        meta = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise GrpoError(
+            f"{adapter}/adapter_config.json cannot be read: {exc}",
+            "the adapter folder is damaged; take a checkpoint of the run instead",
+        ) from None
+    base = meta.get("base_model_name_or_path")
+    if not base:
+        raise GrpoError(
+            f"{adapter}/adapter_config.json names no base model (base_model_name_or_path)",
+            "set base_model_name_or_path to the Hub id or folder the adapter was trained on",
+        )
+    return str(base), meta.get("revision")
 
 
 def run_name(cfg: GrpoConfig, config_path: Path, now: datetime | None = None) -> str:
@@ -128,7 +154,7 @@ def environment(hardware: dict[str, Any], backend: str, reason: str, precision: 
         "backend_reason": reason,
         "precision": precision,
         "git": git_commit(Path(__file__).resolve().parents[3]),
-        "argv": [a for a in sys.argv if not re.search(r"hf_[A-Za-z0-9]{20,}", a)],
+        "argv": [a for a in sys.argv if not HUB_TOKEN_RE.search(a)],
         "started": datetime.now().isoformat(timespec="seconds"),
     }
 
