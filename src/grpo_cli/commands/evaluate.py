@@ -304,7 +304,7 @@ def model_rows(raw: Any, spec: ModelSpec, wanted: set[int] | None, limit: int | 
 def predict(spec, rows, sampling, data_desc, batch_size, output, engine, console):
     """Every row's graded prediction: the finished ones read back, the rest generated."""
     from grpo_cli.data.prompts import PromptFormat
-    from grpo_cli.evaluation.predictions import PredictionFile, grade
+    from grpo_cli.evaluation.predictions import PredictionFile, generate_and_grade
 
     fmt = PromptFormat.from_config(spec.cfg.data)
     settings = {
@@ -334,18 +334,7 @@ def predict(spec, rows, sampling, data_desc, batch_size, output, engine, console
             for start in range(0, len(todo), batch_size):
                 batch = todo[start : start + batch_size]
                 seed_batch(sampling.seed, batch[0]["row_id"])
-                outs = generator.generate([r["prompt"] for r in batch], sampling)
-                graded = [
-                    grade(
-                        r["row_id"],
-                        question_of(r),
-                        r["answer"],
-                        o,
-                        fmt.reasoning_tag,
-                        fmt.answer_tag,
-                    )  # fmt: skip
-                    for r, o in zip(batch, outs, strict=True)
-                ]
+                graded = generate_and_grade(generator, batch, sampling, fmt)
                 file.append(graded)
                 done.update((g["row_id"], g) for g in graded)
                 progress.advance(graded)
@@ -366,10 +355,6 @@ def _previous_engine(path: Path) -> str:
         return str(json.loads(path.read_text(encoding="utf-8")).get("engine", "unknown"))
     except (OSError, json.JSONDecodeError):
         return "unknown"
-
-
-def question_of(row: dict[str, Any]) -> str:
-    return next(m["content"] for m in reversed(row["prompt"]) if m["role"] == "user")
 
 
 def seed_batch(seed: int, first_row: int) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 from grpo_cli.answers import extract_flexible, extract_strict, read_number
 from grpo_cli.errors import GrpoError
-from grpo_cli.evaluation.generate import Completion
+from grpo_cli.evaluation.generate import Completion, Sampling
 from grpo_cli.files import write_atomic
 from grpo_cli.rewards.builtin import follows_format, gold_value
 
@@ -51,6 +51,23 @@ def grade(
         "truncated": [c.truncated for c in completions],
         "tokens": [c.tokens for c in completions],
     }
+
+
+def generate_and_grade(
+    engine: Any, rows: list[dict[str, Any]], sampling: Sampling, fmt: Any
+) -> list[dict[str, Any]]:
+    """One batch of formatted rows (prompt, answer, row_id) generated and graded: what both
+    `grpo eval` and the evaluation during training do per batch."""
+    outs = engine.generate([r["prompt"] for r in rows], sampling)
+    return [
+        grade(r["row_id"], question_of(r), r["answer"], o, fmt.reasoning_tag, fmt.answer_tag)
+        for r, o in zip(rows, outs, strict=True)
+    ]
+
+
+def question_of(row: dict[str, Any]) -> str:
+    """The question of a formatted row: its last user message."""
+    return next(m["content"] for m in reversed(row["prompt"]) if m["role"] == "user")
 
 
 class PredictionFile:

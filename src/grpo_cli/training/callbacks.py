@@ -142,20 +142,14 @@ class PeriodicEval(TrainerCallback):
     def evaluate(self, model: Any, tokenizer: Any) -> dict[str, float]:
         from grpo_cli.evaluation.generate import TransformersEngine
         from grpo_cli.evaluation.metrics import summarize
-        from grpo_cli.evaluation.predictions import grade
+        from grpo_cli.evaluation.predictions import generate_and_grade
 
         started = time.perf_counter()
         engine = TransformersEngine(model, tokenizer)
         records = []
         for start in range(0, len(self.rows), self.batch_size):
             batch = self.rows[start : start + self.batch_size]
-            outs = engine.generate([r["prompt"] for r in batch], self.sampling)
-            records += [
-                grade(
-                    r["row_id"], "", r["answer"], o, self.fmt.reasoning_tag, self.fmt.answer_tag
-                )  # fmt: skip
-                for r, o in zip(batch, outs, strict=True)
-            ]
+            records += generate_and_grade(engine, batch, self.sampling, self.fmt)
         metrics = summarize(records)
         out = {k: float(metrics[k]) for k in self.KEYS}
         out["seconds"] = time.perf_counter() - started
