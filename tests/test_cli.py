@@ -179,3 +179,13 @@ def test_config_reward_and_score_commands_import_no_ml_library(argv):
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60
     )
     assert "HEAVY [] 0" in result.stderr, result.stderr
+
+
+def test_ctrl_c_in_any_command_exits_130_with_a_message(cli, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("grpo_cli.commands.config.validate", interrupted)
+    result = cli("config", "validate", "x.yaml")
+    assert result.code == 130
+    assert "Interrupted by Ctrl-C" in result.err
