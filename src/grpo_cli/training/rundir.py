@@ -207,9 +207,9 @@ def _refusal(run: RunDir, *, resume: bool, overwrite: bool) -> GrpoError | None:
 
 
 def not_writable(path: Path, exc: OSError) -> GrpoError:
-    where = exc.filename or path
+    where = "" if exc.filename in (None, str(path)) else f"{exc.filename}: "
     return GrpoError(
-        f"cannot create the run directory {path}: {where}: {exc.strerror or exc}",
+        f"cannot create the run directory {path}: {where}{exc.strerror or exc}",
         "set output.dir to a folder you can write, e.g. --set output.dir=$HOME/grpo-outputs",
     )
 
@@ -255,8 +255,10 @@ class RunLock:
                 raise in_use(path.parent, holder, overwrite) from None
             except OSError as exc:  # a file system without locks (some network mounts)
                 os.close(fd)
-                note(f"Warning: cannot lock {path} ({exc.strerror}); nothing stops a second "
-                     "grpo train from writing into this run at the same time")  # fmt: skip
+                note(
+                    f"Warning: cannot lock {path} ({exc.strerror}); nothing stops a second "
+                    "grpo train from writing into this run at the same time"
+                )
                 return cls(path, None)
             # The previous owner unlinks the file when it releases it: if that happened between
             # our open and our flock, we hold a lock on a file nobody else will ever open.
