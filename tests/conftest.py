@@ -110,3 +110,35 @@ def shipped_models(tiny_model, tmp_path, monkeypatch) -> Path:
     (tmp_path / "models" / "tiny-qwen2").symlink_to(tiny_model, target_is_directory=True)
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+HOLD_RUN = """
+import sys, time
+from pathlib import Path
+from grpo_cli.training import rundir
+
+rundir.prepare(Path(sys.argv[1]), resume=True, overwrite=False, note=print)
+print("holding", flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.fixture
+def run_in_use(tmp_path: Path):
+    """A run directory with one logged step, owned by another live process: (path, process)."""
+    import subprocess
+    import sys
+
+    run = tmp_path / "outputs" / "busy"
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text("model: {name: x}\n")
+    (run / "metrics.jsonl").write_text('{"step": 1}\n')
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD_RUN, str(run)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "holding"
+        yield run, proc
+    finally:
+        proc.kill()
+        proc.wait()

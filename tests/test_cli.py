@@ -179,3 +179,26 @@ def test_config_reward_and_score_commands_import_no_ml_library(argv):
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60
     )
     assert "HEAVY [] 0" in result.stderr, result.stderr
+
+
+def test_ctrl_c_in_any_command_exits_130_with_a_message(cli, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("grpo_cli.commands.config.validate", interrupted)
+    result = cli("config", "validate", "x.yaml")
+    assert result.code == 130
+    assert "Interrupted by Ctrl-C" in result.err
+
+
+def test_a_folder_the_user_cannot_write_is_a_user_error_in_every_command(
+    cli, tmp_path, monkeypatch
+):
+    def denied(path, suffix=""):
+        raise PermissionError(13, "Permission denied", str(path.parent))
+
+    monkeypatch.setattr("grpo_cli.commands.score.open_temporary", denied)
+    result = cli("score", REPO / "tests/data/completions.jsonl", "-o", tmp_path / "ro/out.jsonl")
+    assert result.code == 2, result.err
+    assert f"Error: permission denied: {tmp_path / 'ro'}" in result.err
+    assert "Hint:" in result.err and "unexpected" not in result.err

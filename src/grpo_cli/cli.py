@@ -384,6 +384,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         app(args=args, prog_name="grpo")
     except SystemExit as exc:
+        # Typer turns a KeyboardInterrupt into a silent exit 130, keeping it down the exception
+        # chain; `grpo train` catches its own and says what it kept.
+        cause = exc.__context__
+        while cause is not None and not isinstance(cause, KeyboardInterrupt):
+            cause = cause.__cause__ or cause.__context__
+        if cause is not None:
+            print("Interrupted by Ctrl-C; stopped.", file=sys.stderr)
+            return 130
         if exc.code is None:
             return 0
         return exc.code if isinstance(exc.code, int) else 1
@@ -393,8 +401,18 @@ def main(argv: list[str] | None = None) -> int:
         print(exc.render(), file=sys.stderr)
         return USER_ERROR_EXIT
     except KeyboardInterrupt:
-        print("Interrupted.", file=sys.stderr)
+        print("Interrupted by Ctrl-C; stopped.", file=sys.stderr)
         return 130
+    except PermissionError as exc:
+        if debug:
+            traceback.print_exc()
+        print(
+            f"Error: permission denied: {exc.filename or exc}\n"
+            "Hint: choose a folder you can write (output.dir, or --output), or check the "
+            "file's permissions",
+            file=sys.stderr,
+        )
+        return USER_ERROR_EXIT
     except Exception as exc:
         if debug:
             traceback.print_exc()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 USER_ERROR_EXIT = 2
+INTERRUPTED_EXIT = 130  # 128 + SIGINT, what shells report for a Ctrl-C
 
 
 class GrpoError(Exception):

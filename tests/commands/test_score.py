@@ -4,7 +4,9 @@ wrong final number scores none, and the command streams, summarises and fails cl
 from __future__ import annotations
 
 import json
+import os
 import re
+import stat
 import tracemalloc
 from pathlib import Path
 
@@ -175,3 +177,14 @@ def test_scoring_streams_in_constant_memory(tmp_path):
 
     peak(small)  # warm caches and imports
     assert peak(large) < 1.5 * peak(small)
+
+
+def test_the_output_file_gets_the_mode_of_any_new_file(tmp_path, cli, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Path("in.jsonl").write_text(SAMPLE.read_text())
+    saved = os.umask(0o022)
+    try:
+        assert cli("score", "in.jsonl", "-o", "out.jsonl").code == 0
+    finally:
+        os.umask(saved)
+    assert stat.S_IMODE(Path("out.jsonl").stat().st_mode) == 0o644  # mkstemp alone gives 0600

@@ -4,11 +4,19 @@ an interruption, --dry-run, and the refusals that come before any weights are lo
 from __future__ import annotations
 
 import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from ..conftest import CONFIGS
+from grpo_cli.files import umask_mode
+
+from ..conftest import CONFIGS, REPO
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -35,6 +43,17 @@ def smoke_args(tiny_model: Path, tmp_path: Path, *extra: str) -> list[str]:
 
 def metrics(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture
+def no_weights(monkeypatch):
+    """Fail the test if the model's weights are loaded."""
+
+    def load(*args, **kwargs):
+        pytest.fail("the model was loaded before a check the user could fail")
+
+    monkeypatch.setattr("grpo_cli.training.models.load_trl_model", load)
+    monkeypatch.setattr("grpo_cli.training.models.load_unsloth_model", load)
 
 
 def test_smoke_run_writes_the_whole_run_directory(cli, tiny_model, tmp_path):
@@ -64,6 +83,9 @@ def test_smoke_run_writes_the_whole_run_directory(cli, tiny_model, tmp_path):
     assert "grpo train: done" in result.err and "adapter" in result.err
     # the saved config resumes this very run
     assert "run_name: smoke-cpu" in (run / "config.yaml").read_text()
+    for name in ("config.yaml", "env.json", "data.json", "heldout.json"):
+        assert stat.S_IMODE((run / name).stat().st_mode) == umask_mode(), name
+    assert not (run / "run.lock").exists()  # handed back when the run ends
 
 
 def test_only_the_lora_weights_train(cli, tiny_model, tmp_path):
@@ -105,6 +127,7 @@ def test_sigint_saves_a_checkpoint_and_resume_continues_like_an_uninterrupted_ru
 
     resumed = cli("train", str(run / "config.yaml"), "--resume")
     assert resumed.code == 0, resumed.err
+    assert "resuming from checkpoint-2 (step 2 of 4)" in resumed.err
     assert [r["step"] for r in metrics(run)] == [1, 2, 3, 4]
     assert (run / "adapter" / "adapter_model.safetensors").is_file()
 
@@ -207,3 +230,150 @@ def test_no_token_reaches_the_run_directory(cli, tiny_model, tmp_path, monkeypat
     for path in run.rglob("*"):
         if path.is_file():
             assert token.encode() not in path.read_bytes(), path
+
+
+# --- one owner, re-startable failures, checks before weights, stops that say what they kept ----
+
+
+@pytest.mark.parametrize("flag", [None, "--overwrite", "--resume"])
+def test_a_run_still_training_is_never_touched(cli, tiny_model, tmp_path, run_in_use, flag):
+    run, proc = run_in_use
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    args = smoke_args(tiny_model, tmp_path, "--set", "output.run_name=busy")
+    result = cli(*args, *([flag] if flag else []))
+    assert result.code == 2, result.err
+    assert f"is in use by pid {proc.pid} on host" in result.err and "Hint:" in result.err
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+    assert proc.poll() is None  # the owner goes on
+
+
+@pytest.mark.parametrize("in_use", [False, True])
+def test_a_refused_run_is_refused_before_any_ml_library_is_imported(
+    tiny_model, tmp_path, run_in_use, in_use
+):
+    run, _ = run_in_use
+    if not in_use:
+        run_in_use[1].kill()
+        run_in_use[1].wait()
+    args = smoke_args(tiny_model, tmp_path, "--set", "output.run_name=busy")
+    code = (
+        "import sys, time\nfrom grpo_cli.cli import main\nstarted = time.perf_counter()\n"
+        f"rc = main({args!r})\n"
+        "heavy = [m for m in ('torch', 'trl', 'transformers', 'datasets') if m in sys.modules]\n"
+        "print('HEAVY', heavy, rc, file=sys.stderr)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60
+    )
+    assert "HEAVY [] 2" in result.stderr, result.stderr
+    assert ("in use by pid" if in_use else "already exists") in result.stderr
+
+
+def test_a_failed_start_is_started_again_by_the_same_command(cli, tiny_model, tmp_path, write):
+    bad = write("bad.jsonl", '{"question": "What is 2 + 2?", "answer": "#### 4"}\n{oops\n')
+    args = smoke_args(tiny_model, tmp_path, "--set", "training.max_steps=1")
+    failed = cli(*args, "--set", f"data.source={bad}")
+    assert failed.code == 2 and f"cannot read {bad}" in failed.err, failed.err
+    run = tmp_path / "outputs" / "smoke-cpu"
+    assert (run / "config.yaml").is_file() and not (run / "run.lock").exists()
+    again = cli(*args)
+    assert again.code == 0, again.err
+    assert f"replacing {run}: an earlier start stopped before its first step" in again.err
+    assert [r["step"] for r in metrics(run)] == [1]
+
+
+@pytest.mark.usefixtures("no_weights")
+def test_a_broken_data_file_is_refused_before_the_model_loads(cli, tiny_model, tmp_path, write):
+    bad = write("bad.jsonl", "{not json\n")
+    result = cli(*smoke_args(tiny_model, tmp_path, "--set", f"data.source={bad}"))
+    assert result.code == 2 and f"cannot read {bad}" in result.err, result.err
+
+
+@pytest.mark.usefixtures("no_weights")
+def test_a_tokenizer_without_chat_template_is_refused_before_the_model_loads(
+    cli, tiny_model, tmp_path
+):
+    plain = tmp_path / "plain-model"
+    plain.mkdir()
+    for item in tiny_model.iterdir():
+        if item.name != "chat_template.jinja":
+            (plain / item.name).symlink_to(item)
+    config = json.loads((tiny_model / "tokenizer_config.json").read_text())
+    config.pop("chat_template", None)
+    (plain / "tokenizer_config.json").unlink()
+    (plain / "tokenizer_config.json").write_text(json.dumps(config))
+    result = cli(*smoke_args(plain, tmp_path))
+    assert result.code == 2 and "has no chat template" in result.err, result.err
+
+
+def test_ctrl_c_while_the_model_loads_says_how_to_go_on(cli, tiny_model, tmp_path, monkeypatch):
+    def interrupted_load(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(5)
+        pytest.fail("the Ctrl-C did not stop the loading")
+
+    monkeypatch.setattr("grpo_cli.training.models.load_trl_model", interrupted_load)
+    result = cli(*smoke_args(tiny_model, tmp_path))
+    run = tmp_path / "outputs" / "smoke-cpu"
+    assert result.code == 130
+    assert "Stopped by Ctrl-C while loading the model; no checkpoint was saved yet" in result.err
+    assert f"grpo train {run / 'config.yaml'} --resume" in result.err
+    assert not (run / "run.lock").exists()
+
+    monkeypatch.undo()
+    resumed = cli("train", run / "config.yaml", "--resume", "--set", "training.max_steps=1")
+    assert resumed.code == 0, resumed.err
+    assert "has no checkpoint yet; starting from step 0" in resumed.err
+    assert [r["step"] for r in metrics(run)] == [1]
+
+
+@pytest.mark.usefixtures("no_weights")
+def test_a_ctrl_c_a_library_swallows_while_reading_data_still_stops(
+    cli, tiny_model, tmp_path, monkeypatch
+):
+    from grpo_cli.data import loading
+
+    real = loading.format_split
+
+    def swallowing(*args, **kwargs):
+        try:  # what datasets' fingerprinting does around dill
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+        except:  # noqa: E722
+            pass
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loading, "format_split", swallowing)
+    result = cli(*smoke_args(tiny_model, tmp_path))
+    assert result.code == 130, result.err
+    assert "Stopped by Ctrl-C while reading the data" in result.err
+
+
+def test_an_output_folder_the_user_cannot_write_is_a_user_error(
+    cli, tiny_model, tmp_path, monkeypatch
+):
+    target = tmp_path / "outputs" / "smoke-cpu"
+    real_mkdir = Path.mkdir
+
+    def mkdir(self, *args, **kwargs):
+        if self == target:  # as root, chmod would not stop the write
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", mkdir)
+    result = cli(*smoke_args(tiny_model, tmp_path))
+    assert result.code == 2, result.err
+    assert f"Error: cannot create the run directory {target}" in result.err
+    assert "Permission denied" in result.err and "output.dir" in result.err
+    assert "Traceback" not in result.err and "unexpected" not in result.err
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_read_only_output_folder_is_a_user_error(cli, tiny_model, tmp_path):
+    (tmp_path / "outputs").mkdir()
+    (tmp_path / "outputs").chmod(0o555)
+    try:
+        result = cli(*smoke_args(tiny_model, tmp_path))
+    finally:
+        (tmp_path / "outputs").chmod(0o755)
+    assert result.code == 2 and "cannot create the run directory" in result.err, result.err

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from typing import IO, Any
 from grpo_cli.answers import extract_flexible, format_number, read_number
 from grpo_cli.config.schema import RewardSpec
 from grpo_cli.errors import GrpoError
+from grpo_cli.files import open_temporary
 from grpo_cli.rewards.builtin import (
     DEFAULT_REWARDS,
     completion_text,
@@ -251,8 +251,7 @@ def _open_output(path: Path | None) -> Iterator[IO[str]]:
         return
     if path.is_dir():
         raise GrpoError(f"--output {path} is a folder", "give a file name such as scores.jsonl")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = open_temporary(path, suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             yield f

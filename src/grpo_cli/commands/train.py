@@ -1,8 +1,10 @@
 """`grpo train CONFIG`: the training recipe, top to bottom.
 
-resolve the config -> check it against this machine -> run directory (config, environment) ->
-rewards -> tokenizer and data -> model with LoRA -> GRPOTrainer -> train -> save the adapter.
-Every check a user can fail runs before any weights are downloaded.
+resolve the config -> refuse a run directory in use or already trained (before torch is
+imported, so at once) -> check it against this machine -> rewards -> run directory, locked
+(config, environment) -> tokenizer -> data -> model with LoRA -> GRPOTrainer -> train -> save the
+adapter. Every check a user can fail runs before any weights are loaded; a Ctrl-C at any point
+stops with a message saying what was kept and how to go on.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from rich.table import Table
 from grpo_cli.config import LoadedConfig, load_config
 from grpo_cli.config.loader import config_error
 from grpo_cli.config.yamlio import display_path
-from grpo_cli.errors import GrpoError
+from grpo_cli.errors import INTERRUPTED_EXIT, GrpoError
 from grpo_cli.hardware import (
     Hardware,
     choose_backend,
@@ -28,8 +30,6 @@ from grpo_cli.hardware import (
     probe,
     wandb_can_log,
 )
-
-INTERRUPTED_EXIT = 130
 
 
 @dataclass
@@ -52,34 +52,105 @@ def train(
     overwrite: bool = False,
     dry_run: bool = False,
 ) -> int:
+    """The recipe, with Ctrl-C / SIGTERM turned into a stop that says what was kept, and the run
+    directory handed back to other processes however the recipe ends."""
+    from grpo_cli.training.interrupts import Interrupts
+
     console = Console(stderr=True, soft_wrap=True, highlight=False)
-    plan = resolve(config_path, overrides, console)
+    with Interrupts() as interrupts:
+        stage = Stage(console, interrupts)
+        try:
+            return recipe(stage, config_path, overrides, resume, overwrite, dry_run)
+        except KeyboardInterrupt:
+            console.print(stage.stopped(), markup=False)
+            return INTERRUPTED_EXIT
+        finally:
+            if stage.run is not None:
+                stage.run.release()
+
+
+class Stage:
+    """Where the recipe is, so that a stop can say what was saved and how to go on."""
+
+    def __init__(self, console: Console, interrupts: Any):
+        self.console, self.interrupts = console, interrupts
+        self.name = "reading the config"
+        self.run: Any = None  # the RunDir once this process owns it
+
+    def enter(self, name: str) -> None:
+        self.interrupts.raise_if_received()
+        self.name = name
+
+    def note(self, text: str) -> None:
+        self.console.print(text, markup=False)
+
+    def stopped(self) -> str:
+        signal = "SIGTERM" if self.interrupts.received == "SIGTERM" else "Ctrl-C"
+        text = f"Stopped by {signal} while {self.name}"
+        run = self.run
+        if run is None or not run.config.is_file():
+            return f"{text}; nothing was written.\nStart again with the same command."
+        resume = f"grpo train {display_path(run.config)} --resume"
+        checkpoint = run.latest_checkpoint()
+        if checkpoint is None:
+            return f"{text}; no checkpoint was saved yet.\nStart again from step 0 with: {resume}"
+        return (
+            f"{text}; {checkpoint.name} is kept in {display_path(run.checkpoints)}.\n"
+            f"Resume with: {resume}"
+        )
+
+
+def recipe(
+    stage: Stage,
+    config_path: Path,
+    overrides: list[str],
+    resume: bool,
+    overwrite: bool,
+    dry_run: bool,
+) -> int:
+    console = stage.console
+    loaded = load_config(config_path, overrides)
+    cfg = loaded.config
+    if not dry_run:
+        from grpo_cli.training import rundir
+
+        # Before torch and trl are imported: a run that is refused is refused at once.
+        run_path = find_run_dir(cfg, config_path, resume)
+        rundir.check(run_path, resume=resume, overwrite=overwrite)
+    stage.enter("checking this machine")
+    plan = resolve(loaded, console)
     from grpo_cli.training.models import quiet_progress_bars
 
     quiet_progress_bars()
-    cfg = plan.loaded.config
+    stage.enter("building the rewards")
     rewards = build_training_rewards(cfg)
     if dry_run:
         return dry_run_report(plan, rewards, console)
 
-    from grpo_cli.training import rundir
-
-    run_path = find_run_dir(cfg, config_path, resume)
-    run = rundir.prepare(run_path, resume=resume, overwrite=overwrite)
+    stage.enter("preparing the run directory")
+    stage.run = run = rundir.prepare(run_path, resume=resume, overwrite=overwrite, note=stage.note)
     checkpoint = run.latest_checkpoint() if resume else None
-    if not resume:
+    if resume:
+        console.print(resuming(checkpoint, cfg, run), markup=False)
+    if not resume or not run.config.is_file():
         rundir.write_config(run, with_run_name(cfg, run_path.name), display_path(config_path))
     run.write_json(run.env, rundir.environment(plan.hardware.as_dict(), plan.backend,
                                                plan.backend_reason, plan.precision))  # fmt: skip
     console.print(f"run directory: {display_path(run.path)}")
     point_tracker_at(cfg, run)
 
-    model, tokenizer = load_model(plan)
+    stage.enter("loading the tokenizer")
+    tokenizer = load_tokenizer(plan)
+    stage.enter("reading the data")
     data, eval_rows = load_data(cfg, tokenizer, run, console)
+    stage.enter("loading the model")
+    model, tokenizer = load_model(plan, tokenizer)
+    stage.enter("building the trainer")
     trainer, recorder, stop = build_trainer(
         plan, model, tokenizer, data, eval_rows, rewards, run, console
     )
 
+    stage.enter("training")
     started = time.perf_counter()
     stop.install()
     try:
@@ -96,9 +167,19 @@ def train(
             f"in {display_path(run.checkpoints)}.\nResume with: {resume_cmd}"
         )
         return INTERRUPTED_EXIT
+    stage.enter("saving the adapter")
     trainer.save_model(str(run.adapter))  # the adapter and the tokenizer (processing_class)
     closing_table(recorder.history, trainer.state.global_step, wall, run, console)
     return 0
+
+
+def resuming(checkpoint: Path | None, cfg: Any, run: Any) -> str:
+    t = cfg.training
+    of = f"of {t.max_steps}" if t.max_steps is not None else f"of {t.num_train_epochs:g} epochs"
+    if checkpoint is None:
+        return f"--resume: {display_path(run.path)} has no checkpoint yet; starting from step 0"
+    step = checkpoint.name.rsplit("-", 1)[-1]
+    return f"resuming from {checkpoint.name} (step {step} {of})"
 
 
 def point_tracker_at(cfg: Any, run: Any) -> None:
@@ -113,10 +194,9 @@ def point_tracker_at(cfg: Any, run: Any) -> None:
     os.environ["WANDB_DIR"] = str(run.path)
 
 
-def resolve(config_path: Path, overrides: list[str], console: Console) -> Plan:
+def resolve(loaded: LoadedConfig, console: Console) -> Plan:
     """The config, checked against this machine: backend, precision, installed packages.
     Unsloth, when chosen, is imported here: after torch, before trl / transformers / peft."""
-    loaded = load_config(config_path, overrides)
     cfg = loaded.config
     hw = probe()
     has = {
@@ -180,13 +260,20 @@ def with_run_name(cfg: Any, name: str) -> Any:
     return cfg.model_copy(update={"output": cfg.output.model_copy(update={"run_name": name})})
 
 
-def load_model(plan: Plan) -> tuple[Any, Any]:
+def load_tokenizer(plan: Plan) -> Any:
+    """The tokenizer, read before the weights: its chat template is checked and the data's
+    prompts are measured with it. Unsloth's own copy comes back with its model."""
+    from grpo_cli.training import models
+
+    return models.load_tokenizer(plan.loaded.config)
+
+
+def load_model(plan: Plan, tokenizer: Any) -> tuple[Any, Any]:
     from grpo_cli.training import models
 
     cfg = plan.loaded.config
     if plan.backend == "unsloth":
         return models.load_unsloth_model(cfg, plan.precision)
-    tokenizer = models.load_tokenizer(cfg)
     return models.load_trl_model(cfg, plan.precision), tokenizer
 
 
@@ -202,13 +289,15 @@ def load_data(cfg: Any, tokenizer: Any, run: Any, console: Console) -> tuple[Any
         write_heldout(run.path, cfg, data.heldout_ids)
     limit = cfg.training.max_prompt_length
 
-    def fits(row: dict[str, Any]) -> bool:
-        ids = tokenizer.apply_chat_template(row["prompt"], add_generation_prompt=True)
+    def fits(prompt: list[dict[str, str]]) -> bool:
+        ids = tokenizer.apply_chat_template(prompt, add_generation_prompt=True)
         ids = ids["input_ids"] if hasattr(ids, "keys") else ids  # a BatchEncoding in 5.x
         return len(ids) <= limit
 
     before = len(data.train)
-    train = data.train.filter(fits)
+    # A plain loop, not Dataset.filter: datasets would hash `fits` and the tokenizer in it with
+    # dill (slow), inside a bare `except:` that swallows a Ctrl-C.
+    train = data.train.select([i for i, p in enumerate(data.train["prompt"]) if fits(p)])
     dropped = before - len(train)
     if dropped:
         console.print(

@@ -213,8 +213,11 @@ def load_training_data(cfg: GrpoConfig) -> TrainingData:
     if d.heldout_size:
         ids = heldout_ids(ds[ROW_ID], d.heldout_size, cfg.training.seed)
         chosen = set(ids)
-        heldout = ds.filter(lambda row: row[ROW_ID] in chosen)
-        ds = ds.filter(lambda row: row[ROW_ID] not in chosen)
+        # select, not filter: filter would hash the lambda with dill inside datasets' bare
+        # `except:`, which swallows a Ctrl-C
+        held = [row_id in chosen for row_id in ds[ROW_ID]]
+        heldout = ds.select([i for i, h in enumerate(held) if h])
+        ds = ds.select([i for i, h in enumerate(held) if not h])
         report.heldout = len(ids)
         report.kept = len(ds)
     return TrainingData(ds, heldout, ids, report)

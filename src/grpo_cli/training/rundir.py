@@ -11,15 +11,20 @@ could hold a secret.
     adapter/           the final LoRA adapter and the tokenizer
     tensorboard/ wandb/  tracker files, when logging.report_to names one
     eval.json          written by `grpo eval`: {split name: metrics}, read by `grpo merge`
+    run.lock           pid, host, start and command of the process training it (while it runs)
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from datetime import datetime
 from importlib import metadata
 from pathlib import Path
@@ -30,9 +35,10 @@ import yaml
 from grpo_cli.config import dump_config
 from grpo_cli.config.schema import HUB_TOKEN_RE, GrpoConfig
 from grpo_cli.errors import GrpoError
-from grpo_cli.files import write_atomic
+from grpo_cli.files import umask_mode, write_atomic
 
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+LOCK = "run.lock"
 LIBRARIES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "unsloth",
              "unsloth_zoo", "vllm", "bitsandbytes", "grpo-cli")  # fmt: skip
 
@@ -40,6 +46,7 @@ LIBRARIES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "
 class RunDir:
     def __init__(self, path: Path):
         self.path = path
+        self.lock: RunLock | None = None
 
     config = property(lambda self: self.path / "config.yaml")
     env = property(lambda self: self.path / "env.json")
@@ -60,6 +67,31 @@ class RunDir:
             if match and (child / "trainer_state.json").is_file():
                 found.append((int(match.group(1)), child))
         return max(found)[1] if found else None
+
+    def contents(self) -> list[Path]:
+        """What the run holds besides its lock file."""
+        if not self.path.is_dir():
+            return [self.path] if self.path.exists() else []
+        return [child for child in self.path.iterdir() if child.name != LOCK]
+
+    def trained_any_step(self) -> bool:
+        """Whether a step was done: a checkpoint, a metrics record or an adapter. A run without
+        any is what a start that failed or was stopped while loading leaves behind."""
+        if self.adapter.exists():
+            return True
+        if self.checkpoints.is_dir() and any(self.checkpoints.iterdir()):
+            return True
+        try:
+            with self.metrics.open(encoding="utf-8") as f:
+                return any(line.strip() for line in f)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+
+    def release(self) -> None:
+        """Let another process take the run (the end of the process does it too)."""
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
     def write_json(self, path: Path, record: dict[str, Any]) -> None:
         write_atomic(path, json.dumps(record, indent=1, default=str) + "\n")
@@ -102,33 +134,196 @@ def run_name(cfg: GrpoConfig, config_path: Path, now: datetime | None = None) ->
     return f"{config_path.stem}-{stamp}"
 
 
-def prepare(path: Path, *, resume: bool, overwrite: bool) -> RunDir:
-    """The run directory, created; an existing one is kept for --resume, replaced only with
-    --overwrite, and refused otherwise."""
+def check(path: Path, *, resume: bool, overwrite: bool) -> None:
+    """The refusals `prepare` would make, found without writing anything or importing the ML
+    libraries, so that they come at once. `prepare` decides again, under the lock."""
+    holder = lock_holder(path / LOCK)
+    if holder is not None:
+        raise in_use(path, holder, overwrite)
+    refusal = _refusal(RunDir(path), resume=resume, overwrite=overwrite)
+    if refusal is not None:
+        raise refusal
+
+
+def prepare(path: Path, *, resume: bool, overwrite: bool, note: Callable[[str], None]) -> RunDir:
+    """The run directory, created and locked for this process; an existing one is kept for
+    --resume, replaced with --overwrite or when an earlier start left it before its first step,
+    and refused otherwise. Nothing is deleted before the lock is held."""
     run = RunDir(path)
-    exists = any(path.iterdir()) if path.is_dir() else path.exists()
+    try:
+        if path.exists() and not path.is_dir():
+            refusal = _refusal(run, resume=resume, overwrite=overwrite)
+            if refusal is not None:
+                raise refusal
+            note(f"note: --overwrite: replacing the file {path}")
+            path.unlink()
+        path.mkdir(parents=True, exist_ok=True)
+        run.lock = RunLock.acquire(path / LOCK, overwrite, note)
+        try:
+            refusal = _refusal(run, resume=resume, overwrite=overwrite)
+            if refusal is not None:
+                raise refusal
+            if not resume and run.contents():
+                note(
+                    f"note: --overwrite: replacing {path}"
+                    if overwrite
+                    else f"note: replacing {path}: an earlier start stopped before its first step"
+                )
+                for child in run.contents():
+                    shutil.rmtree(child) if child.is_dir() else child.unlink()
+        except BaseException:
+            run.release()
+            raise
+    except PermissionError as exc:
+        raise not_writable(path, exc) from None
+    except OSError as exc:
+        if exc.errno != errno.EROFS:
+            raise
+        raise not_writable(path, exc) from None
+    return run
+
+
+def _refusal(run: RunDir, *, resume: bool, overwrite: bool) -> GrpoError | None:
+    path = run.path
+    if path.exists() and not path.is_dir() and not overwrite:
+        return GrpoError(
+            f"{path} is a file, not a run directory",
+            "set another output.run_name, or replace the file with --overwrite",
+        )
     if resume:
-        if not exists:
-            raise GrpoError(
+        if not run.contents():
+            return GrpoError(
                 f"--resume: {path} does not exist",
                 "resume names the run through output.run_name (or --set output.run_name=...)",
             )
-        if run.latest_checkpoint() is None:
-            raise GrpoError(
-                f"--resume: {path} has no checkpoint yet",
-                "run again with --overwrite to start over",
-            )
-        return run
-    if exists and not overwrite:
-        raise GrpoError(
+        return None
+    if run.contents() and not overwrite and run.trained_any_step():
+        return GrpoError(
             f"run directory {path} already exists",
             "continue it with --resume, replace it with --overwrite, or set another "
             "output.run_name",
         )
-    if exists:
-        shutil.rmtree(path) if path.is_dir() else path.unlink()
-    path.mkdir(parents=True, exist_ok=True)
-    return run
+    return None
+
+
+def not_writable(path: Path, exc: OSError) -> GrpoError:
+    where = "" if exc.filename in (None, str(path)) else f"{exc.filename}: "
+    return GrpoError(
+        f"cannot create the run directory {path}: {where}{exc.strerror or exc}",
+        "set output.dir to a folder you can write, e.g. --set output.dir=$HOME/grpo-outputs",
+    )
+
+
+def in_use(path: Path, holder: dict[str, Any], overwrite: bool) -> GrpoError:
+    pid, host = holder.get("pid"), holder.get("host")
+    if pid is None:  # its owner has just taken it and not yet written its name
+        message = f"run directory {path} is in use by another process"
+        stop = "stop it"
+    else:
+        command = " ".join(holder.get("argv") or [])
+        message = (
+            f"run directory {path} is in use by pid {pid} on host {host} since "
+            f"{holder.get('started', '?')}" + (f" ({command})" if command else "")
+        )
+        stop = f"stop it (kill -INT {pid} on {host} saves a checkpoint first)"
+    hint = f"wait for it to finish or {stop}; to train beside it, set another output.run_name"
+    if overwrite:
+        message = f"--overwrite: {message}"
+        hint = f"--overwrite never replaces a run that is still training; {hint}"
+    return GrpoError(message, hint)
+
+
+class RunLock:
+    """One process owns a run directory: an exclusive flock on RUN/run.lock, held for as long as
+    the run lives. The kernel drops it when the process dies, even on kill -9, so a lock file
+    nobody holds is one its owner left behind. The file says who holds it."""
+
+    def __init__(self, path: Path, fd: int | None):
+        self.path, self.fd = path, fd
+
+    @classmethod
+    def acquire(cls, path: Path, overwrite: bool, note: Callable[[str], None]) -> RunLock:
+        import fcntl
+
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, umask_mode())
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _owner(fd)
+                os.close(fd)
+                raise in_use(path.parent, holder, overwrite) from None
+            except OSError as exc:  # a file system without locks (some network mounts)
+                os.close(fd)
+                note(
+                    f"Warning: cannot lock {path} ({exc.strerror}); nothing stops a second "
+                    "grpo train from writing into this run at the same time"
+                )
+                return cls(path, None)
+            # The previous owner unlinks the file when it releases it: if that happened between
+            # our open and our flock, we hold a lock on a file nobody else will ever open.
+            try:
+                if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                    break
+            except FileNotFoundError:
+                pass
+            os.close(fd)
+        previous = _owner(fd)
+        if previous:
+            note(
+                f"note: the previous owner of {path.parent} (pid {previous.get('pid', '?')} on "
+                f"host {previous.get('host', '?')}, since {previous.get('started', '?')}) ended "
+                "without releasing it; taking it over"
+            )
+        record = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": datetime.now().isoformat(timespec="seconds"),
+            "argv": [a for a in sys.argv if not HUB_TOKEN_RE.search(a)],
+        }
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps(record) + "\n").encode(), 0)
+        return cls(path, fd)
+
+    def release(self) -> None:
+        """Remove the lock file, then let go: a lock file that outlives its owner means the
+        owner died."""
+        if self.fd is None:
+            return
+        try:
+            if os.stat(self.path).st_ino == os.fstat(self.fd).st_ino:
+                self.path.unlink()
+        except OSError:
+            pass
+        os.close(self.fd)
+        self.fd = None
+
+
+def lock_holder(path: Path) -> dict[str, Any] | None:
+    """Who holds the lock file `path` ({} when its file says nothing), or None when it is free."""
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return _owner(fd)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return None
+
+
+def _owner(fd: int) -> dict[str, Any]:
+    try:
+        record = json.loads(os.pread(fd, 65536, 0) or b"{}")
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
 
 
 def write_config(run: RunDir, cfg: GrpoConfig, source: str) -> None:
