@@ -13,11 +13,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from grpo_cli.answers import extract_flexible, extract_strict, read_number
 from grpo_cli.errors import GrpoError
 from grpo_cli.evaluation.generate import Completion, Sampling
 from grpo_cli.files import write_atomic
-from grpo_cli.rewards.builtin import follows_format, gold_value
+from grpo_cli.grading import grade as grade_one
 
 PREDICTIONS = "predictions.jsonl"
 SETTINGS = "settings.json"
@@ -32,22 +31,20 @@ def grade(
     reasoning_tag: str | None,
     answer_tag: str,
 ) -> dict[str, Any]:
-    """One prediction record: every completion with its answers and flags, graded by the
-    shared answer module (the correctness reward's strict rule, and the flexible one)."""
-    target = gold_value(str(gold))
+    """One prediction record: every completion with its answers and flags, each graded by
+    `grpo_cli.grading` (the rule `grpo score` and training's accuracy use)."""
     texts = [c.text for c in completions]
-    strict = [extract_strict(t, answer_tag) for t in texts]
-    flexible = [extract_flexible(t, answer_tag) for t in texts]
+    grades = [grade_one(t, gold, answer_tag, reasoning_tag) for t in texts]
     return {
         "row_id": row_id,
         "question": question,
         "gold": str(gold),
         "completions": texts,
-        "extracted": strict,
-        "extracted_flexible": flexible,
-        "correct": [a is not None and read_number(a) == target for a in strict],
-        "correct_flexible": [a is not None and read_number(a) == target for a in flexible],
-        "formatted": [follows_format(t, reasoning_tag, answer_tag) for t in texts],
+        "extracted": [g.extracted for g in grades],
+        "extracted_flexible": [g.extracted_flexible for g in grades],
+        "correct": [g.correct for g in grades],
+        "correct_flexible": [g.correct_flexible for g in grades],
+        "formatted": [g.formatted for g in grades],
         "truncated": [c.truncated for c in completions],
         "tokens": [c.tokens for c in completions],
     }
