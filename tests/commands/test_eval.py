@@ -79,7 +79,7 @@ def scripted(monkeypatch, gsm8k_dir):
     def install(engines: dict[str, Scripted]):
         for engine in engines.values():
             engine.golds = golds
-        monkeypatch.setattr(evaluate, "load_engine", lambda spec, *a: engines[spec.label])
+        monkeypatch.setattr(evaluate, "load_engine", lambda source, *a: engines[source.label])
 
     return install
 
@@ -214,9 +214,10 @@ def test_base_and_a_run_side_by_side_with_a_paired_test(cli, gsm8k_config, smoke
 def test_a_run_is_evaluated_with_its_adapter_applied(gsm8k_config, smoke_run):
     import torch
 
-    from grpo_cli.commands.evaluate import load_transformers_model, resolve_model
     from grpo_cli.config import load_config
+    from grpo_cli.evaluation.generate import load_transformers_model
     from grpo_cli.hardware import Hardware
+    from grpo_cli.model_source import resolve_model
 
     cfg = load_config(gsm8k_config).config
     ids = torch.tensor([[1, 2, 3, 4, 5]])
@@ -271,7 +272,7 @@ def test_an_unfinished_run_is_refused_with_the_resume_command(cli, gsm8k_config,
     shutil.rmtree(smoke_run / "adapter")
     result = cli("eval", gsm8k_config, "--model", smoke_run, "--output", tmp_path / "eval")
     assert result.code == 2 and "has no adapter/ yet" in result.err
-    assert "--resume" in result.err and "checkpoint-N" in result.err
+    assert "--resume" in result.err and "checkpoint-4" in result.err
     checkpoint = smoke_run / "checkpoints" / "checkpoint-4"
     args = ("--model", checkpoint, "--limit", "2", "--output", tmp_path / "eval")
     result = cli("eval", gsm8k_config, *args)

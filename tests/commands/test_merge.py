@@ -18,6 +18,7 @@ from huggingface_hub.errors import HfHubHTTPError
 
 from grpo_cli.cli import main
 from grpo_cli.commands import merge as merge_command
+from grpo_cli.merging import weights as merge_weights
 
 from ..conftest import CONFIGS
 
@@ -321,7 +322,7 @@ def test_bad_publishing_flags_are_refused(cli, run, args):
 
 
 def test_gguf_without_unsloth_says_what_to_install(cli, run, monkeypatch):
-    monkeypatch.setattr(merge_command, "unsloth_installed", lambda: False)
+    monkeypatch.setattr(merge_weights, "unsloth_installed", lambda: False)
     result = cli("merge", run, "--gguf", "q4_k_m,q8_0")
     assert result.code == 2
     assert "pip install -e '.[gpu]'" in result.err and "llama.cpp" in result.err
@@ -388,9 +389,9 @@ def test_sources_that_cannot_be_merged_are_refused(cli, run, tiny_model, tmp_pat
     (tmp_path / "empty").mkdir()
     shutil.rmtree(run / "adapter")
     cases = {
-        tmp_path / "missing": "not found",
-        tmp_path / "empty": "neither a run directory nor an adapter",
-        run: "has no adapter yet",
+        tmp_path / "missing": "no such folder",
+        tmp_path / "empty": "neither a run directory, an adapter folder nor a model folder",
+        run: "has no adapter/ yet",
         tiny_model: "full model, not a LoRA adapter",
         run / "config.yaml": "is a file",
     }
@@ -423,7 +424,7 @@ def test_a_hub_base_neither_cached_nor_downloadable_is_a_user_error(
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
     result = cli("merge", bare_adapter(run, tmp_path, "nobody-xyz/no-such-model"))
     assert result.code == 2, result.err
-    assert "cannot load base model nobody-xyz/no-such-model" in result.err
+    assert "cannot load the model of nobody-xyz/no-such-model" in result.err
     assert "hf download nobody-xyz/no-such-model" in result.err
     assert not (tmp_path / "adapter-merged").exists()
 
