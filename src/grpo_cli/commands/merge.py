@@ -116,11 +116,7 @@ def check_output(target: Path, src: ModelSource, force: bool) -> None:
     if target.exists() and not target.is_dir():
         raise GrpoError(f"--output {target} is a file", "give a folder for the merged model")
     resolved = target.resolve()
-    keep = (
-        [src.adapter.resolve()]
-        if src.adapter
-        else [] + ([src.run.path.resolve()] if src.run else [])
-    )
+    keep = [p.resolve() for p in (src.adapter, src.run.path if src.run else None) if p]
     if any(p == resolved or p.is_relative_to(resolved) for p in keep):
         raise GrpoError(
             f"--output {target} would replace the adapter or run being merged",
