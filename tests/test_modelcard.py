@@ -123,3 +123,21 @@ def test_nothing_shaped_like_a_token_reaches_the_card():
     token = "hf_" + "x" * 34
     leaky = {**CONFIG, "data": {**CONFIG["data"], "source": f"./data/{token}.jsonl"}}
     assert token not in model_card(facts(config=leaky))
+
+
+def test_a_subset_is_shown_for_hub_datasets_only():
+    def data_rows(source: str) -> str:
+        config = {**CONFIG, "data": {**CONFIG["data"], "source": source, "subset": "main"}}
+        return model_card(facts(config=config)).split("## Data")[1].split("##")[0]
+
+    assert "| subset | main |" in data_rows("openai/gsm8k")
+    for source in ("synthetic", "./data/train.jsonl", "data/train.jsonl"):
+        rows = data_rows(source)
+        assert f"| source | {source} |" in rows and "subset" not in rows, source
+
+
+def test_reproduce_repeats_each_recorded_evaluation():
+    evals = {"heldout": {"rows": 8}, "test@4": {"rows": 200, "temperature": 1.0}}
+    card = model_card(facts(run_path="outputs/r", evals=evals))
+    assert "grpo eval grpo_config.yaml --model base --model outputs/r --split heldout\n" in card
+    assert "--model outputs/r --samples 4 --temperature 1\n" in card

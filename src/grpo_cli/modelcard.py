@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from grpo_cli.config.schema import HUB_TOKEN_RE, is_hub_id, looks_like_path
+from grpo_cli.config.schema import DATA_SUFFIXES, HUB_TOKEN_RE, is_hub_id, looks_like_path
 
 # A safety net, not the main defence (configs refuse secrets, env.json drops them from argv):
 # nothing shaped like a Hub token ever reaches a card that may be published.
@@ -176,6 +176,8 @@ def data_section(facts: CardFacts) -> str:
     data = _section(facts.config, "data")
     if not data:
         return ""
+    # a subset (Hub dataset configuration) means nothing for synthetic rows or a local file
+    hub = _is_hub_dataset(str(data.get("source", "")))
     rows = [
         (label, _value(data.get(key)))
         for key, label in (
@@ -187,7 +189,7 @@ def data_section(facts: CardFacts) -> str:
             ("limit", "row limit"),
             ("heldout_size", "held-out rows (never trained on)"),
         )
-        if data.get(key) is not None
+        if data.get(key) is not None and (key != "subset" or hub)
     ]
     if facts.data.get("trained_on") is not None:
         rows.append(("prompts trained on", _value(facts.data["trained_on"])))
@@ -263,20 +265,41 @@ def reproduce_section(facts: CardFacts) -> str:
         merge += f" --gguf {','.join(facts.gguf)}"
     if facts.repo_id:
         merge += f" --push-to-hub {facts.repo_id}"
+    default_split = _section(facts.config, "data").get("eval_split") or "test"
+    evals = [
+        f"grpo eval {CONFIG_FILE} --model base --model {run}{flags}"
+        for flags in _eval_flags(facts.evals, default_split)
+    ]
     git = facts.env.get("git") or {}
     at = f" at commit `{git['commit']}`" if git.get("commit") else ""
     if at and git.get("dirty"):
         at += " (the run had uncommitted changes)"
+    commands = "\n".join([f"grpo train {CONFIG_FILE}", *evals, merge])
     return (
         "## Reproduce\n\n"
         f"`{CONFIG_FILE}` in this repository is the run's resolved config. With grpo-cli"
         f"{at} installed:\n\n"
-        "```bash\n"
-        f"grpo train {CONFIG_FILE}\n"
-        f"grpo eval {CONFIG_FILE} --model base --model {run}\n"
-        f"{merge}\n"
-        "```"
+        f"```bash\n{commands}\n```"
     )
+
+
+def _eval_flags(evals: dict[str, Any], default_split: str) -> list[str]:
+    """The flags that repeat each recorded evaluation (eval.json keys: split, or split@samples)."""
+    flags = []
+    for key, metrics in (evals or {}).items():
+        split, _, samples = key.partition("@")
+        text = "" if split == default_split else f" --split {split}"
+        if samples:
+            text += f" --samples {samples}"
+            if isinstance(metrics, dict) and _is_number(metrics.get("temperature")):
+                text += f" --temperature {metrics['temperature']:g}"
+        flags.append(text)
+    return flags or [""]
+
+
+def _is_hub_dataset(source: str) -> bool:
+    local = looks_like_path(source) or source.lower().endswith(DATA_SUFFIXES)
+    return bool(source) and source != "synthetic" and not local
 
 
 def _versions_section(env: dict[str, Any]) -> str:

@@ -79,7 +79,7 @@ def scripted(monkeypatch, gsm8k_dir):
     def install(engines: dict[str, Scripted]):
         for engine in engines.values():
             engine.golds = golds
-        monkeypatch.setattr(evaluate, "load_engine", lambda spec, *a: engines[spec.label])
+        monkeypatch.setattr(evaluate, "load_engine", lambda source, *a: engines[source.label])
 
     return install
 
@@ -214,9 +214,10 @@ def test_base_and_a_run_side_by_side_with_a_paired_test(cli, gsm8k_config, smoke
 def test_a_run_is_evaluated_with_its_adapter_applied(gsm8k_config, smoke_run):
     import torch
 
-    from grpo_cli.commands.evaluate import load_transformers_model, resolve_model
     from grpo_cli.config import load_config
+    from grpo_cli.evaluation.generate import load_transformers_model
     from grpo_cli.hardware import Hardware
+    from grpo_cli.model_source import resolve_model
 
     cfg = load_config(gsm8k_config).config
     ids = torch.tensor([[1, 2, 3, 4, 5]])
@@ -271,7 +272,7 @@ def test_an_unfinished_run_is_refused_with_the_resume_command(cli, gsm8k_config,
     shutil.rmtree(smoke_run / "adapter")
     result = cli("eval", gsm8k_config, "--model", smoke_run, "--output", tmp_path / "eval")
     assert result.code == 2 and "has no adapter/ yet" in result.err
-    assert "--resume" in result.err and "checkpoint-N" in result.err
+    assert "--resume" in result.err and "checkpoint-4" in result.err
     checkpoint = smoke_run / "checkpoints" / "checkpoint-4"
     args = ("--model", checkpoint, "--limit", "2", "--output", tmp_path / "eval")
     result = cli("eval", gsm8k_config, *args)
@@ -307,3 +308,85 @@ def test_each_split_and_sampling_gets_its_own_default_folder(cli, smoke_run, tmp
     for folder in ("heldout", "test", "test-k2-t1"):
         assert (tmp_path / "eval" / folder / "smoke-cpu" / "metrics.json").is_file(), folder
     assert set(json.loads((smoke_run / "eval.json").read_text())) == {"heldout", "test", "test@2"}
+
+
+# --- saved predictions are never lost or misread, and the output says what happened ----------
+
+
+def test_a_last_record_without_its_newline_is_not_glued_to_the_next(
+    cli, gsm8k_config, scripted, tmp_path
+):
+    out = tmp_path / "eval"
+    scripted({"base": Scripted(lambda q, i: True)})
+    assert cli("eval", gsm8k_config, "--limit", "2", "--output", out).code == 0
+    saved = out / "base/predictions.jsonl"
+    saved.write_text(saved.read_text().rstrip("\n"))  # complete record, newline never written
+    result = cli("eval", gsm8k_config, "--limit", "4", "--output", out)
+    assert result.code == 0, result.err
+    assert [p["row_id"] for p in read_jsonl(saved)] == [0, 1, 2, 3]
+    scripted({})  # all four read back: no model is needed
+    assert cli("eval", gsm8k_config, "--limit", "4", "--output", out).code == 0
+
+
+def test_a_split_file_rewritten_in_place_gets_new_predictions(
+    cli, gsm8k_config, gsm8k_dir, scripted, tmp_path
+):
+    rows = gsm8k_test_rows(gsm8k_dir, 4)
+    split = tmp_path / "mine.jsonl"
+    split.write_text("".join(json.dumps(r) + "\n" for r in rows[:3]))
+    args = ("eval", gsm8k_config, "--split", split, "--output", tmp_path / "eval")
+    scripted({"base": Scripted(lambda q, i: True)})
+    first = cli(*args)
+    assert first.code == 0, first.err
+    assert "Generating train split" not in first.err  # datasets' bars are off before any read
+    split.write_text("".join(json.dumps(r) + "\n" for r in [rows[0], rows[3], rows[2]]))
+    again = Scripted(lambda q, i: True)
+    scripted({"base": again})
+    result = cli(*args)
+    assert result.code == 0, result.err
+    assert again.asked == [rows[3]["question"]]
+    assert "1 saved rows are generated again" in result.err and "2 rows reused" in result.err
+    latest = {p["row_id"]: p for p in read_jsonl(tmp_path / "eval/base/predictions.jsonl")}
+    assert [latest[i]["question"] for i in range(3)] == [rows[i]["question"] for i in (0, 3, 2)]
+
+
+@pytest.mark.parametrize("name", ["predictions.jsonl", "settings.json", "metrics.json"])
+def test_a_damaged_saved_file_is_named(cli, gsm8k_config, scripted, tmp_path, name):
+    out = tmp_path / "eval"
+    scripted({"base": Scripted(lambda q, i: True)})
+    assert cli("eval", gsm8k_config, "--limit", "2", "--output", out).code == 0
+    (out / "base" / name).write_bytes(b'{"row_id": 0, "question": "caf\xe9"}\n')  # Latin-1
+    result = cli("eval", gsm8k_config, "--limit", "2", "--output", out)
+    assert result.code == 2, result.err
+    assert f"{out / 'base' / name} is not UTF-8" in result.err
+    assert "Hint:" in result.err and "Traceback" not in result.err
+
+
+def test_the_output_names_the_model_and_the_real_folders(
+    cli, gsm8k_config, scripted, tmp_path, tiny_model
+):
+    scripted({"base": Scripted(lambda q, i: True)})
+    result = cli("eval", gsm8k_config, "--limit", "2", "--output", tmp_path / "eval")
+    assert result.code == 0, result.err
+    assert f"(base model {tiny_model})" in result.err and "(base base)" not in result.err
+    assert f"predictions and metrics: {tmp_path / 'eval' / 'base'}/" in result.err
+    assert "<model>" not in result.err
+
+
+def test_a_damaged_adapter_is_named_in_the_hint(cli, gsm8k_config, smoke_run, tmp_path):
+    weights = smoke_run / "adapter" / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])  # a copy cut short
+    result = cli(
+        "eval",
+        gsm8k_config,
+        "--model",
+        smoke_run,
+        "--limit",
+        "1",
+        "--engine",
+        "transformers",
+        "--output",
+        tmp_path / "eval",
+    )
+    assert result.code == 2, result.err
+    assert f"Hint: {weights} is damaged" in result.err and "network" not in result.err

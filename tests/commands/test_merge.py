@@ -18,6 +18,7 @@ from huggingface_hub.errors import HfHubHTTPError
 
 from grpo_cli.cli import main
 from grpo_cli.commands import merge as merge_command
+from grpo_cli.merging import weights as merge_weights
 
 from ..conftest import CONFIGS
 
@@ -321,7 +322,7 @@ def test_bad_publishing_flags_are_refused(cli, run, args):
 
 
 def test_gguf_without_unsloth_says_what_to_install(cli, run, monkeypatch):
-    monkeypatch.setattr(merge_command, "unsloth_installed", lambda: False)
+    monkeypatch.setattr(merge_weights, "unsloth_installed", lambda: False)
     result = cli("merge", run, "--gguf", "q4_k_m,q8_0")
     assert result.code == 2
     assert "pip install -e '.[gpu]'" in result.err and "llama.cpp" in result.err
@@ -388,9 +389,9 @@ def test_sources_that_cannot_be_merged_are_refused(cli, run, tiny_model, tmp_pat
     (tmp_path / "empty").mkdir()
     shutil.rmtree(run / "adapter")
     cases = {
-        tmp_path / "missing": "not found",
-        tmp_path / "empty": "neither a run directory nor an adapter",
-        run: "has no adapter yet",
+        tmp_path / "missing": "no such folder",
+        tmp_path / "empty": "neither a run directory, an adapter folder nor a model folder",
+        run: "has no adapter/ yet",
         tiny_model: "full model, not a LoRA adapter",
         run / "config.yaml": "is a file",
     }
@@ -423,7 +424,7 @@ def test_a_hub_base_neither_cached_nor_downloadable_is_a_user_error(
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
     result = cli("merge", bare_adapter(run, tmp_path, "nobody-xyz/no-such-model"))
     assert result.code == 2, result.err
-    assert "cannot load base model nobody-xyz/no-such-model" in result.err
+    assert "cannot load the model of nobody-xyz/no-such-model" in result.err
     assert "hf download nobody-xyz/no-such-model" in result.err
     assert not (tmp_path / "adapter-merged").exists()
 
@@ -464,3 +465,50 @@ def test_a_run_trained_with_unsloth_is_merged_by_unsloth(run, reference_logits, 
     assert "- unsloth" in (merged / "README.md").read_text()
     adapted, _, tokenizer = reference_logits
     assert max_diff(last_logits(merged, tokenizer), adapted) < 1e-2
+
+
+def dead_pid() -> int:
+    """The pid of a process that has exited."""
+    child = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(child.stdout)
+
+
+def test_leftovers_of_killed_merges_are_undone_and_live_ones_kept(cli, run, tmp_path):
+    out, pid = tmp_path / "out", dead_pid()
+    aside = tmp_path / f".out.old-{pid}-abc" / "replaced"  # killed between the two renames
+    aside.mkdir(parents=True)
+    (aside / "old.txt").write_text("previous model")
+    (tmp_path / f".out.tmp-{pid}-def").mkdir()  # killed while writing
+    live = tmp_path / f".out.tmp-{os.getpid()}-ghi"  # a merge still running
+    live.mkdir()
+    result = cli("merge", run, "-o", out)
+    assert result.code == 2 and "--force" in result.err  # the restored model is not replaced
+    assert (out / "old.txt").read_text() == "previous model"
+    assert f"restored {out}" in result.err and "removed 2 folder(s)" in result.err
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == [live.name]
+
+
+@pytest.mark.parametrize(
+    ("damage", "named"),
+    [
+        ("config.json", "config.json is damaged"),
+        ("model.safetensors", "model.safetensors is damaged"),
+    ],
+)
+def test_a_damaged_local_base_is_named_in_the_hint(cli, run, tiny_model, tmp_path, damage, named):
+    base = Path(shutil.copytree(tiny_model, tmp_path / "base"))
+    (base / damage).write_bytes((base / damage).read_bytes()[:40])  # a copy cut short
+    result = cli("merge", bare_adapter(run, tmp_path, str(base)))
+    assert result.code == 2, result.err
+    assert named in result.err and "network" not in result.err and "Traceback" not in result.err
+
+
+def test_an_adapter_without_weights_is_refused_before_loading(cli, run):
+    (run / "adapter" / "adapter_model.safetensors").unlink()
+    result = cli("merge", run)
+    assert result.code == 2 and "no adapter_model weights" in result.err, result.err

@@ -16,18 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from grpo_cli.answers import extract_flexible, format_number, read_number
 from grpo_cli.config.schema import RewardSpec
 from grpo_cli.errors import GrpoError
 from grpo_cli.files import open_temporary
-from grpo_cli.rewards.builtin import (
-    DEFAULT_REWARDS,
-    completion_text,
-    follows_format,
-    gold_value,
-    strict_value,
-    strictly_correct,
-)
+from grpo_cli.grading import grade
+from grpo_cli.rewards.builtin import DEFAULT_REWARDS, completion_text
 from grpo_cli.rewards.runner import BoundReward, RewardContext, RewardError, build_rewards
 
 CHUNK_ROWS = 1024
@@ -113,22 +106,18 @@ def score_rows(
     tag, reasoning_tag = context.answer_tag, context.reasoning_tag
     out = []
     for i, (row, text) in enumerate(zip(rows, texts, strict=True)):
-        gold = gold_value(str(row["answer"]))
-        value = strict_value(text, tag)
-        flexible = extract_flexible(text, tag)
+        graded = grade(text, row["answer"], tag, reasoning_tag)
         per_reward = {b.info.name: values[b.info.name][i] for b in rewards}
         total = sum(b.weight * v for b in rewards if (v := per_reward[b.info.name]) is not None)
         scored = {
             **row,
             "rewards": per_reward,
             "reward": round(total, 6),
-            "extracted": None if value is None else format_number(value),
-            "correct": strictly_correct(text, row["answer"], tag),
-            "correct_flexible": gold is not None
-            and flexible is not None
-            and read_number(flexible) == gold,
+            "extracted": graded.extracted,
+            "correct": graded.correct,
+            "correct_flexible": graded.correct_flexible,
         }
-        summary.add(scored, follows_format(text, reasoning_tag, tag), gold is not None)
+        summary.add(scored, graded.formatted, graded.gold_readable)
         out.append(scored)
     return out
 

@@ -1,11 +1,17 @@
 """Generation for evaluation: transformers batched generation (any device, left padding) or vLLM
 on a GPU. Both take chat prompts and return, per prompt, `samples` completions with their token
-counts and whether they hit the length limit."""
+counts and whether they hit the length limit. `load_engine` picks one and loads the model."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from grpo_cli.errors import GrpoError
+
+if TYPE_CHECKING:
+    from grpo_cli.config.schema import GrpoConfig
+    from grpo_cli.model_source import ModelSource
 
 Message = dict[str, str]
 VLLM_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)  # the max_lora_rank values vLLM accepts
@@ -147,3 +153,52 @@ class VllmEngine:
             [Completion(c.text, len(c.token_ids), c.finish_reason == "length") for c in o.outputs]
             for o in outputs
         ]
+
+
+def load_engine(source: ModelSource, cfg: GrpoConfig, engine: str, console: Any) -> Any:
+    """vLLM on a CUDA GPU when installed (or asked for), else transformers generation; CFG is
+    the model's run config (its LoRA rank and sequence length)."""
+    from grpo_cli.hardware import installed, probe
+
+    hw = probe()
+    if engine == "auto":
+        engine = "vllm" if hw.device == "cuda" and installed("vllm") else "transformers"
+    if engine == "vllm" and (hw.device != "cuda" or not installed("vllm")):
+        raise GrpoError(
+            "--engine vllm needs a CUDA GPU and vllm installed",
+            "pip install -e '.[gpu]' on a GPU machine, or use --engine transformers",
+        )
+    from grpo_cli.model_loading import load_tokenizer
+    from grpo_cli.training.models import ready_for_generation
+
+    tokenizer = ready_for_generation(load_tokenizer(source), source.base)
+    console.print(f"{source.label}: generating with {engine} on {hw.describe()}", markup=False)
+    if engine == "vllm":
+        adapter = str(source.adapter) if source.adapter else None
+        return VllmEngine(
+            source.base,
+            tokenizer,
+            adapter=adapter,
+            lora_rank=cfg.lora.r,
+            revision=source.revision,
+            trust_remote_code=source.trust_remote_code,
+            max_model_len=cfg.model.max_seq_length,
+        )
+    return TransformersEngine(load_transformers_model(source, hw), tokenizer)
+
+
+def load_transformers_model(source: ModelSource, hw: Any) -> Any:
+    """The model in 16 bit on a GPU (bf16 where supported), fp32 on CPU; an adapter is merged
+    into it for generation speed. Quantized training weights are not reproduced: the adapter
+    is evaluated on the 16-bit base, as `grpo merge` ships it."""
+    import torch
+
+    from grpo_cli.model_loading import load_model
+
+    dtype = torch.float32
+    if hw.device == "cuda":
+        dtype = torch.bfloat16 if hw.bf16 else torch.float16
+    model = load_model(source, dtype)
+    if hw.device in ("cuda", "mps"):
+        model = model.to(hw.device)
+    return model.eval()

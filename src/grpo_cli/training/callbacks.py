@@ -11,7 +11,8 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from grpo_cli.rewards.builtin import completion_text, strictly_correct
+from grpo_cli.grading import grade
+from grpo_cli.rewards.builtin import completion_text
 from grpo_cli.rewards.runner import BoundReward
 from grpo_cli.training.rundir import RunDir
 
@@ -30,7 +31,7 @@ class AccuracyProbe:
         answers = columns.get("answer")
         if answers is not None and "log_metric" in columns:
             right = sum(
-                strictly_correct(completion_text(c), gold, self.answer_tag)
+                grade(completion_text(c), gold, self.answer_tag).correct
                 for c, gold in zip(completions, answers, strict=True)
             )
             columns["log_metric"]("accuracy", right / max(1, len(completions)))

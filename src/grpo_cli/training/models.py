@@ -7,10 +7,12 @@ trl, transformers and peft, so `import_unsloth_first()` runs before anything els
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 from typing import Any
 
-from grpo_cli.config.schema import GrpoConfig
+from grpo_cli.config.schema import GrpoConfig, looks_like_path
 from grpo_cli.errors import GrpoError
 
 DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
@@ -48,12 +50,17 @@ def load_tokenizer(cfg: GrpoConfig) -> Any:
         )
     except Exception as exc:
         raise load_error(cfg, "tokenizer", exc) from exc
+    return ready_for_generation(tokenizer, m.name)
+
+
+def ready_for_generation(tokenizer: Any, name: str) -> Any:
+    """Padding for batched generation, and a chat template for the prompts (training and eval)."""
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"  # generation appends to the right of every prompt
     if not getattr(tokenizer, "chat_template", None):
         raise GrpoError(
-            f"model.name: the tokenizer of {m.name} has no chat template",
+            f"model.name: the tokenizer of {name} has no chat template",
             "GRPO prompts are chat messages: use an instruct model (e.g. Qwen/Qwen2.5-3B-Instruct)",
         )
     return tokenizer
@@ -152,10 +159,85 @@ def lora_kwargs(cfg: GrpoConfig) -> dict[str, Any]:
 
 
 def load_error(cfg: GrpoConfig, what: str, exc: Exception) -> GrpoError:
-    name = cfg.model.name
+    m = cfg.model
+    return model_load_error(m.name, what, exc, key="model.name", revision=m.revision)
+
+
+def model_load_error(
+    name: str,
+    what: str,
+    exc: Exception,
+    *,
+    key: str,
+    revision: str | None = None,
+) -> GrpoError:
+    """A failed from_pretrained of NAME as a user error; its hint names the cause: a damaged file
+    (in the local folder or the Hub cache), a folder that is no model, or the Hub."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return GrpoError(
-        f"model.name: cannot load the {what} of {name}: {type(exc).__name__}: {text}",
-        "check the Hub id and your network (or HF_TOKEN for gated models), or point "
-        "model.name at a local model folder",
+        f"{key}: cannot load the {what} of {name}: {type(exc).__name__}: {text}",
+        load_hint(name, key, revision),
     )
+
+
+def load_hint(name: str, key: str, revision: str | None) -> str:
+    local = Path(name).expanduser()
+    if local.is_dir():
+        damaged = damaged_file(local)
+        if damaged is not None and (local / "adapter_config.json").is_file():
+            return (
+                f"{damaged[0]} is damaged ({damaged[1]}): the save was interrupted or the copy is "
+                "incomplete; copy the folder again, use a checkpoint of the run, or train again"
+            )
+        if damaged is not None:
+            return f"{damaged[0]} is damaged ({damaged[1]}): copy or save the model folder again"
+        if not any((local / f).is_file() for f in ("config.json", "adapter_config.json")):
+            return (
+                f"{name} is a folder but not a model (no config.json): point {key} at a folder "
+                "written by save_pretrained, or at a Hub id"
+            )
+        return (
+            f"{name} holds a model this version cannot read: it may need a newer transformers, "
+            "or model.trust_remote_code: true"
+        )
+    if looks_like_path(name):
+        return f"{name} does not exist: point {key} at a model folder or a Hub id"
+    cached = _cached_snapshot(name, revision)
+    damaged = damaged_file(cached) if cached is not None else None
+    if damaged is not None:
+        return (
+            f"{damaged[0]} in the Hugging Face cache is damaged ({damaged[1]}): delete {cached} "
+            "and run again to download it anew"
+        )
+    return (
+        "check the Hub id and your network (HF_TOKEN for gated models); offline, fetch it on a "
+        f"connected machine with `hf download {name}`, or point {key} at a local model folder"
+    )
+
+
+def damaged_file(folder: Path) -> tuple[Path, str] | None:
+    """The first JSON or safetensors file of FOLDER that cannot be read, and why."""
+    for file in sorted(folder.glob("*.json")):
+        try:
+            json.loads(file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return file, "not valid JSON"
+    for file in sorted(folder.glob("*.safetensors")):
+        try:
+            from safetensors import safe_open
+
+            with safe_open(str(file), framework="pt"):
+                pass
+        except Exception:  # safetensors raises its own error type for a cut-off file
+            return file, "truncated or not a safetensors file"
+    return None
+
+
+def _cached_snapshot(name: str, revision: str | None) -> Path | None:
+    """The Hub cache's folder of a model, when any of it was downloaded."""
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(name, revision=revision, local_files_only=True))
+    except Exception:
+        return None

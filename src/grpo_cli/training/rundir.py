@@ -101,32 +101,6 @@ class RunDir:
             f.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
 
 
-def enclosing_run(folder: Path) -> RunDir | None:
-    """The run that holds an adapter folder: RUN/adapter or RUN/checkpoints/checkpoint-N."""
-    for parent in list(folder.resolve().parents)[:2]:
-        if (parent / "config.yaml").is_file() and (parent / "env.json").is_file():
-            return RunDir(parent)
-    return None
-
-
-def adapter_base(adapter: Path) -> tuple[str, str | None]:
-    """(base model, revision) a PEFT adapter folder was trained on, from adapter_config.json."""
-    try:
-        meta = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise GrpoError(
-            f"{adapter}/adapter_config.json cannot be read: {exc}",
-            "the adapter folder is damaged; take a checkpoint of the run instead",
-        ) from None
-    base = meta.get("base_model_name_or_path")
-    if not base:
-        raise GrpoError(
-            f"{adapter}/adapter_config.json names no base model (base_model_name_or_path)",
-            "set base_model_name_or_path to the Hub id or folder the adapter was trained on",
-        )
-    return str(base), meta.get("revision")
-
-
 def run_name(cfg: GrpoConfig, config_path: Path, now: datetime | None = None) -> str:
     if cfg.output.run_name:
         return cfg.output.run_name

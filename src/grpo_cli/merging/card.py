@@ -1,0 +1,73 @@
+"""The facts `grpo merge` puts in the model card, read from the run directory: its config,
+environment, data report, evaluations and the step the merged adapter was trained to."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from grpo_cli.model_source import ModelSource, read_json
+from grpo_cli.modelcard import EXAMPLE_QUESTION, CardFacts
+
+
+def card_facts(
+    src: ModelSource,
+    dtype: str,
+    adapter_only: bool,
+    repo_id: str | None,
+    merger: str,
+    quants: list[str],
+) -> CardFacts:
+    from grpo_cli.rewards.registry import registered
+
+    run = src.run
+    return CardFacts(
+        base_model=src.base,
+        dtype=dtype,
+        adapter_only=adapter_only,
+        config=src.config,
+        env=src.env,
+        data=read_json(run.data) if run else {},
+        steps=trained_steps(src),
+        evals=read_json(run.evals) if run else {},
+        default_weights={name: info.weight for name, info in registered().items()},
+        repo_id=repo_id,
+        run_path=str(run.path) if run else None,
+        merger=merger,
+        gguf=quants,
+        example_messages=_example_messages(src.config),
+    )
+
+
+def trained_steps(src: ModelSource) -> int | None:
+    """The checkpoint's global step when a checkpoint is merged; else the run's last logged step,
+    or its latest checkpoint's."""
+    state = read_json(src.adapter / "trainer_state.json")
+    if "global_step" in state or src.run is None:
+        return state.get("global_step")
+    steps = []
+    if src.run.metrics.is_file():
+        for line in src.run.metrics.read_text(encoding="utf-8").splitlines():
+            try:
+                steps.append(int(json.loads(line)["step"]))
+            except (ValueError, KeyError, TypeError):
+                continue
+    if steps:
+        return max(steps)
+    checkpoint = src.run.latest_checkpoint()
+    return read_json(checkpoint / "trainer_state.json").get("global_step") if checkpoint else None
+
+
+def _example_messages(config: dict[str, Any]) -> list[dict[str, str]]:
+    """One question as the model saw questions in training: system prompt, format, example."""
+    from pydantic import ValidationError
+
+    from grpo_cli.config.schema import DataConfig
+    from grpo_cli.data.prompts import PromptFormat
+
+    try:
+        data = DataConfig.model_validate(config.get("data") or {})
+    except ValidationError:
+        return []
+    messages = PromptFormat.from_config(data).messages(EXAMPLE_QUESTION)
+    return [m for m in messages if m.get("content")]

@@ -1,0 +1,270 @@
+"""What a model argument names, for `grpo eval --model` and `grpo merge SOURCE` alike: the base
+model of a config, a run directory, an adapter folder, a checkpoint, a merged-model folder or a
+Hub id, with the run's config and the base model (and revision) its weights belong to.
+
+    run directory   config.yaml and env.json (grpo train writes both before anything else);
+                    its adapter/ is the model
+    checkpoint      RUN/checkpoints/checkpoint-N: an adapter of an unfinished run
+    adapter folder  adapter_config.json and adapter_model.* (PEFT)
+    merged folder   config.json: full weights (grpo merge's output, or any saved model)
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from grpo_cli.config.schema import is_hub_id, looks_like_path
+from grpo_cli.errors import GrpoError
+from grpo_cli.training.rundir import CHECKPOINT, RunDir
+
+if TYPE_CHECKING:
+    from grpo_cli.config.schema import GrpoConfig
+
+# grpo merge copies the run's config beside merged weights under this name
+TRAINED_CONFIG = "grpo_config.yaml"
+KIND_NAMES = {
+    "base": "base model",
+    "run": "run",
+    "checkpoint": "checkpoint",
+    "adapter": "adapter",
+    "merged": "merged model",
+    "hub": "Hub model",
+}
+WHAT_TO_GIVE = (
+    "give a run directory (outputs/<run>), its adapter/ or a checkpoint folder, an adapter folder "
+    "(adapter_config.json) or a merged-model folder (config.json)"
+)
+
+
+@dataclass
+class ModelSource:
+    """One model as the user named it: what to load, and what is known about its training."""
+
+    arg: str  # as the user wrote it
+    kind: str  # a key of KIND_NAMES
+    base: str  # the model to load: Hub id or folder (a merged folder is its own base)
+    revision: str | None = None
+    trust_remote_code: bool = False
+    adapter: Path | None = None  # the LoRA adapter to apply on the base
+    run: RunDir | None = None  # the run that trained it, when known
+    config: dict[str, Any] = field(default_factory=dict)  # that run's config, as data
+    config_file: Path | None = None
+    env: dict[str, Any] = field(default_factory=dict)  # that run's env.json
+    path: Path | None = None  # the folder given
+
+    @property
+    def label(self) -> str:
+        """A short name: eval's folder and table row."""
+        if self.kind == "base":
+            return "base"
+        if self.kind == "hub":
+            return self.arg.replace("/", "__")
+        folder = Path(self.base) if self.adapter is None else self.adapter
+        if self.run is None:
+            return folder.resolve().name
+        if folder.resolve() == self.run.adapter.resolve():
+            return self.run.path.name
+        return f"{self.run.path.name}-{folder.resolve().name}"  # e.g. a checkpoint of the run
+
+    def describe(self) -> str:
+        """`base model Qwen/...`, `run outputs/x`, `checkpoint outputs/x/checkpoints/...`"""
+        what = KIND_NAMES[self.kind]
+        return f"{what} {self.base if self.kind == 'base' else self.arg}"
+
+    @property
+    def base_origin(self) -> str:
+        """Where the base model's name comes from, for messages that ask to change it."""
+        if self.config_file is not None and self.kind != "merged":
+            return f"model.name in {self.config_file}"
+        if self.adapter is not None:
+            return f"base_model_name_or_path in {self.adapter / 'adapter_config.json'}"
+        return "model.name" if self.kind == "base" else self.arg
+
+    def grpo_config(self, fallback: GrpoConfig) -> GrpoConfig:
+        """The run's config, schema-checked only (the run was validated when it started, and its
+        relative paths need not resolve from here); FALLBACK when no run is known."""
+        if not self.config:
+            return fallback
+        from pydantic import ValidationError
+
+        from grpo_cli.config.schema import GrpoConfig
+
+        try:
+            return GrpoConfig.model_validate(self.config)
+        except ValidationError as exc:
+            first = str(exc).strip().splitlines()[0]
+            raise GrpoError(
+                f"{self.config_file}: not a readable run config ({first})",
+                "the run directory was changed by hand or written by another version",
+            ) from exc
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What identifies the weights: eval reuses predictions only while it is unchanged."""
+        if self.kind == "base":
+            return {"model": self.base, "revision": self.revision}
+        if self.kind == "hub":
+            return {"model": self.base}
+        folder = self.adapter if self.adapter is not None else Path(self.base)
+        return weights_fingerprint(folder)
+
+
+def resolve_model(arg: str, config: GrpoConfig | None = None, flag: str = "") -> ModelSource:
+    """ARG as a model. With CONFIG (grpo eval), `base` is its model and Hub ids are accepted.
+    FLAG prefixes messages (`--model`)."""
+    name = f"{flag} {arg}" if flag else arg
+    if config is not None and arg == "base":
+        m = config.model
+        return ModelSource(arg, "base", m.name, m.revision, m.trust_remote_code)
+    path = Path(arg).expanduser()
+    if not path.exists():
+        if config is not None and is_hub_id(arg) and not looks_like_path(arg):
+            trust = config.model.trust_remote_code
+            return ModelSource(arg, "hub", arg, trust_remote_code=trust)
+        also = ", or a Hub id (owner/name)" if config is not None else ""
+        raise GrpoError(f"{name}: no such folder", WHAT_TO_GIVE + also)
+    if not path.is_dir():
+        raise GrpoError(f"{name} is a file, not a model folder", WHAT_TO_GIVE)
+    if is_run_dir(path):
+        return _run(arg, path, name)
+    if (path / "adapter_config.json").is_file():
+        return _adapter(arg, path, path, name)
+    if (path / "config.json").is_file():
+        return _merged(arg, path, config)
+    inside = " (its adapter/ folder is not from a grpo run: give that folder)"
+    raise GrpoError(
+        f"{name}: neither a run directory, an adapter folder nor a model folder (no config.yaml "
+        f"with env.json, adapter_config.json or config.json)"
+        + (inside if (path / "adapter" / "adapter_config.json").is_file() else ""),
+        WHAT_TO_GIVE,
+    )
+
+
+def is_run_dir(folder: Path) -> bool:
+    return (folder / "config.yaml").is_file() and (folder / "env.json").is_file()
+
+
+def enclosing_run(folder: Path) -> RunDir | None:
+    """The run that holds an adapter folder: RUN/adapter or RUN/checkpoints/checkpoint-N."""
+    for parent in list(folder.resolve().parents)[:2]:
+        if is_run_dir(parent):
+            return RunDir(parent)
+    return None
+
+
+def adapter_base(adapter: Path) -> tuple[str, str | None]:
+    """(base model, revision) a PEFT adapter folder was trained on, from adapter_config.json."""
+    meta = read_json(adapter / "adapter_config.json", strict=True)
+    base = meta.get("base_model_name_or_path")
+    if not base:
+        raise GrpoError(
+            f"{adapter}/adapter_config.json names no base model (base_model_name_or_path)",
+            "set base_model_name_or_path to the Hub id or folder the adapter was trained on",
+        )
+    return str(base), meta.get("revision")
+
+
+def weights_fingerprint(folder: Path) -> dict[str, Any]:
+    """Weight files by name, size and modification time: retraining a run into the same
+    folder changes them."""
+    files = sorted(
+        p
+        for p in folder.iterdir()
+        if p.suffix in (".safetensors", ".bin") and p.name != "training_args.bin"
+    )
+    weights = {p.name: [p.stat().st_size, p.stat().st_mtime_ns] for p in files}
+    return {"path": str(folder.resolve()), "weights": weights}
+
+
+def _run(arg: str, path: Path, name: str) -> ModelSource:
+    run = RunDir(path)
+    if not (run.adapter / "adapter_config.json").is_file():
+        checkpoint = run.latest_checkpoint()
+        raise GrpoError(
+            f"{name}: the run has no adapter/ yet (it did not finish)",
+            f"resume it with `grpo train {run.config} --resume`, or use its latest checkpoint, "
+            f"{checkpoint}"
+            if checkpoint
+            else f"it saved no checkpoint either: train it again with `grpo train {run.config}`",
+        )
+    return _adapter(arg, path, run.adapter, name, run)
+
+
+def _adapter(
+    arg: str, path: Path, adapter: Path, name: str, run: RunDir | None = None
+) -> ModelSource:
+    if not any(adapter.glob("adapter_model.*")):
+        raise GrpoError(
+            f"{name}: {adapter} has adapter_config.json but no adapter_model weights",
+            "the save was interrupted: train again (or resume), or use a complete checkpoint",
+        )
+    base, revision = adapter_base(adapter)
+    kind = "run" if run is not None else "adapter"
+    run = run or enclosing_run(adapter)  # the run still describes how it was trained
+    if run is not None and adapter.resolve().parent == run.checkpoints.resolve():
+        kind = "checkpoint" if CHECKPOINT.match(adapter.name) else kind
+    source = ModelSource(arg, kind, base, revision, adapter=adapter, run=run, path=path)
+    if run is not None:
+        # The run's config names the base as the user asked for it (an adapter saved by Unsloth
+        # records Unsloth's quantized copy instead).
+        _with_config(source, run.config)
+        source.env = read_json(run.env)
+    return source
+
+
+def _merged(arg: str, path: Path, config: GrpoConfig | None) -> ModelSource:
+    source = ModelSource(arg, "merged", str(path), path=path)
+    if config is not None:
+        source.trust_remote_code = config.model.trust_remote_code
+    if (path / TRAINED_CONFIG).is_file():
+        _with_config(source, path / TRAINED_CONFIG)
+        source.revision = None  # the weights are in the folder, not at a revision of the base
+        source.base = str(path)
+    return source
+
+
+def _with_config(source: ModelSource, path: Path) -> None:
+    source.config, source.config_file = read_run_config(path), path
+    model = source.config.get("model")
+    model = model if isinstance(model, dict) else {}
+    source.base = str(model.get("name") or source.base)
+    source.revision = model.get("revision", source.revision)
+    source.trust_remote_code = bool(model.get("trust_remote_code", False))
+
+
+def read_run_config(path: Path) -> dict[str, Any]:
+    """A run's config.yaml as data; a damaged one is a user error naming it."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise GrpoError(
+            f"{path}: not a readable run config ({first})",
+            "the run directory was changed by hand: restore the file from the run's "
+            "grpo_config.yaml or its original config",
+        ) from None
+    if not isinstance(data, dict):
+        raise GrpoError(f"{path}: not a readable run config (not a mapping)")
+    return data
+
+
+def read_json(path: Path, *, strict: bool = False) -> dict[str, Any]:
+    """A JSON object from a run or adapter folder; {} when missing or damaged, unless STRICT."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        if strict:
+            raise GrpoError(f"{path} is missing", "the folder is incomplete") from None
+        return {}
+    except (OSError, ValueError) as exc:  # ValueError: bad JSON or not UTF-8
+        if strict:
+            raise GrpoError(
+                f"{path} cannot be read: {exc}",
+                "the folder is damaged; take a checkpoint of the run instead",
+            ) from None
+        return {}
+    return data if isinstance(data, dict) else {}
