@@ -63,10 +63,15 @@ def train(
         return dry_run_report(plan, rewards, console)
 
     from grpo_cli.training import rundir
+    from grpo_cli.training.checkpoints import (
+        failures_explained,
+        load_if_finished,
+        resume_point,
+    )
 
     run_path = find_run_dir(cfg, config_path, resume)
     run = rundir.prepare(run_path, resume=resume, overwrite=overwrite)
-    checkpoint = run.latest_checkpoint() if resume else None
+    checkpoint = resume_point(run, console.print) if resume else None
     if not resume:
         rundir.write_config(run, with_run_name(cfg, run_path.name), display_path(config_path))
     run.write_json(run.env, rundir.environment(plan.hardware.as_dict(), plan.backend,
@@ -83,7 +88,9 @@ def train(
     started = time.perf_counter()
     stop.install()
     try:
-        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        with failures_explained(run, trainer, checkpoint):  # a full disk, a damaged checkpoint
+            if not load_if_finished(trainer, checkpoint):
+                trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     finally:
         stop.uninstall()
         recorder.close()
@@ -96,7 +103,8 @@ def train(
             f"in {display_path(run.checkpoints)}.\nResume with: {resume_cmd}"
         )
         return INTERRUPTED_EXIT
-    trainer.save_model(str(run.adapter))  # the adapter and the tokenizer (processing_class)
+    with failures_explained(run, trainer):
+        trainer.save_model(str(run.adapter))  # the adapter and the tokenizer (processing_class)
     closing_table(recorder.history, trainer.state.global_step, wall, run, console)
     return 0
 
@@ -247,7 +255,7 @@ def periodic_eval(cfg: Any, rows: Any, console: Console) -> Any:
 def build_trainer(plan, model, tokenizer, train_data, eval_rows, rewards, run, console):
     from trl import GRPOTrainer
 
-    from grpo_cli.training.callbacks import GracefulStop, RunRecorder
+    from grpo_cli.training.callbacks import GracefulStop, MarkCheckpoints, RunRecorder
     from grpo_cli.training.cpu_kernels import install_if_missing
     from grpo_cli.training.trl_args import build_grpo_config, grpo_config_kwargs
 
@@ -264,7 +272,7 @@ def build_trainer(plan, model, tokenizer, train_data, eval_rows, rewards, run, c
     recorder = RunRecorder(run, log.completion_samples, log.completion_samples_every, console)
     stop = GracefulStop()
     requested = args.to_dict()
-    callbacks = [recorder, stop]
+    callbacks = [recorder, stop, MarkCheckpoints()]
     periodic = periodic_eval(cfg, eval_rows, console)
     if periodic is not None:
         callbacks.append(periodic)
