@@ -196,6 +196,9 @@ def _local_model(arg: str, path: Path, cfg: GrpoConfig) -> ModelSpec:
 
 
 def _require_adapter(path: Path, arg: str) -> None:
+    from grpo_cli.training.checkpoints import refuse_unfinished
+
+    refuse_unfinished(path, f"--model {arg}")
     if not any(path.glob("adapter_model.*")):
         raise GrpoError(
             f"--model {arg}: {path} has adapter_config.json but no adapter_model weights",

@@ -165,6 +165,9 @@ def resolve_source(path: Path) -> Source:
 
 
 def _from_adapter(adapter: Path, given: Path) -> Source:
+    from grpo_cli.training.checkpoints import refuse_unfinished
+
+    refuse_unfinished(adapter, "merge")
     base, revision = adapter_base(adapter)
     return Source(adapter=adapter, base=base, revision=revision, given=given)
 
