@@ -12,6 +12,7 @@ from grpo_cli.training.checkpoints import (
     MARKER,
     checkpoint_damage,
     complete_checkpoints,
+    explain_failure,
     mark_complete,
     trim_records,
 )
@@ -122,3 +123,20 @@ def test_an_append_after_a_cut_line_starts_a_line_of_its_own(tmp_path):
     lines = run.metrics.read_text().splitlines()
     assert lines[1] == '{"step": 2, "lo'
     assert [json.loads(line)["step"] for line in lines[2:]] == [2, 3]
+
+
+def test_a_full_disk_writing_a_record_is_a_user_error_and_other_failures_pass(tmp_path):
+    import errno
+
+    run = RunDir(tmp_path)
+    checkpoint(run.checkpoints, 2)
+    try:
+        raise OSError(errno.ENOSPC, "No space left on device", str(run.metrics))
+    except OSError as exc:
+        error = explain_failure(exc, run, trainer=None, resumed_from=None)
+    assert error is not None and f"writing {run.metrics} failed" in error.message
+    assert "free there" in error.message and "resume from checkpoint-2" in error.hint
+    try:
+        raise RuntimeError("CUDA error: device-side assert triggered")
+    except RuntimeError as exc:
+        assert explain_failure(exc, run, trainer=None, resumed_from=None) is None

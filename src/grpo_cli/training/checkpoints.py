@@ -299,27 +299,26 @@ def explain_failure(
     frames = {name for e in _chain(exc) for name in _frame_names(e)}
     if resumed_from is not None and frames & LOADERS:
         earlier = [c for c in complete_checkpoints(resumed_from.parent) if c != resumed_from]
-        problem = f"it does not load ({type(exc).__name__}: {exc})"
+        first_line = (str(exc).strip().splitlines() or [""])[0][:300]
+        problem = f"it does not load ({type(exc).__name__}: {first_line})"
         return damaged(resumed_from, problem, run, earlier)
     if "_save_checkpoint" in frames:
-        folder = Path(trainer.args.output_dir) / f"checkpoint-{trainer.state.global_step}"
-        what, saving = folder.name, True
+        target = Path(trainer.args.output_dir) / f"checkpoint-{trainer.state.global_step}"
     elif "save_model" in frames:
-        folder, what, saving = run.adapter, "the adapter", True
-    else:
+        target = run.adapter
+    else:  # a record of the run, or a file the error names
         filename = next((e.filename for e in _chain(exc) if getattr(e, "filename", None)), None)
-        folder = Path(filename).parent if filename else run.path
-        what, saving = f"the run's records in {display_path(folder)}", False
+        target = Path(filename) if filename else run.path
+    saving = target == run.adapter or checkpoint_step(target) is not None
     complete = complete_checkpoints(run.checkpoints)
-    needed = space_needed(complete, trainer, adapter_only=folder == run.adapter)
-    if not _disk_full(exc, saving and _free_space(folder) < needed):
+    needed = space_needed(complete, trainer, adapter_only=target == run.adapter) if saving else 0
+    if not _disk_full(exc, saving and _free_space(target) < needed):
         return None
-    if saving and folder.is_dir() and folder not in complete:
-        shutil.rmtree(folder)  # half-written: never to be resumed from, and it holds the space
-    message = (
-        f"the disk is full: saving {what} into {display_path(folder.parent)} failed; "
-        f"{_size(_free_space(folder))} free there, about {_size(needed)} needed"
-    )
+    if saving and target.is_dir() and target not in complete:
+        shutil.rmtree(target)  # half-written: never to be resumed from, and it holds the space
+    message = f"the disk is full: writing {display_path(target)} failed; "
+    message += f"{_size(_free_space(target))} free there"
+    message += f", about {_size(needed)} needed" if saving else ""
     if complete:
         hint = (
             f"free some space, then resume from {complete[-1].name}: "
