@@ -20,7 +20,8 @@ import yaml
 
 from grpo_cli.config.schema import is_hub_id, looks_like_path
 from grpo_cli.errors import GrpoError
-from grpo_cli.training.rundir import CHECKPOINT, RunDir
+from grpo_cli.training.checkpoints import CHECKPOINT, refuse_unfinished
+from grpo_cli.training.rundir import RunDir
 
 if TYPE_CHECKING:
     from grpo_cli.config.schema import GrpoConfig
@@ -197,6 +198,7 @@ def _run(arg: str, path: Path, name: str) -> ModelSource:
 def _adapter(
     arg: str, path: Path, adapter: Path, name: str, run: RunDir | None = None
 ) -> ModelSource:
+    refuse_unfinished(adapter, name)
     if not any(adapter.glob("adapter_model.*")):
         raise GrpoError(
             f"{name}: {adapter} has adapter_config.json but no adapter_model weights",

@@ -278,6 +278,10 @@ def test_an_unfinished_run_is_refused_with_the_resume_command(cli, gsm8k_config,
     result = cli("eval", gsm8k_config, *args)
     assert result.code == 0, result.err
     assert (tmp_path / "eval/smoke-cpu-checkpoint-4/metrics.json").is_file()
+    (checkpoint / "checkpoint_complete.json").unlink()  # as if the run stopped while saving it
+    result = cli("eval", gsm8k_config, *args)
+    assert result.code == 2 and "did not finish writing" in result.err, result.err
+    assert "use the newest complete one:" in result.err and "checkpoint-2" in result.err
 
 
 def test_a_merged_model_answers_like_its_run(cli, gsm8k_config, smoke_run, tmp_path):

@@ -402,6 +402,16 @@ def test_sources_that_cannot_be_merged_are_refused(cli, run, tiny_model, tmp_pat
     assert "checkpoint-4" in cli("merge", run).err  # the hint names the checkpoint to merge
 
 
+def test_a_checkpoint_the_trainer_did_not_finish_is_never_merged(cli, run):
+    (run / "checkpoints/checkpoint-4/checkpoint_complete.json").unlink()  # stopped while saving
+    result = cli("merge", run / "checkpoints" / "checkpoint-4")
+    assert result.code == 2 and "did not finish writing" in result.err, result.err
+    assert f"use the newest complete one: {run / 'checkpoints' / 'checkpoint-2'}" in result.err
+    shutil.rmtree(run / "adapter")
+    hint = cli("merge", run).err.split("Hint: ")[1]
+    assert "checkpoint-2" in hint and "checkpoint-4" not in hint
+
+
 def bare_adapter(run: Path, tmp_path: Path, base: str) -> Path:
     adapter = Path(shutil.copytree(run / "adapter", tmp_path / "adapter"))
     meta = json.loads((adapter / "adapter_config.json").read_text())

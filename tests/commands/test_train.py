@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -377,3 +378,136 @@ def test_a_read_only_output_folder_is_a_user_error(cli, tiny_model, tmp_path):
     finally:
         (tmp_path / "outputs").chmod(0o755)
     assert result.code == 2 and "cannot create the run directory" in result.err, result.err
+
+
+def steps(path: Path) -> list[int]:
+    return [json.loads(line)["step"] for line in path.read_text().splitlines()]
+
+
+def fail_saving(monkeypatch, name: str, step: int, error: BaseException) -> None:
+    """torch.save writes half of FILE in checkpoint-STEP, then raises ERROR, as a hard stop or a
+    full disk does partway through a save."""
+    import torch
+
+    real = torch.save
+
+    def save(obj, f, *args, **kwargs):
+        if str(f).endswith(f"checkpoint-{step}/{name}"):
+            real(obj, f, *args, **kwargs)
+            data = Path(f).read_bytes()
+            Path(f).write_bytes(data[: len(data) // 2])
+            raise error
+        return real(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save)
+
+
+def test_a_hard_stop_while_saving_leaves_each_step_once_after_resume(
+    cli, tiny_model, tmp_path, monkeypatch
+):
+    """A second Ctrl-C while checkpoint-4 is written: steps 3 and 4 are logged past the last
+    complete checkpoint, and the kill cut a line short; resume replays them exactly once."""
+    fail_saving(monkeypatch, "optimizer.pt", 4, KeyboardInterrupt())
+    stopped = cli(*smoke_args(tiny_model, tmp_path))
+    assert stopped.code == 130, stopped.err
+    monkeypatch.undo()
+    run = tmp_path / "outputs" / "smoke-cpu"
+    assert steps(run / "metrics.jsonl") == [1, 2, 3, 4]
+    with (run / "metrics.jsonl").open("a") as f:
+        f.write('{"step": 5, "loss": 0.1')  # what kill -9 leaves mid-write
+
+    resumed = cli("train", str(run / "config.yaml"), "--resume")
+    assert resumed.code == 0, resumed.err
+    assert "removed checkpoint-4: half-written" in resumed.err
+    assert "dropped 2 records of metrics.jsonl past checkpoint-2" in resumed.err
+    assert "dropped 4 records of completions.jsonl past checkpoint-2" in resumed.err
+    assert "dropped 1 cut-short line of metrics.jsonl" in resumed.err
+    assert steps(run / "metrics.jsonl") == [1, 2, 3, 4]
+    assert steps(run / "completions.jsonl") == [1, 1, 2, 2, 3, 3, 4, 4]
+    assert (run / "checkpoints/checkpoint-4/checkpoint_complete.json").is_file()
+
+
+def test_a_full_disk_while_saving_is_a_user_error_and_resume_recovers(
+    cli, tiny_model, tmp_path, monkeypatch
+):
+    from safetensors.torch import load_file
+
+    from grpo_cli.training import checkpoints
+
+    # torch's C++ writer reports a full disk without the OS error; the free space tells
+    torch_error = RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576")
+    fail_saving(monkeypatch, "optimizer.pt", 4, torch_error)
+    monkeypatch.setattr(checkpoints, "_free_space", lambda folder: 500)
+    full = cli(*smoke_args(tiny_model, tmp_path))
+    run = tmp_path / "outputs" / "smoke-cpu"
+    assert full.code == 2, full.err
+    assert f"Error: the disk is full: writing {run / 'checkpoints/checkpoint-4'} failed" in full.err
+    assert "500 bytes free there" in full.err
+    assert re.search(r"about [\d.]+ [KM]B needed", full.err) and "Traceback" not in full.err
+    assert f"resume from checkpoint-2: grpo train {run / 'config.yaml'} --resume" in full.err
+    assert not (run / "checkpoints/checkpoint-4").exists()  # the half-written one is gone
+    monkeypatch.undo()
+
+    # the disk fills again as the adapter is written; safetensors wraps the OS error
+    import errno
+
+    import peft.peft_model
+
+    real = peft.peft_model.safe_save_file
+
+    def save_file(tensors, filename, *args, **kwargs):
+        if Path(filename).parent.name != "adapter":
+            return real(tensors, filename, *args, **kwargs)
+        raise RuntimeError("Error while serializing") from OSError(errno.ENOSPC, "No space")
+
+    monkeypatch.setattr(peft.peft_model, "safe_save_file", save_file)
+    full = cli("train", str(run / "config.yaml"), "--resume")
+    assert full.code == 2, full.err
+    assert f"writing {run / 'adapter'} failed" in full.err
+    assert "resume from checkpoint-4" in full.err
+    assert not (run / "adapter").exists()
+    monkeypatch.undo()
+
+    resumed = cli("train", str(run / "config.yaml"), "--resume")
+    assert resumed.code == 0, resumed.err
+    # checkpoint-4 is the last step: its weights become the adapter, with no step past max_steps
+    assert steps(run / "metrics.jsonl") == [1, 2, 3, 4]
+    adapter = load_file(run / "adapter/adapter_model.safetensors")
+    last = load_file(run / "checkpoints/checkpoint-4/adapter_model.safetensors")
+    assert adapter.keys() == last.keys() and all(adapter[k].equal(last[k]) for k in adapter)
+
+
+def test_a_damaged_checkpoint_names_its_file_and_the_one_to_resume_from(
+    cli, tiny_model, tmp_path, monkeypatch
+):
+    import shlex
+    import shutil
+
+    from grpo_cli.training import checkpoints
+
+    assert cli(*smoke_args(tiny_model, tmp_path)).code == 0
+    run = tmp_path / "outputs" / "smoke-cpu"
+    weights = run / "checkpoints/checkpoint-4/adapter_model.safetensors"
+    whole = weights.read_bytes()
+    weights.write_bytes(whole[:-100])
+
+    # a load failing inside the trainer says the same when the cheap check lets a file through
+    monkeypatch.setattr(checkpoints, "checkpoint_damage", lambda path: None)
+    result = cli("train", str(run / "config.yaml"), "--resume")
+    assert result.code == 2 and "unexpected" not in result.err, result.err
+    assert "checkpoint-4 is damaged: it does not load" in result.err
+    monkeypatch.undo()
+
+    weights.write_bytes(whole)
+    optimizer = run / "checkpoints/checkpoint-4/optimizer.pt"
+    optimizer.write_bytes(optimizer.read_bytes()[:-100])
+    result = cli("train", str(run / "config.yaml"), "--resume")
+    assert result.code == 2, result.err
+    assert "checkpoint-4 is damaged: optimizer.pt is cut short" in result.err
+    hint = result.err.split("Hint: ")[1]
+    assert "resume from checkpoint-2" in hint
+    move, resume = hint.split(": ", 1)[1].strip().split(" && ")
+    shutil.move(*shlex.split(move)[1:])  # the hint's own commands
+    resumed = cli(*shlex.split(resume)[1:])
+    assert resumed.code == 0, resumed.err
+    assert steps(run / "metrics.jsonl") == [1, 2, 3, 4]

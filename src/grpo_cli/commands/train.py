@@ -127,9 +127,11 @@ def recipe(
     if dry_run:
         return dry_run_report(plan, rewards, console)
 
+    from grpo_cli.training.checkpoints import failures_explained, load_if_finished, resume_point
+
     stage.enter("preparing the run directory")
     stage.run = run = rundir.prepare(run_path, resume=resume, overwrite=overwrite, note=stage.note)
-    checkpoint = run.latest_checkpoint() if resume else None
+    checkpoint = resume_point(run, console.print) if resume else None
     if resume:
         console.print(resuming(checkpoint, cfg, run), markup=False)
     if not resume or not run.config.is_file():
@@ -154,7 +156,9 @@ def recipe(
     started = time.perf_counter()
     stop.install()
     try:
-        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        with failures_explained(run, trainer, checkpoint):  # a full disk, a damaged checkpoint
+            if not load_if_finished(trainer, checkpoint):
+                trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     finally:
         stop.uninstall()
         recorder.close()
@@ -168,7 +172,8 @@ def recipe(
         )
         return INTERRUPTED_EXIT
     stage.enter("saving the adapter")
-    trainer.save_model(str(run.adapter))  # the adapter and the tokenizer (processing_class)
+    with failures_explained(run, trainer):
+        trainer.save_model(str(run.adapter))  # the adapter and the tokenizer (processing_class)
     closing_table(recorder.history, trainer.state.global_step, wall, run, console)
     return 0
 
@@ -336,7 +341,7 @@ def periodic_eval(cfg: Any, rows: Any, console: Console) -> Any:
 def build_trainer(plan, model, tokenizer, train_data, eval_rows, rewards, run, console):
     from trl import GRPOTrainer
 
-    from grpo_cli.training.callbacks import GracefulStop, RunRecorder
+    from grpo_cli.training.callbacks import GracefulStop, MarkCheckpoints, RunRecorder
     from grpo_cli.training.cpu_kernels import install_if_missing
     from grpo_cli.training.trl_args import build_grpo_config, grpo_config_kwargs
 
@@ -353,7 +358,7 @@ def build_trainer(plan, model, tokenizer, train_data, eval_rows, rewards, run, c
     recorder = RunRecorder(run, log.completion_samples, log.completion_samples_every, console)
     stop = GracefulStop()
     requested = args.to_dict()
-    callbacks = [recorder, stop]
+    callbacks = [recorder, stop, MarkCheckpoints()]
     periodic = periodic_eval(cfg, eval_rows, console)
     if periodic is not None:
         callbacks.append(periodic)

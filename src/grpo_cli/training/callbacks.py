@@ -7,6 +7,7 @@ import math
 import signal
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from transformers import TrainerCallback
@@ -14,6 +15,7 @@ from transformers import TrainerCallback
 from grpo_cli.grading import grade
 from grpo_cli.rewards.builtin import completion_text
 from grpo_cli.rewards.runner import BoundReward
+from grpo_cli.training.checkpoints import mark_complete
 from grpo_cli.training.rundir import RunDir
 
 
@@ -155,6 +157,17 @@ class PeriodicEval(TrainerCallback):
         out = {k: float(metrics[k]) for k in self.KEYS}
         out["seconds"] = time.perf_counter() - started
         return out
+
+
+class MarkCheckpoints(TrainerCallback):
+    """Marks each checkpoint complete. The Trainer calls on_save after `_save_checkpoint` has
+    written weights, optimizer, scheduler, RNG and trainer state, so a checkpoint a hard stop or
+    a full disk interrupted never gets the marker, and --resume never picks it."""
+
+    def on_save(self, args, state, control, **kwargs):
+        checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if state.is_world_process_zero and checkpoint.is_dir():
+            mark_complete(checkpoint)
 
 
 class GracefulStop(TrainerCallback):

@@ -8,6 +8,7 @@ could hold a secret.
     metrics.jsonl      one line per logged step
     completions.jsonl  sampled prompts, golds and completions with their rewards
     checkpoints/       trainer checkpoints (optimizer, scheduler, RNG, step)
+                       each complete one holds checkpoint_complete.json
     adapter/           the final LoRA adapter and the tokenizer
     tensorboard/ wandb/  tracker files, when logging.report_to names one
     eval.json          written by `grpo eval`: {split name: metrics}, read by `grpo merge`
@@ -19,7 +20,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import re
 import shutil
 import socket
 import subprocess
@@ -36,8 +36,8 @@ from grpo_cli.config import dump_config
 from grpo_cli.config.schema import HUB_TOKEN_RE, GrpoConfig
 from grpo_cli.errors import GrpoError
 from grpo_cli.files import umask_mode, write_atomic
+from grpo_cli.training.checkpoints import complete_checkpoints
 
-CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 LOCK = "run.lock"
 LIBRARIES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "unsloth",
              "unsloth_zoo", "vllm", "bitsandbytes", "grpo-cli")  # fmt: skip
@@ -59,14 +59,8 @@ class RunDir:
 
     def latest_checkpoint(self) -> Path | None:
         """The checkpoint with the highest step that the trainer finished writing."""
-        if not self.checkpoints.is_dir():
-            return None
-        found = []
-        for child in self.checkpoints.iterdir():
-            match = CHECKPOINT.match(child.name)
-            if match and (child / "trainer_state.json").is_file():
-                found.append((int(match.group(1)), child))
-        return max(found)[1] if found else None
+        complete = complete_checkpoints(self.checkpoints)
+        return complete[-1] if complete else None
 
     def contents(self) -> list[Path]:
         """What the run holds besides its lock file."""
@@ -97,8 +91,12 @@ class RunDir:
         write_atomic(path, json.dumps(record, indent=1, default=str) + "\n")
 
     def append_jsonl(self, path: Path, record: dict[str, Any]) -> None:
-        with path.open("a", encoding="utf-8") as f:
-            f.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+        """One record, on a line of its own even after a hard stop cut the last one short."""
+        line = json.dumps(record, ensure_ascii=False, default=str) + "\n"
+        with path.open("a+b") as f:
+            if f.tell() and (f.seek(-1, os.SEEK_END), f.read(1))[1] != b"\n":
+                line = "\n" + line
+            f.write(line.encode("utf-8"))  # one write: a kill leaves a whole record or a cut one
 
 
 def run_name(cfg: GrpoConfig, config_path: Path, now: datetime | None = None) -> str:
