@@ -94,3 +94,17 @@ def test_a_file_far_larger_than_any_config_is_refused_before_parsing(write):
 def test_a_key_that_is_a_list_is_a_problem_not_a_crash(write):
     problem = only_problem(write("c.yaml", MINIMAL + "? [a, b]\n: 1\n"))
     assert problem.line == 5 and "plain name" in problem.message
+
+
+def test_a_run_config_with_an_alias_bomb_is_refused_by_eval_and_ignored_by_merge(tmp_path):
+    from grpo_cli.commands.evaluate import read_run_config
+    from grpo_cli.commands.merge import _read_yaml
+    from grpo_cli.errors import GrpoError
+
+    path = tmp_path / "config.yaml"
+    path.write_text(MINIMAL + "training:\n  trl:\n" + NESTED_BOMB, encoding="utf-8")
+    started = time.perf_counter()
+    with pytest.raises(GrpoError, match="aliases here stand for over"):
+        read_run_config(path)
+    assert _read_yaml(path) == {}
+    assert time.perf_counter() - started < 2

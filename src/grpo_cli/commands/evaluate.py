@@ -209,9 +209,11 @@ def read_run_config(path: Path) -> GrpoConfig:
     import yaml
     from pydantic import ValidationError
 
+    from grpo_cli.config.yamlio import load_text
+
     try:
-        return GrpoConfig.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
-    except (OSError, yaml.YAMLError, ValidationError) as exc:
+        return GrpoConfig.model_validate(load_text(path.read_text(encoding="utf-8")))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, ValidationError) as exc:
         first = str(exc).strip().splitlines()[0]
         raise GrpoError(
             f"{path}: not a readable run config ({first})",

@@ -25,6 +25,7 @@ from rich.console import Console
 from rich.table import Table
 
 from grpo_cli.config.schema import is_hub_id, looks_like_path
+from grpo_cli.config.yamlio import load_text
 from grpo_cli.errors import GrpoError
 from grpo_cli.hardware import installed
 from grpo_cli.modelcard import CONFIG_FILE, EXAMPLE_QUESTION, CardFacts, model_card
@@ -614,8 +615,8 @@ def summary(
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
+        data = load_text(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return {}
     return data if isinstance(data, dict) else {}
 
