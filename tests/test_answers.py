@@ -515,3 +515,22 @@ def test_any_supported_writing_round_trips(value):
     for text in _writings(value):
         assert read_number(text) == value, text
         assert normalize(normalize(text)) == normalize(text)
+
+
+@pytest.mark.parametrize(
+    ("gold", "expected"),
+    [
+        (42, "42"),
+        (-3, "-3"),
+        (7.5, "7.5"),
+        (0.1, "0.1"),
+        (1e20, "100000000000000000000"),
+        (True, None),
+        (float("nan"), None),
+        (float("inf"), None),
+        (None, None),
+    ],
+)
+def test_json_numbers_are_gold_answers(gold, expected):
+    assert gold_answer(gold) == expected
+    assert normalize(gold) == expected

@@ -60,6 +60,7 @@ conflicting final answer is not rescued by an earlier number).
 
 from __future__ import annotations
 
+import math
 import re
 from fractions import Fraction
 
@@ -214,10 +215,13 @@ _CHAT_TOKEN = "<|"
 _Token = tuple[Fraction | None, int, int, str]  # value, start, end, kind (num / ord / other)
 
 
-def read_number(text: str | None) -> Fraction | None:
-    """The single number a piece of text states, or None if it states none or several."""
-    if text is None:
+def read_number(text: str | int | float | None) -> Fraction | None:
+    """The single number a piece of text states, or None if it states none or several. A JSON
+    number (int or float, not bool) is its own value."""
+    if text is None or isinstance(text, bool):
         return None
+    if isinstance(text, int | float):
+        return Fraction(repr(text)) if math.isfinite(text) else None
     text = text.strip()
     if _INT.fullmatch(text):  # the common case, kept fast
         return Fraction(int(text))
@@ -230,7 +234,7 @@ def read_number(text: str | None) -> Fraction | None:
     return _read(_clean(text))
 
 
-def normalize(text: str | None) -> str | None:
+def normalize(text: str | int | float | None) -> str | None:
     """An answer in canonical form (`"1,080"` -> `"1080"`, `"$18.50"` -> `"18.5"`), or None."""
     value = read_number(text)
     return None if value is None else format_number(value)
@@ -263,10 +267,11 @@ def same_number(answer: str | None, gold: str | None) -> bool:
     return a is not None and a == b
 
 
-def gold_answer(text: str | None) -> str | None:
-    """A gold answer in canonical form: GSM8K's `"...#### 1,080"` or a bare number."""
-    if text is None:
-        return None
+def gold_answer(text: str | int | float | None) -> str | None:
+    """A gold answer in canonical form: GSM8K's `"...#### 1,080"`, a bare number in text, or a
+    JSON number (`"answer": 42`)."""
+    if not isinstance(text, str):
+        return normalize(text)
     if "####" in text:
         text = text.rsplit("####", 1)[1]
     return normalize(text)
