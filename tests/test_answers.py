@@ -534,3 +534,53 @@ def test_any_supported_writing_round_trips(value):
 def test_json_numbers_are_gold_answers(gold, expected):
     assert gold_answer(gold) == expected
     assert normalize(gold) == expected
+
+
+def _long(unit, size: int = 400_000) -> str:
+    parts, total, i = [], 0, 0
+    while total < size:
+        parts.append(unit(i))
+        total += len(parts[-1])
+        i += 1
+    return "".join(parts)
+
+
+# Shapes that made the reading of one completion cost seconds (or a RecursionError) before the
+# answer region was bounded; scripts/bench_answer_worst_case.py times many more.
+ADVERSARIAL = {
+    "1 = ": lambda i: "1 = ",
+    "digits with spaces": lambda i: "1 000 ",
+    "distinct numbers": lambda i: f"{i} ",
+    "fractions": lambda i: f"{i}/{i + 1} ",
+    "context": lambda i: f"in 2023 for {i} minutes out of {i} ",
+    "answer cues": lambda i: f"answer {i} answer ",
+    "number words": lambda i: "twenty one ",
+    "prose": lambda i: "She sells the eggs at the market every day. ",
+}
+
+
+@pytest.mark.parametrize("shape", ADVERSARIAL)
+def test_no_completion_costs_far_more_than_its_size(shape):
+    import time
+
+    body = _long(ADVERSARIAL[shape])
+    for text in (body, f"<answer>\n{body}\n</answer>", f"\\boxed{{{body}}}"):
+        started = time.perf_counter()
+        extract_flexible(text)
+        extract_strict(text)
+        read_number(text)
+        assert time.perf_counter() - started < 1.0, shape  # 0.1 s here; before: up to > 30 s
+
+
+def test_a_long_answer_is_read_from_its_last_sentences():
+    reasoning = "She sells 16 eggs and eats 3. " * 200  # 6,000 characters, many numbers
+    assert read_number(reasoning + "So she makes $18.") == 18
+    assert extract_strict(f"<answer>{reasoning}So she makes $18.</answer>") == "18"
+    assert extract_flexible("x " * 5_000 + "and then 7 more, so 18") == "18"
+
+
+def test_an_answer_stating_hundreds_of_numbers_is_read_from_its_last_ones():
+    working = "".join(f"Step {i}: {i} + {i} = {2 * i}. " for i in range(100))
+    assert read_number(working + "The total is 18.") == 18
+    assert read_number(working) == 198
+    assert read_number("1 " * 500 + "2") is None
