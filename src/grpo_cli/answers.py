@@ -18,7 +18,7 @@ Reading a number (`read_number`):
   (`eighteen`, `twenty-five`, `one hundred and five`) are read only when the text has no digit.
   A number written with over 200 characters is no number.
 - Length: a text is read from its last sentences, those in its last 2,000 characters that hold
-  its last 50 numbers; a `\\boxed{` left open for 2,000 characters is no box. An answer is a
+  its last 30 numbers; a `\\boxed{` left open for 2,000 characters is no box. An answer is a
   few sentences; reading more would cost far more than the text is long.
 - An ordinal (`3rd`) or a clock time (`5:30`) never outvotes a plain number; alone, an ordinal
   is its number, `2:00 pm` is 2 and `5:30` is no answer.
@@ -91,7 +91,7 @@ _MAX_CHARS = 200  # a longer "number" is noise, and int() refuses over 4300 digi
 # most. A longer text is read from its last sentences: those in its last _MAX_ANSWER_CHARS
 # characters, and of those the ones holding its last _MAX_NUMBERS numbers.
 _MAX_ANSWER_CHARS = 2_000
-_MAX_NUMBERS = 50
+_MAX_NUMBERS = 30
 _DIGIT_RUN = re.compile(r"\d+")
 _SCALES = {"hundred": 100, "thousand": 1_000, "million": 1_000_000, "billion": 1_000_000_000}
 # Grouping marks that are never anything else between digits: LaTeX `{,}` and `\,`, thin and
