@@ -515,3 +515,82 @@ def test_any_supported_writing_round_trips(value):
     for text in _writings(value):
         assert read_number(text) == value, text
         assert normalize(normalize(text)) == normalize(text)
+
+
+@pytest.mark.parametrize(
+    ("gold", "expected"),
+    [
+        (42, "42"),
+        (-3, "-3"),
+        (7.5, "7.5"),
+        (0.1, "0.1"),
+        (1e20, "100000000000000000000"),
+        (True, None),
+        (float("nan"), None),
+        (float("inf"), None),
+        (None, None),
+    ],
+)
+def test_json_numbers_are_gold_answers(gold, expected):
+    assert gold_answer(gold) == expected
+    assert normalize(gold) == expected
+
+
+def _long(unit, size: int = 400_000) -> str:
+    parts, total, i = [], 0, 0
+    while total < size:
+        parts.append(unit(i))
+        total += len(parts[-1])
+        i += 1
+    return "".join(parts)
+
+
+# Shapes that made the reading of one completion cost seconds (or a RecursionError) before the
+# answer region was bounded; scripts/bench_answer_worst_case.py times many more.
+ADVERSARIAL = {
+    "1 = ": lambda i: "1 = ",
+    "digits with spaces": lambda i: "1 000 ",
+    "distinct numbers": lambda i: f"{i} ",
+    "fractions": lambda i: f"{i}/{i + 1} ",
+    "context": lambda i: f"in 2023 for {i} minutes out of {i} ",
+    "answer cues": lambda i: f"answer {i} answer ",
+    "number words": lambda i: "twenty one ",
+    "prose": lambda i: "She sells the eggs at the market every day. ",
+}
+
+
+@pytest.mark.parametrize("shape", ADVERSARIAL)
+def test_no_completion_costs_far_more_than_its_size(shape):
+    """Reading is bounded, not linear: 100 times the text costs about the same, where reading
+    all of it cost 100 times as much or more (seconds per row). Timed as a ratio within this
+    run, the best of three, so a busy machine does not decide it; the absolute worst case is
+    printed by scripts/bench_answer_worst_case.py."""
+    import time
+
+    def cost(size: int) -> float:
+        body = _long(ADVERSARIAL[shape], size)
+        best = float("inf")
+        for _ in range(3):
+            started = time.perf_counter()
+            for text in (body, f"<answer>\n{body}\n</answer>", f"\\boxed{{{body}}}"):
+                extract_flexible(text)
+                extract_strict(text)
+                read_number(text)
+            best = min(best, time.perf_counter() - started)
+        return best
+
+    assert cost(400_000) < 20 * cost(4_000) + 0.05, shape
+
+
+def test_a_long_answer_is_read_from_its_last_sentences():
+    reasoning = "She sells 16 eggs and eats 3. " * 200  # 6,000 characters, many numbers
+    assert read_number(reasoning + "So she makes $18.") == 18
+    assert extract_strict(f"<answer>{reasoning}So she makes $18.</answer>") == "18"
+    assert extract_flexible("x " * 5_000 + "and then 7 more, so 18") == "18"
+
+
+def test_an_answer_stating_hundreds_of_numbers_is_read_from_its_last_ones():
+    working = "".join(f"Step {i}: {i} + {i} = {2 * i}. " for i in range(100))
+    assert read_number(working + "The total is 18.") == 18
+    assert read_number(working) == 198
+    assert read_number("1 " * 500 + "2") is None

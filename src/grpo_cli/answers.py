@@ -17,6 +17,9 @@ Reading a number (`read_number`):
   scaled; `$18 and 50 cents` is 18.5; `-$5` is -5 but a `- 18` bullet is 18. Number words
   (`eighteen`, `twenty-five`, `one hundred and five`) are read only when the text has no digit.
   A number written with over 200 characters is no number.
+- Length: a text is read from its last sentences, those in its last 2,000 characters that hold
+  its last 30 numbers; a `\\boxed{` left open for 2,000 characters is no box. An answer is a
+  few sentences; reading more would cost far more than the text is long.
 - An ordinal (`3rd`) or a clock time (`5:30`) never outvotes a plain number; alone, an ordinal
   is its number, `2:00 pm` is 2 and `5:30` is no answer.
 - One distinct value, however often and whatever the words around it (`18 dollars`, `Janet makes
@@ -60,6 +63,7 @@ conflicting final answer is not rescued by an earlier number).
 
 from __future__ import annotations
 
+import math
 import re
 from fractions import Fraction
 
@@ -82,6 +86,13 @@ _NUMBER = re.compile(
     re.I,
 )
 _MAX_CHARS = 200  # a longer "number" is noise, and int() refuses over 4300 digits
+# What one answer may cost. The rules above re-read parts of a text (sentences, clauses, what
+# follows each cue), so their work grows faster than the text; an answer is a few sentences at
+# most. A longer text is read from its last sentences: those in its last _MAX_ANSWER_CHARS
+# characters, and of those the ones holding its last _MAX_NUMBERS numbers.
+_MAX_ANSWER_CHARS = 2_000
+_MAX_NUMBERS = 30
+_DIGIT_RUN = re.compile(r"\d+")
 _SCALES = {"hundred": 100, "thousand": 1_000, "million": 1_000_000, "billion": 1_000_000_000}
 # Grouping marks that are never anything else between digits: LaTeX `{,}` and `\,`, thin and
 # no-break spaces.
@@ -214,23 +225,51 @@ _CHAT_TOKEN = "<|"
 _Token = tuple[Fraction | None, int, int, str]  # value, start, end, kind (num / ord / other)
 
 
-def read_number(text: str | None) -> Fraction | None:
-    """The single number a piece of text states, or None if it states none or several."""
-    if text is None:
+def read_number(text: str | int | float | None) -> Fraction | None:
+    """The single number a piece of text states, or None if it states none or several. A JSON
+    number (int or float, not bool) is its own value."""
+    if text is None or isinstance(text, bool):
         return None
+    if isinstance(text, int | float):
+        return Fraction(repr(text)) if math.isfinite(text) else None
     text = text.strip()
     if _INT.fullmatch(text):  # the common case, kept fast
         return Fraction(int(text))
     plain = _PLAIN.fullmatch(text)
     if plain:
         return Fraction(plain[1])
+    text = _tail(text)
     boxed = last_boxed(text)
     if boxed is not None and _has_number(boxed):
         return read_number(boxed)
-    return _read(_clean(text))
+    return _read(_last_numbers(_clean(text)))
 
 
-def normalize(text: str | None) -> str | None:
+def _last_numbers(text: str) -> str:
+    """The text from the sentence that holds its last _MAX_NUMBERS numbers, or from its
+    _MAX_NUMBERS-th last number when no sentence starts before it."""
+    runs = [m.start() for m in _DIGIT_RUN.finditer(text)]
+    if len(runs) <= _MAX_NUMBERS:
+        return text
+    first, before = runs[-_MAX_NUMBERS], runs[-_MAX_NUMBERS - 1]
+    end = _SENTENCE_END.search(text, before, first)
+    return text[end.end() if end else first :]
+
+
+def _tail(text: str) -> str:
+    """The text's last _MAX_ANSWER_CHARS characters, from a sentence start where one is near."""
+    if len(text) <= _MAX_ANSWER_CHARS:
+        return text
+    start = len(text) - _MAX_ANSWER_CHARS
+    end = _SENTENCE_END.search(text, start, start + _MAX_ANSWER_CHARS // 2)
+    if end is not None:
+        return text[end.end() :]
+    while start < len(text) and not text[start].isspace():  # no number is cut in two
+        start += 1
+    return text[start:]
+
+
+def normalize(text: str | int | float | None) -> str | None:
     """An answer in canonical form (`"1,080"` -> `"1080"`, `"$18.50"` -> `"18.5"`), or None."""
     value = read_number(text)
     return None if value is None else format_number(value)
@@ -263,10 +302,11 @@ def same_number(answer: str | None, gold: str | None) -> bool:
     return a is not None and a == b
 
 
-def gold_answer(text: str | None) -> str | None:
-    """A gold answer in canonical form: GSM8K's `"...#### 1,080"` or a bare number."""
-    if text is None:
-        return None
+def gold_answer(text: str | int | float | None) -> str | None:
+    """A gold answer in canonical form: GSM8K's `"...#### 1,080"`, a bare number in text, or a
+    JSON number (`"answer": 42`)."""
+    if not isinstance(text, str):
+        return normalize(text)
     if "####" in text:
         text = text.rsplit("####", 1)[1]
     return normalize(text)
@@ -302,9 +342,9 @@ def extract_flexible(text: str, tag: str = "answer") -> str | None:
         value = read_number(found)
         if value is not None:
             return format_number(value)
-        if _has_number(found):  # a final answer that states several numbers: no answer
+        if _has_number(_tail(found)):  # a final answer that states several numbers: no answer
             return None
-    nums = [t for t in _tokens(_clean(text)) if t[3] == "num"]
+    nums = [t for t in _tokens(_clean(_tail(text))) if t[3] == "num"]
     return format_number(nums[-1][0]) if nums else None  # type: ignore[arg-type]
 
 
@@ -566,12 +606,19 @@ def _clause(text: str, tokens: list[_Token]) -> Fraction | None:
 
 
 def last_boxed(text: str) -> str | None:
-    """The content of the last `\\boxed{...}` (braces inside it balanced), or None."""
-    matches = list(_BOXED.finditer(text)) if "\\" in text else []
-    if not matches:
-        return None
-    depth, i = 0, matches[-1].end() - 1
-    for j in range(i, len(text)):
+    """The content of the last `\\boxed{...}` (braces inside it balanced), or None; a box that
+    stays open for over _MAX_ANSWER_CHARS characters is no box."""
+    end = len(text)
+    while True:  # from the end: the last box is found without reading the rest
+        at = max(text.rfind("\\boxed", 0, end), text.rfind("\\fbox", 0, end))
+        if at == -1:
+            return None
+        opener = _BOXED.match(text, at)
+        if opener is not None:
+            break
+        end = at
+    depth, i = 0, opener.end() - 1
+    for j in range(i, min(len(text), i + _MAX_ANSWER_CHARS)):
         if text[j] == "{":
             depth += 1
         elif text[j] == "}":
@@ -585,12 +632,16 @@ def _last_hashes(text: str) -> str | None:
     if "####" not in text:
         return None
     rest = text.rsplit("####", 1)[1].strip()
-    return rest.splitlines()[0] if rest else None
+    return rest.partition("\n")[0].rstrip("\r") if rest else None
 
 
 def _last_answer_phrase(text: str) -> str | None:
-    matches = list(_THE_ANSWER_IS.finditer(text))
-    if not matches:
-        return None
-    rest = text[matches[-1].end() :]
-    return _SENTENCE_END.split(rest, 1)[0] if rest.strip() else None
+    lowered = text.encode("ascii", "replace").lower()  # one byte a character: same positions
+    end = len(text)
+    while (at := lowered.rfind(b"answer", 0, end)) != -1:  # from the end: the last one decides
+        phrase = _THE_ANSWER_IS.match(text, at)
+        if phrase is not None:
+            rest = text[phrase.end() :]
+            return _SENTENCE_END.split(rest, 1)[0] if rest.strip() else None
+        end = at
+    return None

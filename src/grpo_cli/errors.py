@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 USER_ERROR_EXIT = 2
 INTERRUPTED_EXIT = 130  # 128 + SIGINT, what shells report for a Ctrl-C
+# Problems listed in one error; the rest are counted. A file of 200,000 typos needs no 35 MB report.
+SHOWN_PROBLEMS = 20
 
 
 class GrpoError(Exception):
@@ -61,5 +63,7 @@ class ConfigError(GrpoError):
             return f"{p.location}: {p.describe()}"
         sources = sorted({p.source for p in self.problems})
         lines = [f"{len(self.problems)} problems in {', '.join(sources)}:"]
-        lines += [f"  {p.location}: {p.describe()}" for p in self.problems]
+        lines += [f"  {p.location}: {p.describe()}" for p in self.problems[:SHOWN_PROBLEMS]]
+        if len(self.problems) > SHOWN_PROBLEMS:
+            lines.append(f"  ... and {len(self.problems) - SHOWN_PROBLEMS} more problems")
         return "\n".join(lines)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from grpo_cli.config.schema import is_hub_id, looks_like_path
+from grpo_cli.config.yamlio import load_text
 from grpo_cli.errors import GrpoError
 from grpo_cli.training.checkpoints import CHECKPOINT, refuse_unfinished
 from grpo_cli.training.rundir import RunDir
@@ -241,7 +242,7 @@ def _with_config(source: ModelSource, path: Path) -> None:
 def read_run_config(path: Path) -> dict[str, Any]:
     """A run's config.yaml as data; a damaged one is a user error naming it."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = load_text(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         first = str(exc).strip().splitlines()[0]
         raise GrpoError(

@@ -121,18 +121,63 @@ def test_stdin_input(tmp_path, monkeypatch, capsys):
         ('{"completion": "x"}\n', "in.jsonl:1: row has no answer (its keys: completion)"),
         ("[1, 2]\n", "in.jsonl:1: expected a JSON object"),
         ('{"completion": 5, "answer": 1}\n', "completion must be text or a list of chat messages"),
+        (
+            '{"completion": "x", "answer": 1}\n{"completion": [{"role": "assistant", '
+            '"content": 42}], "answer": 1}\n',
+            "in.jsonl:2: completion[0].content must be text, found the number 42",
+        ),
+        (
+            '{"completion": [{"role": "assistant", "content": [{"type": "text", "text": 7}]}], '
+            '"answer": 1}\n',
+            'in.jsonl:1: completion[0].content[0] must be a text part {"type": "text"',
+        ),
+        (
+            '{"completion": [{"role": "assistant", "content": [42, "x"]}], "answer": 1}\n',
+            "in.jsonl:1: completion[0].content[0] must be a text part",
+        ),
+        (
+            '{"completion": [{"role": "assistant", "content": {"text": "x"}}], "answer": 1}\n',
+            "in.jsonl:1: completion[0].content must be text, found an object",
+        ),
+        ('{"completion": ["x"], "answer": 1}\n', "in.jsonl:1: completion[0] must be a chat"),
+        (
+            '{"completion": "x", "answer": 1}\n{"completion": "caf\udce9", "answer": 1}\n',
+            "in.jsonl:2: not UTF-8 text (byte 0xe9 at column 20)",
+        ),
     ],
 )
 def test_bad_input_rows_are_user_errors_and_keep_an_existing_output(
     tmp_path, cli, monkeypatch, line, needle
 ):
     monkeypatch.chdir(tmp_path)
-    Path("in.jsonl").write_text(line)
+    Path("in.jsonl").write_bytes(line.encode("utf-8", "surrogateescape"))
     Path("out.jsonl").write_text("previous scores\n")
     result = cli("score", "in.jsonl", "-o", "out.jsonl")
     assert result.code == 2 and needle in result.err, result.err
     assert Path("out.jsonl").read_text() == "previous scores\n"
     assert not list(tmp_path.glob(".out.jsonl*"))  # no temporary file left behind
+
+
+def test_numbers_and_chat_parts_are_scored(tmp_path, cli):
+    rows = [
+        {"completion": "<answer>42</answer>", "answer": 42},
+        {"completion": "<answer>7.5</answer>", "answer": 7.5},
+        {"completion": [{"role": "assistant", "content": None}], "answer": 1},
+        {
+            "completion": [
+                {"role": "assistant", "content": [{"type": "text", "text": "<answer>3</answer>"}]}
+            ],
+            "answer": "#### 3",
+        },
+    ]
+    result = cli("score", write_rows(tmp_path / "in.jsonl", rows))
+    assert result.code == 0, result.err
+    assert [json.loads(line)["correct"] for line in result.out.splitlines()] == [
+        True,
+        True,
+        False,
+        True,
+    ]
 
 
 def test_a_failing_reward_names_itself_and_the_input_line(tmp_path, write, cli, monkeypatch):

@@ -268,3 +268,112 @@ def test_reward_weights_must_be_finite(write, weight):
     problem = only_problem(path)
     assert problem.key == "rewards[0].weight"
     assert "finite" in problem.message
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        "training.learning_rate=[1, 2",  # ParserError
+        "training.trl.x={a: 1",
+        "training.trl.x=!!python/object:os.system",  # ConstructorError: tags are refused
+        "training.trl.x=!!binary 12",
+        "training.trl.x=*alias",  # ComposerError: no such anchor
+        "training.trl.x=a: b: c",  # ScannerError
+        "training.trl.x='open",
+        "training.trl.x={[1]: 2}",  # unhashable key
+        "training.trl.x=1\n---\n2",  # two documents
+        "model.fast_inference=@x",
+    ],
+)
+def test_a_set_value_that_is_not_yaml_is_located_at_the_set(write, override, cli):
+    path = write("c.yaml", MINIMAL)
+    problem = only_problem(path, [override])
+    assert problem.source == f"--set {override}"
+    assert problem.key == override.split("=")[0]
+    assert "not valid YAML" in problem.message and "quote" in problem.message
+    result = cli("config", "validate", path, "--set", override)
+    assert result.code == 2 and "Error: unexpected" not in result.err
+    assert result.err.startswith(f"Error: --set {override}")
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("trainig.lr=1", "trainig"),  # a section the file lacks, created by the override
+        ("trainig.a.b.c=1", "trainig"),
+        ("training.lr=1", "training.lr"),
+        ("model.foo.bar.baz=1", "model.foo"),
+        ("rewards.0.paramz.x=1", "rewards[0].paramz"),
+        ("rewards.0.weigth=1", "rewards[0].weigth"),
+    ],
+)
+def test_an_unknown_key_made_by_a_set_blames_the_set(write, override, key):
+    problem = only_problem(write("c.yaml", MINIMAL), [override])
+    assert (problem.source, problem.key) == (f"--set {override}", key)
+    assert "unknown key" in problem.message
+
+
+def test_a_set_into_a_section_the_file_has_still_blames_the_file_for_its_keys(write):
+    path = write("c.yaml", MINIMAL + "trainig:\n  seed: 1\n")
+    problem = only_problem(path, ["trainig.lr=1"])
+    assert problem.source.endswith("c.yaml") and problem.line == 5
+
+
+def test_thousands_of_problems_are_counted_not_all_listed(write, cli):
+    keys = "".join(f"  k{i}: 1\n" for i in range(20_000))  # 230 KB, just below the size cap
+    path = write("c.yaml", MINIMAL + "training:\n" + keys)
+    result = cli("config", "validate", path)
+    assert result.code == 2
+    assert "20000 problems in" in result.err
+    assert result.err.count("unknown key") == 20  # the first ones, in file order
+    assert "training.k0:" in result.err and "k19:" in result.err and "k20:" not in result.err
+    assert "... and 19980 more problems" in result.err
+    assert len(result.err) < 20_000
+
+
+@pytest.mark.parametrize(
+    ("snippet", "key"),
+    [
+        (
+            "data:\n  prompt_style: custom\n  system_prompt: 'Use {t} to log in.'\n",
+            "data.system_prompt",
+        ),
+        ("output:\n  run_name: x\n  dir: 'runs/{t}'\n", "output.dir"),
+        ("lora:\n  target_modules: [q_proj, 'token={t}']\n", "lora.target_modules[1]"),
+        ("training:\n  trl:\n    {t}: 1\n", "training.trl.hf_***"),
+        ("training:\n  trl:\n    x: {{note: 'Bearer {t}'}}\n", "training.trl.x.note"),
+    ],
+)
+def test_a_token_anywhere_in_the_config_is_refused_and_never_echoed(write, cli, snippet, key):
+    token = "hf_" + "aB3dE6gH9jK2mN5pQ8sT1vW4yZ7bC0eF3h"  # 34 characters, as the Hub issues
+    path = write("c.yaml", MINIMAL + snippet.format(t=token))
+    problem = only_problem(path)
+    assert problem.key == key
+    assert "looks like a Hugging Face token" in problem.message
+    result = cli("config", "validate", path)
+    assert result.code == 2 and token not in result.err
+
+
+def test_a_token_in_a_set_is_refused_and_masked_in_the_location(write, cli):
+    token = "hf_" + "aB3dE6gH9jK2mN5pQ8sT1vW4yZ7bC0eF3h"
+    override = f"data.system_prompt=Use {token} here"
+    path = write("c.yaml", MINIMAL + "data:\n  prompt_style: custom\n")
+    problem = only_problem(path, [override])
+    assert problem.source == "--set data.system_prompt=Use hf_*** here"
+    result = cli("config", "validate", path, "--set", override)
+    assert result.code == 2 and token not in result.err
+
+
+@pytest.mark.parametrize("text", ["hf_token_name", "hf_home", "use hf_transfer", "hf_" + "a" * 20])
+def test_names_that_start_with_hf_are_not_tokens(write, text):
+    path = write("c.yaml", MINIMAL + f"data:\n  prompt_style: custom\n  system_prompt: {text}\n")
+    assert load_config(path).config.data.system_prompt == text
+
+
+def test_the_token_pattern_is_one_for_configs_and_run_files():
+    from grpo_cli.config import loader, schema
+    from grpo_cli.modelcard import HUB_TOKEN_RE as card_pattern
+    from grpo_cli.training.rundir import HUB_TOKEN_RE as run_pattern
+
+    assert card_pattern is schema.HUB_TOKEN_RE is run_pattern
+    assert not hasattr(loader, "_SECRET_VALUE")

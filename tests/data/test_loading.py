@@ -189,8 +189,109 @@ def test_a_missing_eval_file_says_where_it_looked(write, tmp_path):
 def test_a_broken_local_file_is_a_user_error(write, tmp_path):
     path = tmp_path / "train.jsonl"
     path.write_text('{"question": "q", "answer": "#### 1"}\n{not json\n')
-    with pytest.raises(GrpoError, match="cannot read .*train.jsonl"):
+    with pytest.raises(GrpoError, match=r"train.jsonl:2: not a JSON object"):
         load_training_data(config(write, f"  source: {path}\n"))
+
+
+GOOD = b'{"question": "q", "answer": "#### 1"}\n'
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "needle"),
+    [
+        ("train.jsonl", b"", r"train.jsonl is empty"),
+        ("train.jsonl", b"\n  \n", r"train.jsonl is empty"),
+        ("train.csv", b"", r"train.csv is empty"),
+        ("train.json", b"", r"train.json is empty"),
+        ("train.parquet", b"", r"train.parquet is empty"),
+        ("train.json", b"[]", r"train.json has no rows"),
+        ("train.csv", b"question,answer\n", r"train.csv has no rows"),
+        (
+            "train.jsonl",
+            GOOD * 2 + b'{"question": "caf\xe9", "answer": "#### 2"}\n',
+            r"train.jsonl:3: not UTF-8 text \(byte 0xe9 at column 18\)",
+        ),
+        (
+            "train.csv",
+            b"question,answer\nq,#### 1\ncaf\xe9,#### 2\n",
+            r"train.csv:3: not UTF-8 text \(byte 0xe9 at column 4\)",
+        ),
+        ("train.json", b'[{"question": "caf\xe9", "answer": 1}]', r"train.json:1: not UTF-8"),
+        (
+            "train.jsonl",
+            GOOD * 3 + b'{"question": "q" "answer": 1}\n' + GOOD,
+            r"train.jsonl:4: not a JSON object \(Expecting ',' delimiter at column 18\)",
+        ),
+        ("train.jsonl", GOOD + b"[1, 2]\n", r"train.jsonl:2: expected a JSON object, found a list"),
+        (
+            "train.json",
+            b'[{"question": "q", "answer": 1},\n {"question" "q"}]',
+            r"train.json:2: not valid JSON",
+        ),
+    ],
+)
+def test_a_broken_data_file_names_the_file_and_line(write, tmp_path, name, content, needle):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(GrpoError, match=needle):
+        load_training_data(config(write, f"  source: {path}\n"))
+
+
+@pytest.mark.parametrize(
+    ("formatter", "rows", "golds"),
+    [
+        (
+            "gsm8k",
+            [{"question": "a", "answer": 42}, {"question": "b", "answer": 7.5}],
+            ["42", "7.5"],
+        ),
+        (
+            "gsm8k",
+            [{"question": "a", "answer": 42}, {"question": "b", "answer": "#### 1,080"}],
+            ["42", "1080"],
+        ),
+        (
+            "math_boxed",
+            [{"problem": "a", "solution": 3}, {"problem": "b", "solution": "\\boxed{.5}"}],
+            ["3", "0.5"],
+        ),
+    ],
+)
+def test_numbers_are_gold_answers(write, tmp_path, formatter, rows, golds):
+    path = write_jsonl(tmp_path / "train.jsonl", rows)
+    data = load_training_data(config(write, f"  source: {path}\n  formatter: {formatter}\n"))
+    assert data.train["answer"] == golds and data.report.dropped == 0
+    assert correctness([f"<answer>{g}</answer>" for g in golds], answer=data.train["answer"]) == [
+        2.0,
+        2.0,
+    ]
+
+
+@pytest.mark.parametrize(
+    ("formatter", "prompt_key", "gold_key", "gold"),
+    [
+        ("gsm8k", "question", "answer", "#### 4"),
+        ("math_boxed", "problem", "solution", "\\boxed{4}"),
+    ],
+)
+def test_rows_without_a_question_are_dropped_and_counted(
+    write, tmp_path, formatter, prompt_key, gold_key, gold
+):
+    rows = [
+        {prompt_key: "How many?", gold_key: gold},
+        {prompt_key: None, gold_key: gold},
+        {gold_key: gold},
+        {prompt_key: "  ", gold_key: gold},
+        {prompt_key: "Which?", gold_key: "no number"},
+    ]
+    path = write_jsonl(tmp_path / "train.jsonl", rows)
+    data = load_training_data(config(write, f"  source: {path}\n  formatter: {formatter}\n"))
+    assert len(data.train) == 1 and data.train[0]["prompt"][-1]["content"] == "How many?"
+    assert data.report.dropped == 4
+    warning = data.report.warning()
+    assert "dropped 4 of 5 rows" in warning
+    assert f"3 with no {prompt_key} (e.g. row 1: " in warning and "null" in warning
+    assert "1 whose gold answer cannot be read as a number (e.g. row 4" in warning
 
 
 def test_hub_download_failure_is_a_clear_error(write, monkeypatch):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +20,7 @@ from grpo_cli.config.schema import RewardSpec
 from grpo_cli.errors import GrpoError
 from grpo_cli.files import open_temporary
 from grpo_cli.grading import grade
-from grpo_cli.rewards.builtin import DEFAULT_REWARDS, completion_text
+from grpo_cli.rewards.builtin import DEFAULT_REWARDS, completion_problem, completion_text
 from grpo_cli.rewards.runner import BoundReward, RewardContext, RewardError, build_rewards
 
 CHUNK_ROWS = 1024
@@ -174,10 +174,18 @@ def _columns(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
     return columns
 
 
-def _chunks(source: IO[str], label: str) -> Iterator[tuple[int, list[dict[str, Any]]]]:
+def _chunks(source: Iterable[bytes], label: str) -> Iterator[tuple[int, list[dict[str, Any]]]]:
     chunk: list[dict[str, Any]] = []
     first = 1
-    for number, line in enumerate(source, start=1):
+    for number, raw in enumerate(source, start=1):
+        try:  # decoded line by line, so a bad byte is reported with its line
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise GrpoError(
+                f"{label}:{number}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at column "
+                f"{exc.start + 1})",
+                "save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8 IN > OUT`)",
+            ) from None
         if not line.strip():
             continue
         chunk.append(_parse_row(line, number, label))
@@ -208,28 +216,25 @@ def _parse_row(line: str, number: int, label: str) -> dict[str, Any]:
             "each row needs completion (text or chat messages) and answer (gold: '... #### N' or "
             "a number)",
         )
-    completion = row["completion"]
-    if not (isinstance(completion, str) or _is_messages(completion)):
+    problem = completion_problem(row["completion"])
+    if problem is not None:
         raise GrpoError(
-            f"{label}:{number}: completion must be text or a list of chat messages "
-            f"({{role, content}}), found {type(completion).__name__}"
+            f"{label}:{number}: {problem}",
+            'a completion is text, or messages such as [{"role": "assistant", "content": "..."}]',
         )
     return row
 
 
-def _is_messages(value: Any) -> bool:
-    return isinstance(value, list) and all(isinstance(m, dict) and "content" in m for m in value)
-
-
 @contextmanager
-def _open_input(path: str) -> Iterator[IO[str]]:
+def _open_input(path: str) -> Iterator[Iterable[bytes]]:
     if path == "-":
-        yield sys.stdin
+        stdin = getattr(sys.stdin, "buffer", None)  # a replaced stdin may be text only
+        yield stdin if stdin is not None else (line.encode("utf-8") for line in sys.stdin)
         return
     file = Path(path)
     if not file.is_file():
         raise GrpoError(f"{path} not found", "give a .jsonl file of {completion, answer} rows")
-    with file.open(encoding="utf-8") as f:
+    with file.open("rb") as f:
         yield f
 
 

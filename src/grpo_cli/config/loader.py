@@ -6,15 +6,17 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
+import yaml
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from grpo_cli.config.checks import cross_field_problems
-from grpo_cli.config.schema import GrpoConfig, RewardSpec
-from grpo_cli.config.yamlio import KeyPath, display_path, parse_scalar, read_yaml
-from grpo_cli.errors import ConfigError, Problem
+from grpo_cli.config.schema import GrpoConfig, RewardSpec, has_secret, mask_secrets
+from grpo_cli.config.yamlio import KeyPath, Refused, display_path, parse_scalar, read_yaml
+from grpo_cli.errors import SHOWN_PROBLEMS, ConfigError, Problem
 
 # Keys that would hold a secret. Secrets come from the environment (HF_TOKEN, WANDB_API_KEY) so
 # that a config, a resolved config in a run directory or a pasted log never leaks one.
@@ -22,7 +24,6 @@ _SECRET_KEY = re.compile(
     r"^(?:(?:hf|hub|huggingface|wandb|access|auth|api)_)?token$|(?:^|_)(?:api_?key|secret|password)$",
     re.I,
 )
-_SECRET_VALUE = re.compile(r"^hf_[A-Za-z0-9]{30,}$")
 
 
 @dataclass(frozen=True)
@@ -52,8 +53,9 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
         config = GrpoConfig.model_validate(data)
         checks = cross_field_problems(config)
     except ValidationError as exc:
-        problems += _translate(exc, data, origins, source)
-        invalid = {error["loc"][0] for error in exc.errors()}
+        errors = exc.errors(include_url=False)
+        problems += _translate(errors, data, origins, source)
+        invalid = {error["loc"][0] for error in errors}
         partial, valid = _valid_sections(data, invalid)
         checks = cross_field_problems(partial, valid)
     problems += [_problem(parse_key(key), message, origins, source) for key, message in checks]
@@ -167,7 +169,7 @@ def _apply_overrides(
 ) -> None:
     problems: list[Problem] = []
     for text in overrides:
-        origin = Origin(f"--set {text}")
+        origin = Origin(f"--set {mask_secrets(text)}")
         dotted, sep, raw = text.partition("=")
         parts = [p.strip() for p in dotted.split(".")]
         if not sep or not dotted.strip() or not all(parts):
@@ -180,12 +182,14 @@ def _apply_overrides(
             )
             continue
         try:
-            key_path = _set_path(data, parts, raw)
+            key_path, created = _set_path(data, parts, raw)
         except _OverrideError as exc:
-            problems.append(Problem(origin.source, dotted.strip(), str(exc)))
+            problems.append(Problem(origin.source, mask_secrets(dotted.strip()), str(exc)))
             continue
         _drop_below(origins, key_path)
-        origins[key_path] = origin
+        # Sections the override brought into being are its own: an unknown one is its mistake.
+        for path in (*created, key_path):
+            origins[path] = origin
     if problems:
         raise ConfigError(problems)
 
@@ -194,9 +198,11 @@ class _OverrideError(ValueError):
     pass
 
 
-def _set_path(data: dict[str, Any], parts: list[str], raw: str) -> KeyPath:
+def _set_path(data: dict[str, Any], parts: list[str], raw: str) -> tuple[KeyPath, list[KeyPath]]:
+    """Set the value; return its key path and the paths of the sections it had to create."""
     node: Any = data
     key_path: list[str | int] = []
+    created: list[KeyPath] = []
     for i, part in enumerate(parts):
         last = i == len(parts) - 1
         key: str | int = part
@@ -211,17 +217,33 @@ def _set_path(data: dict[str, Any], parts: list[str], raw: str) -> KeyPath:
             raise _OverrideError(f"{'.'.join(parts[:i])} is a single value, not a section")
         key_path.append(key)
         if last:
-            node[key] = _typed_value(tuple(key_path), raw)
+            try:
+                node[key] = _typed_value(tuple(key_path), raw)
+            except yaml.YAMLError as exc:
+                raise _OverrideError(_bad_value(exc)) from None
             break
         child = node[key] if isinstance(node, list) else node.get(key)
         if child is None:
+            if isinstance(node, dict) and key not in node:
+                created.append(tuple(key_path))
             child = node[key] = {}
         elif isinstance(child, str) and tuple(key_path[:1]) == ("rewards",):
             child = node[key] = RewardSpec.expand_shorthand(child)
         elif not isinstance(child, dict | list):
             raise _OverrideError(f"{'.'.join(parts[: i + 1])} is a single value, not a section")
         node = child
-    return tuple(key_path)
+    return tuple(key_path), created
+
+
+def _bad_value(exc: yaml.YAMLError) -> str:
+    """Why an override's value cannot be read, without PyYAML's `in "<unicode string>"` lines."""
+    if isinstance(exc, Refused):
+        return str(exc.problem)
+    what = exc.problem if isinstance(exc, yaml.MarkedYAMLError) and exc.problem else str(exc)
+    return (
+        f"the value is not valid YAML ({what}); quote text that starts with [ {{ & * ! | > % @ "
+        "or holds ': ' or ' #', e.g. --set 'data.system_prompt=\"...\"'"
+    )
 
 
 def _typed_value(key_path: KeyPath, raw: str) -> Any:
@@ -235,6 +257,7 @@ def _typed_value(key_path: KeyPath, raw: str) -> Any:
     return parse_scalar(raw)
 
 
+@lru_cache(maxsize=4096)  # asked once per pydantic error: thousands of times for a bad file
 def _annotation_at(key_path: KeyPath) -> Any:
     """The schema type at a key path (`("rewards", 0)` -> RewardSpec), or None if there is none."""
     annotation: Any = GrpoConfig
@@ -270,14 +293,22 @@ def _text_only(annotation: Any) -> bool:
 def _secret_problems(
     data: dict[str, Any], origins: dict[KeyPath, Origin], source: str
 ) -> list[Problem]:
-    """Find secrets anywhere in the config, and remove secret keys so they are reported once."""
+    """Find secrets anywhere in the config (keys, values, list items, inside longer text), and
+    remove them so they are reported once and never echoed by another problem."""
     problems: list[Problem] = []
+    token = (
+        "this looks like a Hugging Face token; remove it and set HF_TOKEN in the environment "
+        "instead"
+    )
 
     def walk(node: Any, path: KeyPath) -> None:
         if isinstance(node, dict):
             for key in list(node):
                 key_path = (*path, key)
-                if isinstance(key, str) and _SECRET_KEY.search(key):
+                if isinstance(key, str) and has_secret(key):
+                    problems.append(_problem(key_path, token, origins, source))
+                    del node[key]
+                elif isinstance(key, str) and _SECRET_KEY.search(key):
                     problems.append(
                         _problem(
                             key_path,
@@ -288,21 +319,18 @@ def _secret_problems(
                         )
                     )
                     del node[key]
+                elif isinstance(node[key], str) and has_secret(node[key]):
+                    problems.append(_problem(key_path, token, origins, source))
+                    node[key] = mask_secrets(node[key])  # other problems must not echo it
                 else:
                     walk(node[key], key_path)
         elif isinstance(node, list):
             for index, item in enumerate(node):
-                walk(item, (*path, index))
-        elif isinstance(node, str) and _SECRET_VALUE.match(node.strip()):
-            problems.append(
-                _problem(
-                    path,
-                    "this looks like a Hugging Face token; remove it and set HF_TOKEN in the "
-                    "environment instead",
-                    origins,
-                    source,
-                )
-            )
+                if isinstance(item, str) and has_secret(item):
+                    problems.append(_problem((*path, index), token, origins, source))
+                    node[index] = mask_secrets(item)
+                else:
+                    walk(item, (*path, index))
 
     walk(data, ())
     return problems
@@ -312,16 +340,37 @@ def _secret_problems(
 
 
 def _translate(
-    exc: ValidationError, data: dict[str, Any], origins: dict[KeyPath, Origin], source: str
+    errors: list[Any], data: dict[str, Any], origins: dict[KeyPath, Origin], source: str
 ) -> list[Problem]:
     by_path: dict[KeyPath, list[dict[str, Any]]] = {}
-    for error in exc.errors(include_url=False):
+    for error in errors:
         key_path = _data_path(error["loc"])
         by_path.setdefault(key_path, []).append(error)
-    problems = []
-    for key_path, errors in by_path.items():
-        problems.append(_problem(key_path, _message(key_path, errors, data), origins, source))
-    return problems
+    located = []
+    for key_path, path_errors in by_path.items():
+        origin = _nearest_origin(key_path, origins)
+        where = (origin.source, origin.line) if origin else (source, None)
+        located.append((where, key_path, path_errors))
+    # Only the first problems are shown (SHOWN_PROBLEMS): the others get a short message, so that
+    # thousands of unknown keys cost no did-you-mean search each.
+    located.sort(key=lambda item: _order(*item[0]))
+    return [
+        Problem(
+            source=where[0],
+            key=mask_secrets(format_key(key_path)),
+            message=_message(key_path, path_errors, data)
+            if shown < SHOWN_PROBLEMS
+            else _short_message(key_path, path_errors),
+            line=where[1],
+        )
+        for shown, (where, key_path, path_errors) in enumerate(located)
+    ]
+
+
+def _short_message(key_path: KeyPath, errors: list[dict[str, Any]]) -> str:
+    if errors[0]["type"] == "extra_forbidden":
+        return f"unknown key '{key_path[-1]}'"
+    return str(errors[0]["msg"])
 
 
 def _data_path(loc: tuple[Any, ...]) -> KeyPath:
@@ -501,7 +550,7 @@ def _problem(
     origin = _nearest_origin(tuple(key_path), origins)
     return Problem(
         source=origin.source if origin else source,
-        key=format_key(key_path),
+        key=mask_secrets(format_key(key_path)),
         message=message,
         line=origin.line if origin else None,
     )
@@ -516,7 +565,11 @@ def _nearest_origin(key_path: KeyPath, origins: dict[KeyPath, Origin]) -> Origin
 
 
 def _in_file_order(problems: list[Problem]) -> list[Problem]:
-    return sorted(problems, key=lambda p: (p.source.startswith("--set"), p.source, p.line or 0))
+    return sorted(problems, key=lambda p: _order(p.source, p.line))
+
+
+def _order(source: str, line: int | None) -> tuple[bool, str, int]:
+    return (source.startswith("--set"), source, line or 0)
 
 
 def parse_key(dotted: str) -> KeyPath:

@@ -97,10 +97,13 @@ def split_gsm8k_solution(text: str) -> tuple[str, str]:
 def math_boxed(row: dict[str, Any], prompt: PromptFormat) -> dict[str, Any] | None:
     """MATH-style rows {problem, solution with \\boxed{...}}: rows whose boxed answer is a number
     (integers, decimals, fractions) are kept, the others dropped."""
-    boxed = last_boxed(str(row["solution"]))
-    if boxed is None or not _NUMERIC_LATEX.fullmatch(boxed):
-        return None
-    gold = normalize(boxed)
+    solution = row["solution"]
+    if isinstance(solution, str):
+        boxed = last_boxed(solution)
+        if boxed is None or not _NUMERIC_LATEX.fullmatch(boxed):
+            return None
+        solution = boxed
+    gold = normalize(solution)  # also a JSON number: `"solution": 42`
     if gold is None:
         return None
     return {"prompt": prompt.messages(str(row["problem"]).strip()), "answer": gold}

@@ -37,11 +37,20 @@ class DataReport:
     source: str
     split: str
     rows: int = 0  # read from the source (after data.limit)
-    dropped: int = 0  # gold answer unreadable
-    dropped_example: str | None = None
+    dropped: int = 0  # unusable rows: no question, or a gold answer that is no number
+    dropped_example: str | None = None  # the first dropped row
+    dropped_why: dict[str, int] = field(default_factory=dict)  # reason -> rows
+    dropped_examples: dict[str, str] = field(default_factory=dict)  # reason -> its first row
     heldout: int = 0
     kept: int = 0
     notes: list[str] = field(default_factory=list)
+
+    def drop(self, why: str, example: str) -> None:
+        self.dropped += 1
+        self.dropped_why[why] = self.dropped_why.get(why, 0) + 1
+        self.dropped_examples.setdefault(why, example)
+        if self.dropped_example is None:
+            self.dropped_example = example
 
     def summary(self) -> str:
         text = f"{self.kept} rows from {self.source} [{self.split}]"
@@ -52,9 +61,12 @@ class DataReport:
     def warning(self) -> str | None:
         if not self.dropped:
             return None
+        reasons = "; ".join(
+            f"{count} {why} (e.g. {self.dropped_examples[why]})"
+            for why, count in self.dropped_why.items()
+        )
         return (
-            f"dropped {self.dropped} of {self.rows} rows of {self.source} [{self.split}] whose "
-            f"gold answer cannot be read as a number (e.g. {self.dropped_example})"
+            f"dropped {self.dropped} of {self.rows} rows of {self.source} [{self.split}]: {reasons}"
         )
 
 
@@ -106,24 +118,105 @@ def read_split(
         rows = synthetic_rows(limit or SYNTHETIC_ROWS, seed=seed, split=split)
         return datasets.Dataset.from_list(rows)
     if is_local(source):
-        path = local_file(source, split, primary_split)
-        builder = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
-        kind = builder.get(path.suffix.lower())
-        if kind is None:
-            raise GrpoError(f"{path}: unsupported file type; use {', '.join(DATA_SUFFIXES)}")
-        try:
-            ds = datasets.load_dataset(kind, data_files=str(path), split="train")
-        except Exception as exc:
-            raise GrpoError(
-                f"cannot read {path} as {path.suffix.lstrip('.')}: {type(exc).__name__}: "
-                f"{_first_line(exc)}",
-                "check the file (JSON Lines: one JSON object per line)",
-            ) from exc
+        ds = _local_split(local_file(source, split, primary_split))
     else:
         ds = _hub_split(source, subset, split)
     if limit is not None and limit < len(ds):
         ds = ds.select(range(limit))
     return ds
+
+
+_BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
+
+
+def _local_split(path: Path) -> Dataset:
+    """A local file's rows. Faults the datasets loaders report vaguely or not at all (an empty
+    file, bytes that are not UTF-8, a broken JSON line) are named with the file and line."""
+    import datasets
+
+    kind = _BUILDERS.get(path.suffix.lower())
+    if kind is None:
+        raise GrpoError(f"{path}: unsupported file type; use {', '.join(DATA_SUFFIXES)}")
+    if kind != "parquet":
+        _check_text(path)
+    elif path.stat().st_size == 0:
+        raise GrpoError(f"{path} is empty", "give a data file with at least one row")
+    try:
+        ds = datasets.load_dataset(kind, data_files=str(path), split="train")
+    except Exception as exc:
+        if path.suffix.lower() == ".jsonl":
+            _find_bad_line(path)
+        elif path.suffix.lower() == ".json":
+            _check_json(path)
+        elif len(path.read_bytes().strip().splitlines()) < 2:
+            raise GrpoError(f"{path} has no rows, only a header") from None
+        raise GrpoError(
+            f"cannot read {path} as {path.suffix.lstrip('.')}: {type(exc).__name__}: "
+            f"{_first_line(exc)}",
+            "check the file (JSON Lines: one JSON object per line)",
+        ) from exc
+    if len(ds) == 0:
+        raise GrpoError(f"{path} has no rows", "give a data file with at least one row")
+    return ds
+
+
+def _check_text(path: Path) -> None:
+    data = path.read_bytes()
+    if not data.strip():
+        raise GrpoError(f"{path} is empty", "give a data file with at least one row")
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise GrpoError(
+            f"{path}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x} at column {column})",
+            "save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8 IN > OUT`)",
+        ) from None
+
+
+def _find_bad_line(path: Path) -> None:
+    """Raise for the first JSON Lines line that is no JSON object; return when every line is one
+    (the loader failed for another reason)."""
+    with path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line.rstrip("\r\n"))
+            except json.JSONDecodeError as exc:
+                raise GrpoError(
+                    f"{path}:{number}: not a JSON object ({exc.msg} at column {exc.colno})",
+                    "each line must be one JSON object, e.g. "
+                    '{"question": "...", "answer": "... #### 18"}',
+                ) from None
+            if not isinstance(row, dict):
+                raise GrpoError(
+                    f"{path}:{number}: expected a JSON object, found {_json_kind(row)}",
+                    "each line must be one JSON object",
+                )
+
+
+def _check_json(path: Path) -> None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise GrpoError(
+            f"{path}:{exc.lineno}: not valid JSON ({exc.msg} at column {exc.colno})",
+            "a .json data file holds one list of row objects; use .jsonl for one row per line",
+        ) from None
+    if not data:
+        raise GrpoError(f"{path} has no rows", "give a data file with at least one row")
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "text"
+    return "a list" if isinstance(value, list) else "an object"
 
 
 def _hub_split(source: str, subset: str | None, split: str) -> Dataset:
@@ -163,15 +256,19 @@ def format_split(
             "pick the formatter for this dataset with data.formatter, or rename its columns",
         )
     rows = []
+    made_keys: set[str] = set()
     report.rows = len(ds)
     for index, row in enumerate(ds):
+        empty = next((c for c in fmt.columns if _blank(row.get(c))), None)
+        if empty is not None:  # a prompt of "None" would be trained on silently
+            report.drop(f"with no {empty}", f"row {index}: {_show_row(row)}")
+            continue
         formatted = fmt.fn(row, prompt)
         if formatted is None:
-            report.dropped += 1
-            if report.dropped_example is None:
-                gold = str(row.get(fmt.columns[-1], ""))[-60:].replace("\n", " ")
-                report.dropped_example = f"row {index}: ...{gold!r}"
+            gold = str(row.get(fmt.columns[-1], ""))[-60:].replace("\n", " ")
+            report.drop("whose gold answer cannot be read as a number", f"row {index}: ...{gold!r}")
             continue
+        made_keys.update(formatted)
         rows.append({**row, **formatted, ROW_ID: index})
     report.kept = len(rows)
     if not rows:
@@ -180,7 +277,21 @@ def format_split(
             f"{report.warning() or 'the split is empty'}",
             f"check that data.formatter ({fmt.name}) fits this dataset",
         )
-    return datasets.Dataset.from_list(rows)
+    # The source's columns keep their types (a column of numbers and text is datasets' Json
+    # type, which inferring from the rows again would refuse); the formatter's are inferred.
+    made = {*made_keys, ROW_ID}
+    features = datasets.Dataset.from_list([{k: r[k] for k in made} for r in rows]).features
+    kept = {c: ds.features[c] for c in ds.column_names if c not in made}
+    return datasets.Dataset.from_list(rows, features=datasets.Features({**kept, **features}))
+
+
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _show_row(row: dict[str, Any]) -> str:
+    text = json.dumps(row, ensure_ascii=False, default=str)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def heldout_ids(row_ids: list[int], size: int, seed: int) -> list[int]:

@@ -21,8 +21,49 @@ from grpo_cli.rewards.registry import reward
 DEFAULT_REWARDS = ("xml_count", "soft_format", "strict_format", "integer_answer", "correctness")
 
 
+def completion_problem(completion: Any) -> str | None:
+    """What keeps `completion` from being a completion, or None: a completion is text, or chat
+    messages ({role, content}) whose content is text, null, or a list of {"type": "text", "text":
+    ...} parts."""
+    if isinstance(completion, str):
+        return None
+    if not isinstance(completion, list):
+        return f"completion must be text or a list of chat messages, found {_kind(completion)}"
+    for index, message in enumerate(completion):
+        if not isinstance(message, dict) or "content" not in message:
+            return (
+                f"completion[{index}] must be a chat message {{role, content}}, found "
+                f"{_kind(message)}"
+            )
+        content = message["content"]
+        if content is None or isinstance(content, str):
+            continue
+        if not isinstance(content, list):
+            return f"completion[{index}].content must be text, found {_kind(content)}"
+        for part_index, part in enumerate(content):
+            if not (isinstance(part, dict) and isinstance(part.get("text", ""), str)):
+                return (
+                    f"completion[{index}].content[{part_index}] must be a text part "
+                    f'{{"type": "text", "text": "..."}}, found {_kind(part)}'
+                )
+    return None
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, int | float):
+        return f"the number {value!r}"
+    if isinstance(value, dict):
+        return "an object"
+    return "a list" if isinstance(value, list) else type(value).__name__
+
+
 def completion_text(completion: Any) -> str:
-    """The text of a completion: a string, or the assistant messages of a chat completion."""
+    """The text of a completion: a string, or the assistant messages of a chat completion
+    (`completion_problem` says whether a completion from a file is one)."""
     if isinstance(completion, str):
         return completion
     if isinstance(completion, dict):
