@@ -274,7 +274,7 @@ def test_a_failed_start_is_started_again_by_the_same_command(cli, tiny_model, tm
     bad = write("bad.jsonl", '{"question": "What is 2 + 2?", "answer": "#### 4"}\n{oops\n')
     args = smoke_args(tiny_model, tmp_path, "--set", "training.max_steps=1")
     failed = cli(*args, "--set", f"data.source={bad}")
-    assert failed.code == 2 and f"cannot read {bad}" in failed.err, failed.err
+    assert failed.code == 2 and f"{bad}:2: not a JSON object" in failed.err, failed.err
     run = tmp_path / "outputs" / "smoke-cpu"
     assert (run / "config.yaml").is_file() and not (run / "run.lock").exists()
     again = cli(*args)
@@ -287,7 +287,7 @@ def test_a_failed_start_is_started_again_by_the_same_command(cli, tiny_model, tm
 def test_a_broken_data_file_is_refused_before_the_model_loads(cli, tiny_model, tmp_path, write):
     bad = write("bad.jsonl", "{not json\n")
     result = cli(*smoke_args(tiny_model, tmp_path, "--set", f"data.source={bad}"))
-    assert result.code == 2 and f"cannot read {bad}" in result.err, result.err
+    assert result.code == 2 and f"{bad}:1: not a JSON object" in result.err, result.err
 
 
 @pytest.mark.usefixtures("no_weights")
