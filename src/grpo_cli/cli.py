@@ -237,9 +237,10 @@ def rewards_list(
     ] = None,
     overrides: RewardsSetOpt = None,
 ) -> None:
-    """List every reward: default weight, parameters, description.
+    """List every reward and dataset formatter a config can name.
 
-    Built-in rewards, plugins in ./rewards/ and, with --config, the config's reward_plugins.
+    Each reward with its default weight, parameters and description: the built-ins, plugins in
+    ./rewards/ and, with --config, the config's reward_plugins.
 
     Example: grpo rewards list --config configs/qwen3b_gsm8k.yaml
     """
