@@ -1,6 +1,8 @@
 """Build the tiny random-weight Qwen2 model the CPU smoke config trains, with no network.
 
 Usage: python scripts/make_tiny_model.py OUT_DIR [--seed N] [--overwrite]
+
+Running it again is harmless: a directory that already holds this seed's model is kept.
 """
 
 import argparse
@@ -8,21 +10,23 @@ import sys
 import time
 
 from grpo_cli.errors import GrpoError
-from grpo_cli.tiny_model import build_tiny_model
+from grpo_cli.tiny_model import write_tiny_model
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("out_dir", help="directory to write; must be new or empty")
+    parser.add_argument(
+        "out_dir", help="directory to write: new, empty, or holding this seed's model (kept)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="weight initialisation seed")
     parser.add_argument(
-        "--overwrite", action="store_true", help="replace a model directory built before"
+        "--overwrite", action="store_true", help="replace another model directory built before"
     )
     args = parser.parse_args(argv)
 
     start = time.perf_counter()
     try:
-        path = build_tiny_model(args.out_dir, args.seed, overwrite=args.overwrite)
+        outcome = write_tiny_model(args.out_dir, args.seed, overwrite=args.overwrite)
     except GrpoError as err:
         print(err.render(), file=sys.stderr)
         return 2
@@ -31,9 +35,15 @@ def main(argv: list[str] | None = None) -> int:
     # Loading it back counts the parameters and proves the directory is complete.
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    path = args.out_dir
     params = sum(p.numel() for p in AutoModelForCausalLM.from_pretrained(path).parameters())
     vocab = len(AutoTokenizer.from_pretrained(path))
-    print(f"{path}: {params:,} parameters, vocabulary {vocab:,}, built in {seconds:.1f} s")
+    what = {
+        "built": f"built in {seconds:.1f} s",
+        "replaced": f"built in {seconds:.1f} s, replacing the model that was there",
+        "kept": f"already holds the model seed {args.seed} builds; kept",
+    }[outcome]
+    print(f"{path}: {params:,} parameters, vocabulary {vocab:,}, {what}")
     return 0
 
 

@@ -27,7 +27,10 @@ ALL = {"unsloth": True, "vllm": True, "bitsandbytes": True, "wandb": True, "wand
 )
 def test_backend_choice_and_its_reason(requested, hw, unsloth, expected):
     backend, reason = choose_backend(requested, hw, unsloth)
-    assert backend == expected and reason
+    assert backend == expected
+    # Printed as `backend: trl (reason)`: one phrase that names the setting, nothing nested.
+    assert reason.startswith(f"model.backend is {requested}")
+    assert "(" not in reason and ")" not in reason, reason
 
 
 @pytest.mark.parametrize(
@@ -35,7 +38,10 @@ def test_backend_choice_and_its_reason(requested, hw, unsloth, expected):
     [("auto", L4, "bf16"), ("auto", T4, "fp16"), ("auto", CPU, "fp32"), ("fp16", L4, "fp16")],
 )
 def test_precision_follows_the_hardware_unless_set(dtype, hw, expected):
-    assert choose_precision(dtype, hw)[0] == expected
+    precision, reason = choose_precision(dtype, hw)
+    assert precision == expected
+    assert reason.startswith(f"model.dtype is {dtype}")
+    assert "(" not in reason and ")" not in reason, reason
 
 
 def problems_for(config: str, hw: Hardware, has=ALL, overrides=()):

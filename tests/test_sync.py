@@ -23,12 +23,17 @@ def test_readme_config_reference_matches_the_schema():
     )
 
 
-def test_ci_runs_the_readme_test_command():
+def shell_commands(text: str) -> list[str]:
+    lines = (line.strip() for line in text.splitlines())
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def test_ci_runs_exactly_the_readme_test_command():
     match = re.search(r"<!-- test-command -->\s*```bash\n(.*?)```", README, re.S)
     assert match, "README must keep its test command under <!-- test-command -->"
-    ci = (REPO / ".ci" / "run").read_text()
-    test_line = [ln for ln in match.group(1).splitlines() if "pytest" in ln]
-    assert test_line and test_line[-1].strip() in ci
+    ci = shell_commands((REPO / ".ci" / "run").read_text())
+    assert ci[:2] == ["set -euo pipefail", 'cd "$(dirname "$0")/.."'], ci
+    assert ci[2:] == shell_commands(match.group(1)), "README test command and .ci/run differ"
 
 
 def test_scheduler_and_optimizer_lists_match_transformers():

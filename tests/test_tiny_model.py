@@ -164,14 +164,13 @@ def test_building_leaves_the_callers_random_state_alone(tmp_path):
     assert torch.equal(torch.rand(3), expected)
 
 
-def test_refuses_a_non_empty_directory(tmp_path):
+def test_refuses_a_non_empty_directory_that_holds_no_model(tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
-    with pytest.raises(GrpoError, match="not empty") as err:
-        tiny.build_tiny_model(tmp_path)
-    assert "overwrite" in err.value.hint
     # overwrite replaces an earlier model, never a directory that holds something else.
-    with pytest.raises(GrpoError, match="holds no model"):
-        tiny.build_tiny_model(tmp_path, overwrite=True)
+    for overwrite in (False, True):
+        with pytest.raises(GrpoError, match="holds no model") as err:
+            tiny.build_tiny_model(tmp_path, overwrite=overwrite)
+        assert "overwrite" not in err.value.hint
     assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
 
 
@@ -189,16 +188,42 @@ def test_writes_into_an_empty_directory(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["model"]
 
 
-def test_overwrite_replaces_an_earlier_model(tiny_model, tmp_path):
+def test_overwrite_replaces_another_model(tiny_model, tmp_path):
     out = tmp_path / "model"
     shutil.copytree(tiny_model, out)
     (out / "stale.bin").write_bytes(b"old")
-    with pytest.raises(GrpoError, match="not empty"):
+    with pytest.raises(GrpoError, match="holds another model") as err:
         tiny.build_tiny_model(out, seed=1)
-    tiny.build_tiny_model(out, seed=1, overwrite=True)
+    assert "--overwrite" in err.value.hint and "=True" not in err.value.hint
+    assert (out / "stale.bin").exists()
+    assert tiny.write_tiny_model(out, seed=1, overwrite=True) == "replaced"
     assert not (out / "stale.bin").exists()
     assert file_hashes(out)["model.safetensors"] != file_hashes(tiny_model)["model.safetensors"]
     assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no staging or old copy left
+
+
+def test_the_script_run_twice_keeps_the_model_and_says_so(tmp_path):
+    """The README's one-liner runs it on every call; the second run must succeed untouched."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    script = [sys.executable, str(REPO / "scripts" / "make_tiny_model.py"), "model"]
+    first = subprocess.run(script, capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert first.returncode == 0, first.stderr
+    assert "built in" in first.stdout
+    built = file_hashes(tmp_path / "model")
+    second = subprocess.run(script, capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert second.returncode == 0, second.stderr
+    assert "already holds the model seed 0 builds; kept" in second.stdout
+    assert file_hashes(tmp_path / "model") == built
+    other = subprocess.run(
+        [*script, "--seed", "1"], capture_output=True, text=True, cwd=tmp_path, timeout=120
+    )
+    assert other.returncode == 2
+    assert "Hint: Replace it with --overwrite" in other.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
 
 
 def test_a_failed_build_leaves_nothing_behind(tmp_path, monkeypatch):

@@ -6,24 +6,69 @@ funnel in `main()` turns every user error into `Error:` / `Hint:` lines and exit
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
 import traceback
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
 from grpo_cli.errors import USER_ERROR_EXIT, GrpoError
 
+
+def _without_type_labels(params: list[Any]) -> list[Any]:
+    """Typer 0.29 labels every parameter with its Python type in help: `<bool>` beside flags,
+    which take no value, and `<list[Path]>` beside arguments whose metavar already says what
+    they take. Help shows neither; options that take a value keep their label (`<path>`)."""
+    for param in params:
+        if getattr(param, "is_flag", False) or (
+            param.param_type_name == "argument" and param.metavar
+        ):
+            # setattr: a per-parameter override of the label, which Typer has no setting for.
+            setattr(param, "display_type_rich", _no_type_label)  # noqa: B010
+    return params
+
+
+def _no_type_label(ctx: object) -> None:
+    return None
+
+
+def _reflowed(help_text: str | None) -> str | None:
+    """Help text with each paragraph on one line, for the terminal to wrap: Typer 0.29 keeps a
+    docstring's line breaks in help, which breaks sentences where the source did."""
+    if help_text is None:
+        return None
+    paragraphs = inspect.cleandoc(help_text).split("\n\n")
+    return "\n\n".join(" ".join(p.split("\n")) for p in paragraphs)
+
+
+class _Command(TyperCommand):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.help = _reflowed(self.help)
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _without_type_labels(super().get_params(ctx))
+
+
+class _Group(TyperGroup):
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _without_type_labels(super().get_params(ctx))
+
+
 app = typer.Typer(
     name="grpo",
+    cls=_Group,
     help="Teach small instruct LLMs to reason with GRPO on verifiable rewards.\n\n"
     "Examples:\n\n"
     "  grpo config validate configs/*.yaml\n\n"
-    "  grpo config show configs/qwen3b_gsm8k.yaml --set training.learning_rate=1e-5\n\n"
-    "  grpo score completions.jsonl --config configs/qwen3b_gsm8k.yaml --output scored.jsonl\n\n"
+    "  grpo config show configs/qwen3b_gsm8k.yaml --set lora.r=32\n\n"
+    "  grpo train configs/smoke_cpu.yaml\n\n"
+    "  grpo score samples.jsonl --config configs/qwen3b_gsm8k.yaml\n\n"
     "  grpo rewards list",
     no_args_is_help=True,
     add_completion=False,
@@ -32,11 +77,13 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 config_app = typer.Typer(
-    help="Check configs, print them resolved, and list every key.", no_args_is_help=True
+    cls=_Group, help="Check configs, print them resolved, and list every key.", no_args_is_help=True
 )
 app.add_typer(config_app, name="config")
 rewards_app = typer.Typer(
-    help="The reward functions a config can name (built-ins and plugins).", no_args_is_help=True
+    cls=_Group,
+    help="The reward functions a config can name (built-ins and plugins).",
+    no_args_is_help=True,
 )
 app.add_typer(rewards_app, name="rewards")
 
@@ -46,8 +93,28 @@ SetOpt = Annotated[
         "--set",
         "-s",
         metavar="KEY=VALUE",
-        help="Override a key, e.g. --set training.learning_rate=1e-5 (repeatable; values are "
-        "read as in YAML: numbers, true/false, \\[a, b], null).",
+        help="Override a config key, e.g. --set training.learning_rate=1e-5 (repeatable; values "
+        "are read as in YAML: numbers, true/false, \\[a, b], null).",
+    ),
+]
+# score and rewards list read a config only with --config; their --set changes that config.
+ScoreSetOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        "-s",
+        metavar="KEY=VALUE",
+        help="Override a key of the --config file, e.g. --set rewards.0.weight=2 (repeatable).",
+    ),
+]
+RewardsSetOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        "-s",
+        metavar="KEY=VALUE",
+        help="Override a key of the --config file, e.g. --set reward_plugins=\\[my_rewards] "
+        "(repeatable).",
     ),
 ]
 
@@ -73,12 +140,14 @@ def _root(
     """Teach small instruct LLMs to reason with GRPO on verifiable rewards."""
 
 
-@config_app.command("validate")
+@config_app.command("validate", cls=_Command)
 def config_validate(
-    configs: Annotated[list[Path], typer.Argument(metavar="CONFIG...", help="YAML config files.")],
+    configs: Annotated[
+        list[Path], typer.Argument(metavar="CONFIG", help="YAML config files, one or more.")
+    ],
     overrides: SetOpt = None,
 ) -> None:
-    """Check configs; prints one OK line per valid file, exits 2 on any problem.
+    """Check configs: one OK line per valid file, every problem of the others, exit code 2.
 
     Example: grpo config validate configs/*.yaml
     """
@@ -87,14 +156,14 @@ def config_validate(
     config.validate(configs, overrides or [])
 
 
-@config_app.command("show")
+@config_app.command("show", cls=_Command)
 def config_show(
     config_path: Annotated[Path, typer.Argument(metavar="CONFIG", help="YAML config file.")],
     overrides: SetOpt = None,
 ) -> None:
-    """Print the fully resolved config (extends, overrides and defaults applied) as YAML.
+    """Print the resolved config as YAML: extends, overrides and defaults applied.
 
-    Example: grpo config show configs/qwen3b_gsm8k.yaml --set training.learning_rate=1e-5
+    Example: grpo config show configs/qwen3b_gsm8k.yaml --set lora.r=32
     """
     from grpo_cli.commands import config
 
@@ -107,7 +176,7 @@ class SchemaFormat(StrEnum):
     json = "json"
 
 
-@config_app.command("schema")
+@config_app.command("schema", cls=_Command)
 def config_schema(
     fmt: Annotated[
         SchemaFormat,
@@ -116,14 +185,16 @@ def config_schema(
 ) -> None:
     """List every config key with its type, default and description.
 
-    Example: grpo config schema --format json > grpo.schema.json  (for editor completion)
+    --format json writes a JSON Schema, for completion in an editor.
+
+    Example: grpo config schema --format json > grpo.schema.json
     """
     from grpo_cli.commands import config
 
     config.schema(fmt.value)
 
 
-@app.command("train")
+@app.command("train", cls=_Command)
 def train(
     config_path: Annotated[Path, typer.Argument(metavar="CONFIG", help="YAML config file.")],
     overrides: SetOpt = None,
@@ -142,8 +213,10 @@ def train(
         ),
     ] = False,
 ) -> None:
-    """Train a LoRA adapter with GRPO; the run directory holds config, metrics, checkpoints and
-    the adapter. Ctrl-C saves a checkpoint; --resume continues from it.
+    """Train a LoRA adapter with GRPO.
+
+    The run directory holds the resolved config, metrics, samples, checkpoints and the adapter.
+    Ctrl-C saves a checkpoint; --resume continues from it.
 
     Example: grpo train configs/smoke_cpu.yaml
     """
@@ -156,16 +229,18 @@ def train(
         raise typer.Exit(code)
 
 
-@rewards_app.command("list")
+@rewards_app.command("list", cls=_Command)
 def rewards_list(
     config_path: Annotated[
         Path | None,
         typer.Option("--config", "-c", help="Also load the config's reward_plugins folders."),
     ] = None,
-    overrides: SetOpt = None,
+    overrides: RewardsSetOpt = None,
 ) -> None:
-    """List every reward with its default weight, parameters and description, and the dataset
-    formatters. Plugins in ./rewards/ are included.
+    """List every reward and dataset formatter a config can name.
+
+    Each reward with its default weight, parameters and description: the built-ins, plugins in
+    ./rewards/ and, with --config, the config's reward_plugins.
 
     Example: grpo rewards list --config configs/qwen3b_gsm8k.yaml
     """
@@ -174,7 +249,7 @@ def rewards_list(
     rewards.list_rewards(config_path, overrides or [])
 
 
-@app.command("score")
+@app.command("score", cls=_Command)
 def score(
     input_path: Annotated[
         str,
@@ -197,12 +272,14 @@ def score(
         Path | None,
         typer.Option("--output", "-o", help="Write scored rows here (default: stdout)."),
     ] = None,
-    overrides: SetOpt = None,
+    overrides: ScoreSetOpt = None,
 ) -> None:
-    """Grade completions: adds rewards, reward (weighted total), extracted, correct and
-    correct_flexible to every row, and prints a summary (to stderr when rows go to stdout).
+    """Grade completions with the rewards, and print a summary.
 
-    Example: grpo score samples.jsonl --config configs/qwen3b_gsm8k.yaml -o scored.jsonl
+    Adds rewards, reward (the weighted total), extracted, correct and correct_flexible to every
+    row; the summary goes to stderr when the rows go to stdout.
+
+    Example: grpo score samples.jsonl -c configs/qwen3b_gsm8k.yaml -o scored.jsonl
     """
     from grpo_cli.commands import score as score_command
 
@@ -215,7 +292,7 @@ class Engine(StrEnum):
     transformers = "transformers"
 
 
-@app.command("eval")
+@app.command("eval", cls=_Command)
 def evaluate(
     config_path: Annotated[Path, typer.Argument(metavar="CONFIG", help="YAML config file.")],
     models: Annotated[
@@ -232,15 +309,20 @@ def evaluate(
         str | None,
         typer.Option(
             "--split",
+            metavar="SPLIT",
             help="test (default: data.eval_split), heldout (the run's held-out rows) or a "
             ".jsonl file.",
         ),
     ] = None,
     limit: Annotated[
-        int | None, typer.Option("--limit", "-n", min=1, help="Evaluate the first N rows.")
+        int | None,
+        typer.Option("--limit", "-n", min=1, metavar="N", help="Evaluate the first N rows."),
     ] = None,
     samples: Annotated[
-        int, typer.Option("--samples", "-k", min=1, help="Completions per question (pass@k).")
+        int,
+        typer.Option(
+            "--samples", "-k", min=1, metavar="K", help="Completions per question (pass@k)."
+        ),
     ] = 1,
     temperature: Annotated[
         float | None,
@@ -248,25 +330,29 @@ def evaluate(
             "--temperature",
             "-t",
             min=0.0,
+            metavar="T",
             help="Sampling temperature; default 0 (greedy) for one sample, 1.0 for several.",
         ),
     ] = None,
     batch_size: Annotated[
-        int, typer.Option("--batch-size", "-b", min=1, help="Prompts generated together.")
+        int,
+        typer.Option("--batch-size", "-b", min=1, metavar="N", help="Prompts generated together."),
     ] = 32,
     max_new_tokens: Annotated[
         int | None,
         typer.Option(
             "--max-new-tokens",
             min=1,
-            help="Longest completion (default: the config's training.max_completion_length).",
+            metavar="N",
+            help="Longest completion in tokens (default: training.max_completion_length).",
         ),
     ] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Sampling seed.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", metavar="N", help="Sampling seed.")] = 0,
     engine: Annotated[
         Engine,
         typer.Option(
             "--engine",
+            metavar="ENGINE",
             help="Generation: auto (vLLM on a CUDA GPU when installed), vllm or "
             "transformers (any device).",
         ),
@@ -282,10 +368,12 @@ def evaluate(
     ] = None,
     overrides: SetOpt = None,
 ) -> None:
-    """Held-out accuracy with 95% confidence intervals; several --model give one comparison
-    table with paired tests. Finished predictions are reused when run again.
+    """Accuracy on held-out questions, with 95% confidence intervals.
 
-    Example: grpo eval configs/qwen3b_gsm8k.yaml --model base --model outputs/RUN --limit 200
+    Several --model give one comparison table with paired tests. Finished predictions are reused
+    when the command runs again.
+
+    Example: grpo eval configs/qwen3b_gsm8k.yaml -m base -m outputs/RUN -n 200
     """
     from grpo_cli.commands import evaluate as eval_command
 
@@ -311,7 +399,7 @@ class MergeDtype(StrEnum):
     fp32 = "fp32"
 
 
-@app.command("merge")
+@app.command("merge", cls=_Command)
 def merge(
     source: Annotated[
         Path, typer.Argument(metavar="RUN_DIR|ADAPTER_DIR", help="A run directory or an adapter.")
@@ -355,8 +443,10 @@ def merge(
         bool, typer.Option("--force", help="Replace a non-empty output folder.")
     ] = False,
 ) -> None:
-    """Merge the LoRA adapter into a 16-bit copy of the base model, write a model card, and
-    optionally publish to the Hub or export GGUF.
+    """Merge the LoRA adapter into its base model, with a model card.
+
+    The base model is loaded in 16 bit; the result can be published to the Hub or exported to
+    GGUF.
 
     Example: grpo merge outputs/RUN --push-to-hub me/qwen3b-gsm8k-grpo
     """

@@ -86,25 +86,30 @@ def wandb_can_log() -> bool:
 
 
 def choose_backend(requested: str, hw: Hardware, unsloth_installed: bool) -> tuple[str, str]:
-    """(backend, reason). auto: unsloth when it is installed and a CUDA GPU is present."""
+    """(backend, reason). auto: unsloth when it is installed and a CUDA GPU is present. The
+    reason is one phrase, printed as `backend: trl (reason)`."""
     if requested != "auto":
         return requested, f"model.backend is {requested}"
     if hw.device != "cuda":
-        return "trl", f"no CUDA GPU ({hw.describe()}), so trl (transformers + PEFT)"
+        return "trl", "model.backend is auto and this machine has no CUDA GPU"
     if not unsloth_installed:
-        return "trl", "unsloth is not installed (pip install -e '.[gpu]'), so trl"
-    return "unsloth", f"unsloth is installed and a CUDA GPU is present ({hw.gpu_name})"
+        return "trl", "model.backend is auto and unsloth is not installed: pip install -e '.[gpu]'"
+    return "unsloth", f"model.backend is auto, unsloth is installed and {hw.gpu_name} is a CUDA GPU"
 
 
 def choose_precision(dtype: str, hw: Hardware) -> tuple[str, str]:
-    """(bf16 | fp16 | fp32, reason) for model.dtype auto or an explicit setting."""
+    """(bf16 | fp16 | fp32, reason) for model.dtype auto or an explicit setting; the reason is
+    one phrase, printed as `precision: fp32 (reason)`."""
     if dtype != "auto":
         return dtype, f"model.dtype is {dtype}"
     if hw.device == "cuda":
         if hw.bf16:
-            return "bf16", f"{hw.gpu_name} supports bfloat16"
-        return "fp16", f"{hw.gpu_name} has no bfloat16 (compute capability below 8.0)"
-    return "fp32", f"training on {hw.device.upper()}"
+            return "bf16", f"model.dtype is auto and {hw.gpu_name} supports bfloat16"
+        return "fp16", (
+            f"model.dtype is auto and {hw.gpu_name} has no bfloat16, which needs compute "
+            "capability 8.0"
+        )
+    return "fp32", f"model.dtype is auto and training runs on {hw.device.upper()}"
 
 
 def hardware_problems(

@@ -59,15 +59,24 @@ MODEL_MARKER = "config.json"
 
 
 def build_tiny_model(out_dir: str | Path, seed: int = 0, *, overwrite: bool = False) -> Path:
-    """Write a tiny random-weight Qwen2 model + locally trained tokenizer to out_dir.
+    """Write a tiny random-weight Qwen2 model + locally trained tokenizer to out_dir and return
+    out_dir; `write_tiny_model` says what happened to an existing directory."""
+    write_tiny_model(out_dir, seed, overwrite=overwrite)
+    return Path(out_dir)
+
+
+def write_tiny_model(out_dir: str | Path, seed: int = 0, *, overwrite: bool = False) -> str:
+    """Write the tiny model to out_dir; returns "built", "kept" or "replaced".
 
     The same seed gives byte-identical files; the tokenizer does not depend on the seed, only the
-    weights do. The files are written to a directory beside out_dir and renamed into place, so a
-    failed build leaves nothing behind. A non-empty out_dir is refused unless `overwrite`, which
-    replaces an earlier model directory (one with a config.json) but nothing else.
+    weights do. So a directory that already holds exactly the files this seed builds is kept as
+    it is ("kept"), and building twice is harmless. Another model there is refused unless
+    `overwrite` ("replaced"); a non-empty directory that holds no model is always refused. The
+    files are written to a directory beside out_dir and renamed into place, so a failed build
+    leaves nothing behind.
     """
     out = Path(out_dir)
-    _check_target(out, overwrite)
+    _check_target(out)
     target = out.resolve()  # `.` and `..` have no name to put a staging directory beside
     target.parent.mkdir(parents=True, exist_ok=True)
     # Not tempfile.mkdtemp: its 0700 mode would stay on the model directory after the rename.
@@ -77,28 +86,41 @@ def build_tiny_model(out_dir: str | Path, seed: int = 0, *, overwrite: bool = Fa
         tokenizer = _build_tokenizer()
         tokenizer.save_pretrained(staging)
         _build_model(tokenizer, seed).save_pretrained(staging)
+        if not target.is_dir() or not any(target.iterdir()):
+            _move_into_place(staging, target)
+            return "built"
+        if _same_files(staging, target):
+            shutil.rmtree(staging)
+            return "kept"
+        if not overwrite:
+            raise GrpoError(
+                f"{out} holds another model than seed {seed} builds (another seed, a file "
+                "added, or an older grpo-cli)",
+                "Replace it with --overwrite, or pick a new or empty directory.",
+            )
         _move_into_place(staging, target)
+        return "replaced"
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return out
 
 
-def _check_target(out: Path, overwrite: bool) -> None:
+def _check_target(out: Path) -> None:
+    """Refusals that need no build: a file, or a non-empty directory that holds no model."""
     if out.exists() and not out.is_dir():
         raise GrpoError(f"{out} is a file, not a directory", "Pick a new or empty directory.")
-    if not out.is_dir() or not any(out.iterdir()):
-        return
-    if not overwrite:
-        raise GrpoError(
-            f"{out} is not empty",
-            "Pick a new or empty directory, or replace it: overwrite=True (--overwrite).",
-        )
-    if not (out / MODEL_MARKER).is_file():
+    if out.is_dir() and any(out.iterdir()) and not (out / MODEL_MARKER).is_file():
         raise GrpoError(
             f"{out} is not empty and holds no model ({MODEL_MARKER}); not replacing it",
             "Pick a new or empty directory.",
         )
+
+
+def _same_files(a: Path, b: Path) -> bool:
+    names = sorted(p.name for p in a.iterdir())
+    if names != sorted(p.name for p in b.iterdir()):
+        return False
+    return all((b / n).is_file() and (a / n).read_bytes() == (b / n).read_bytes() for n in names)
 
 
 def _move_into_place(staging: Path, out: Path) -> None:

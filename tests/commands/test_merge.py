@@ -458,6 +458,9 @@ def test_refusals_load_no_ml_library(tmp_path):
 @pytest.mark.slow
 def test_a_run_trained_with_unsloth_is_merged_by_unsloth(run, reference_logits, tmp_path):
     """In a subprocess: importing unsloth patches transformers for the whole process."""
+    from tests.optional import require
+
+    require("unsloth", "runs trained with Unsloth (scripts/test.sh installs it with --no-deps)")
     env_file = run / "env.json"
     env_file.write_text(json.dumps({**json.loads(env_file.read_text()), "backend": "unsloth"}))
     env = {**os.environ, "UNSLOTH_DISABLE_STATISTICS": "1"}

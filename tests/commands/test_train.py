@@ -189,16 +189,12 @@ def test_the_seed_recipe_on_a_cpu_machine_says_what_to_change(cli, tmp_path):
 
 def test_the_unsloth_backend_trains_through_its_cpu_fallback(tiny_model, tmp_path):
     """Unsloth patches trl and transformers process-wide, so it runs in a process of its own."""
-    import importlib.util
-    import os
     import subprocess
     import sys
 
-    if importlib.util.find_spec("unsloth") is None:
-        message = "unsloth is not installed (.ci/run installs it with --no-deps)"
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(message)
-        pytest.skip(message)
+    from tests.optional import require
+
+    require("unsloth", "the unsloth backend (scripts/test.sh installs it with --no-deps)")
     grpo = Path(sys.executable).with_name("grpo")
     args = [str(grpo), *smoke_args(tiny_model, tmp_path, "--set", "model.backend=unsloth")]
     result = subprocess.run(args, capture_output=True, text=True, timeout=300, cwd=tmp_path)
@@ -212,6 +208,9 @@ def test_the_unsloth_backend_trains_through_its_cpu_fallback(tiny_model, tmp_pat
 
 
 def test_tensorboard_logs_go_into_the_run_directory(cli, tiny_model, tmp_path):
+    from tests.optional import require
+
+    require("tensorboard", "logging.report_to: tensorboard (pip install -e '.[tensorboard]')")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     args = smoke_args(tiny_model, tmp_path, "--set", "logging.report_to=tensorboard")
