@@ -100,9 +100,20 @@ _GROUP_MARK = re.compile(r"(?<=\d)(?:\{,\}|\\,|\\ |[\u2009\u202f\u00a0])(?=\d{3}
 _SPACE_HINT = re.compile(r"\d \d\d\d")
 _SPACE_GROUPED = re.compile(r"(?<![\d.,])\d{1,3}(?: \d{3})+(?:\.\d+)?(?![\d,/]|\.\d)")
 _CHARS = str.maketrans(
-    {"\u2212": "-", "\u2013": "-", "\u2014": " - ", "\u00a0": " ", "\u2009": " ", "\u202f": " ",
-     "\u00d7": " x ", "\u2248": "=", "\u21d2": "=", "\u2192": "=", "\uff04": "$"}
-)  # fmt: skip
+    {
+        "\u2212": "-",
+        "\u2013": "-",
+        "\u2014": " - ",
+        "\u00a0": " ",
+        "\u2009": " ",
+        "\u202f": " ",
+        "\u00d7": " x ",
+        "\u2248": "=",
+        "\u21d2": "=",
+        "\u2192": "=",
+        "\uff04": "$",
+    }
+)
 _STRUCK = re.compile(r"~~.*?~~", re.S)
 _MIXED_FRAC = re.compile(r"(?<=\d)\s*\\[dt]?frac\s*\{")
 _FRAC = re.compile(r"\\[dt]?frac\s*\{([^{}]*)\}\s*\{([^{}]*)\}")
@@ -113,8 +124,16 @@ _LATEX_NOISE = re.compile(
     r"\\[,;:! ]|\\left|\\right|\\\(|\\\)|\\\[|\\\]|\^\s*\{?\\circ\}?|\\circ|\\(?:quad|qquad)|\\%"
     r"|\\(?:times|cdot)|\\(?:approx|Rightarrow|implies|to)\b|=>|->"
 )
-_NOISE_AS = {"\\times": " x ", "\\cdot": " x ", "=>": "=", "->": "=", "\\approx": "=",
-             "\\Rightarrow": "=", "\\implies": "=", "\\to": "="}  # fmt: skip
+_NOISE_AS = {
+    "\\times": " x ",
+    "\\cdot": " x ",
+    "=>": "=",
+    "->": "=",
+    "\\approx": "=",
+    "\\Rightarrow": "=",
+    "\\implies": "=",
+    "\\to": "=",
+}
 _TIMES_SIGN = re.compile(r"(?<=[\d)])\s*\*\s*(?=[-+$\\(]*\.?\d)")  # `9 * 2`, not **bold**
 _DECORATION_CHARS = str.maketrans(dict.fromkeys("$€£¥₹%*_`~#", " "))
 _CURRENCY_CODES = re.compile(r"\b(?:USD|usd|EUR|eur|GBP|gbp|INR|inr|Rs\.?|rs\.?)\b")
@@ -123,10 +142,27 @@ _CENTS = re.compile(r"(\d+)(?:\s*dollars?)?\s+and\s+(\d{1,2})\s*cents?\b", re.I)
 _AND_A_HALF = re.compile(r"(\d+)\s+and\s+a\s+half\b", re.I)
 
 _UNIT_WORDS = [
-    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
-    "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen",
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
     "nineteen",
-]  # fmt: skip
+]
 _TEN_WORDS = ["twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
 _WORD_VALUES = {w: i for i, w in enumerate(_UNIT_WORDS)} | {
     w: 10 * i for i, w in enumerate(_TEN_WORDS, 2)

@@ -204,8 +204,12 @@ def eval_section(evals: dict[str, Any]) -> str:
     columns: list[str] = []
     for metrics in splits.values():
         for key, value in metrics.items():
-            if (_is_number(value) and not key.endswith("_ci95") and key not in columns
-                    and key not in _NOT_IN_CARD):  # fmt: skip
+            if (
+                _is_number(value)
+                and not key.endswith("_ci95")
+                and key not in columns
+                and key not in _NOT_IN_CARD
+            ):
                 columns.append(key)
     columns.sort(key=_eval_column_order)
     lines = [

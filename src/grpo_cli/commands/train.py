@@ -136,8 +136,12 @@ def recipe(
         console.print(resuming(checkpoint, cfg, run), markup=False)
     if not resume or not run.config.is_file():
         rundir.write_config(run, with_run_name(cfg, run_path.name), display_path(config_path))
-    run.write_json(run.env, rundir.environment(plan.hardware.as_dict(), plan.backend,
-                                               plan.backend_reason, plan.precision))  # fmt: skip
+    run.write_json(
+        run.env,
+        rundir.environment(
+            plan.hardware.as_dict(), plan.backend, plan.backend_reason, plan.precision
+        ),
+    )
     console.print(f"run directory: {display_path(run.path)}")
     point_tracker_at(cfg, run)
 
@@ -334,8 +338,13 @@ def periodic_eval(cfg: Any, rows: Any, console: Console) -> Any:
 
     rows = [rows[i] for i in range(min(cfg.eval.rows, len(rows)))]
     console.print(f"evaluating {len(rows)} rows every {cfg.eval.every_steps} steps", markup=False)
-    return PeriodicEval(rows, PromptFormat.from_config(cfg.data), cfg.eval.every_steps,
-                        cfg.eval.batch_size, cfg.training.max_completion_length)  # fmt: skip
+    return PeriodicEval(
+        rows,
+        PromptFormat.from_config(cfg.data),
+        cfg.eval.every_steps,
+        cfg.eval.batch_size,
+        cfg.training.max_completion_length,
+    )
 
 
 def build_trainer(plan, model, tokenizer, train_data, eval_rows, rewards, run, console):
@@ -350,9 +359,7 @@ def build_trainer(plan, model, tokenizer, train_data, eval_rows, rewards, run, c
         console.print("note: TRL's Triton log-prob kernel is unavailable here; using plain torch")
     weights = [reward.weight for reward in rewards]
     args = build_grpo_config(
-        grpo_config_kwargs(
-            cfg, str(run.checkpoints), plan.precision, plan.hardware.device, weights
-        )  # fmt: skip
+        grpo_config_kwargs(cfg, str(run.checkpoints), plan.precision, plan.hardware.device, weights)
     )
     log = cfg.logging
     recorder = RunRecorder(run, log.completion_samples, log.completion_samples_every, console)
@@ -397,8 +404,9 @@ def dry_run_report(plan: Plan, rewards: list[Any], console: Console) -> int:
     cfg = plan.loaded.config
     d = cfg.data
     tokenizer = load_tokenizer(cfg)
-    raw = read_split(d.source, d.split, subset=d.subset, primary_split=d.split,
-                     seed=cfg.training.seed, limit=8)  # fmt: skip
+    raw = read_split(
+        d.source, d.split, subset=d.subset, primary_split=d.split, seed=cfg.training.seed, limit=8
+    )
     rows = format_split(
         raw, d.formatter, PromptFormat.from_config(d), DataReport(d.source, d.split)
     )

@@ -178,7 +178,7 @@ def _apply_overrides(
                     origin.source,
                     "",
                     "expected KEY=VALUE with a dotted key, e.g. training.learning_rate=1e-5",
-                )  # fmt: skip
+                )
             )
             continue
         try:
@@ -414,9 +414,14 @@ def _message(key_path: KeyPath, errors: list[dict[str, Any]], data: dict[str, An
 
 
 _BOUND_TYPES = {
-    "greater_than", "greater_than_equal", "less_than", "less_than_equal", "too_short", "too_long",
+    "greater_than",
+    "greater_than_equal",
+    "less_than",
+    "less_than_equal",
+    "too_short",
+    "too_long",
     "finite_number",
-}  # fmt: skip
+}
 
 
 # Names users bring from TRL, PEFT, Unsloth and axolotl configs, and the key that means it here.

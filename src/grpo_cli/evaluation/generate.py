@@ -70,8 +70,9 @@ class TransformersEngine:
         import torch
 
         tok = self.tokenizer
-        batch = tok(render(tok, prompts), return_tensors="pt", padding=True,
-                    add_special_tokens=False).to(self.model.device)  # fmt: skip
+        batch = tok(
+            render(tok, prompts), return_tensors="pt", padding=True, add_special_tokens=False
+        ).to(self.model.device)
         kwargs: dict[str, Any] = {
             "max_new_tokens": sampling.max_new_tokens,
             "num_return_sequences": sampling.samples,
@@ -81,8 +82,9 @@ class TransformersEngine:
         if sampling.greedy:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         else:
-            kwargs.update(do_sample=True, temperature=sampling.temperature,
-                          top_p=sampling.top_p, top_k=None)  # fmt: skip
+            kwargs.update(
+                do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p, top_k=None
+            )
         was_training = self.model.training
         self.model.eval()
         try:

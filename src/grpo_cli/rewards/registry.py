@@ -30,9 +30,17 @@ CONTEXT = {
 }
 # Passed by TRL (or `grpo score`) to every reward; never parameters.
 CALL_ARGUMENTS = (
-    "completions", "prompts", "completion_ids", "trainer_state", "log_extra", "log_metric",
-    "environments", "answer", "question", "prompt",
-)  # fmt: skip
+    "completions",
+    "prompts",
+    "completion_ids",
+    "trainer_state",
+    "log_extra",
+    "log_metric",
+    "environments",
+    "answer",
+    "question",
+    "prompt",
+)
 
 
 class RegistryError(GrpoError):

@@ -127,8 +127,9 @@ class PeriodicEval(TrainerCallback):
 
     KEYS = ("strict_accuracy", "flexible_accuracy", "format_rate", "mean_completion_tokens")
 
-    def __init__(self, rows: list[dict[str, Any]], fmt: Any, every: int, batch_size: int,
-                 max_new_tokens: int):  # fmt: skip
+    def __init__(
+        self, rows: list[dict[str, Any]], fmt: Any, every: int, batch_size: int, max_new_tokens: int
+    ):
         from grpo_cli.evaluation.generate import Sampling
 
         self.rows, self.fmt, self.every, self.batch_size = rows, fmt, every, batch_size
@@ -205,13 +206,20 @@ class GracefulStop(TrainerCallback):
 
 def _progress_line(record: dict[str, Any], max_steps: int) -> str:
     parts = [f"step {record['step']}/{max_steps}"]
-    for key, label in (("reward", "reward"), ("accuracy", "accuracy"), ("loss", "loss"),
-                       ("completions/mean_length", "length"),
-                       ("eval/strict_accuracy", "eval accuracy")):  # fmt: skip
+    for key, label in (
+        ("reward", "reward"),
+        ("accuracy", "accuracy"),
+        ("loss", "loss"),
+        ("completions/mean_length", "length"),
+        ("eval/strict_accuracy", "eval accuracy"),
+    ):
         value = record.get(key)
         if isinstance(value, (int, float)):
-            parts.append(f"{label} {value:.3f}" if key != "completions/mean_length" else
-                         f"{label} {value:.0f}")  # fmt: skip
+            parts.append(
+                f"{label} {value:.3f}"
+                if key != "completions/mean_length"
+                else f"{label} {value:.0f}"
+            )
     if "step_time" in record:
         parts.append(f"{record['step_time']:.2f}s/step")
     return "  ".join(parts)
