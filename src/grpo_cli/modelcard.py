@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 from grpo_cli.config.schema import DATA_SUFFIXES, HUB_TOKEN_RE, is_hub_id, looks_like_path
 
@@ -351,7 +351,7 @@ def _metric(metrics: dict[str, Any], key: str) -> str:
     return text
 
 
-def _is_number(value: Any) -> bool:
+def _is_number(value: Any) -> TypeGuard[int | float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 

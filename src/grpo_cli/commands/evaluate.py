@@ -67,7 +67,7 @@ def evaluate(
         if samples > 1:
             output = output.with_name(f"{split_name}-k{samples}-t{temperature:g}")
 
-    results = []
+    results: list[dict[str, Any]] = []
     for label, source, model_cfg in models:
         rows = model_rows(raw, model_cfg, wanted, limit)
         console.print(

@@ -256,6 +256,11 @@ class DataConfig(Section):
         return value
 
 
+def expand_reward_shorthand(value: Any) -> Any:
+    """`- correctness` is shorthand for `- {name: correctness}`."""
+    return {"name": value} if isinstance(value, str) else value
+
+
 class RewardSpec(Section):
     name: str = Field(
         description="A registered reward (`grpo rewards list`), package.module:function or "
@@ -273,9 +278,8 @@ class RewardSpec(Section):
 
     @model_validator(mode="before")
     @classmethod
-    def expand_shorthand(cls, value: Any) -> Any:
-        """`- correctness` is shorthand for `- {name: correctness}`."""
-        return {"name": value} if isinstance(value, str) else value
+    def _expand_shorthand(cls, value: Any) -> Any:
+        return expand_reward_shorthand(value)
 
     @field_validator("name")
     @classmethod

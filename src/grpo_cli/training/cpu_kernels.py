@@ -17,7 +17,8 @@ def install_if_missing() -> bool:
 
     if getattr(trl_utils, "_ChunkedLogProbFunction", None) is not None:
         return False
-    trl_utils._ChunkedLogProbFunction = TorchLogProbs
+    # a duck-typed stand-in for TRL's private autograd class, so not of its type
+    trl_utils._ChunkedLogProbFunction = TorchLogProbs  # type: ignore[misc, assignment]
     return True
 
 

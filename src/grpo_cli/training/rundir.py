@@ -317,7 +317,7 @@ def write_config(run: RunDir, cfg: GrpoConfig, source: str) -> None:
 
 def environment(hardware: dict[str, Any], backend: str, reason: str, precision: str) -> dict:
     """Versions, device and project commit: what a reader needs to reproduce the run."""
-    versions = {}
+    versions: dict[str, str | None] = {}
     for name in LIBRARIES:
         try:
             versions[name] = metadata.version(name)
