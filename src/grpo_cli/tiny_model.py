@@ -159,7 +159,7 @@ def _corpus() -> list[str]:
     return texts
 
 
-def _build_tokenizer():
+def _build_tokenizer() -> Any:
     """Train a byte-level BPE with Qwen2's pre-tokenizer and wrap it as a Qwen2Tokenizer."""
     from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
     from tokenizers.trainers import BpeTrainer
@@ -201,7 +201,7 @@ def _build_tokenizer():
     )
 
 
-def _build_model(tokenizer, seed: int):
+def _build_model(tokenizer: Any, seed: int) -> Any:
     import torch
     from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
 

@@ -105,7 +105,9 @@ class BoundReward:
             out.append(value)
         return out
 
-    def _locate(self, completions: Sequence[Any], columns: dict[str, Any], exc: Exception):
+    def _locate(
+        self, completions: Sequence[Any], columns: dict[str, Any], exc: Exception
+    ) -> RewardError:
         """Find the first row that fails on its own, so the message can name it."""
         n = len(completions)
         detail = f"{type(exc).__name__}: {exc}"
