@@ -381,7 +381,8 @@ def extract_flexible(text: str, tag: str = "answer") -> str | None:
         if _has_number(_tail(found)):  # a final answer that states several numbers: no answer
             return None
     nums = [t for t in _tokens(_clean(_tail(text))) if t[3] == "num"]
-    return format_number(nums[-1][0]) if nums else None  # type: ignore[arg-type]
+    last = nums[-1][0] if nums else None  # a "num" token always has a value
+    return format_number(last) if last is not None else None
 
 
 def _final_tag(text: str, tag: str) -> str | None:
@@ -593,7 +594,9 @@ def _by_cue(text: str, back: bool = True) -> tuple[bool, Fraction | None]:
         rest = _SENTENCE_END.split(text[cue.end() :], 1)[0]
         if _DIGIT.search(rest):
             if cue["noun"]:
-                return True, _result(rest[_FILLER.match(rest).end() :])  # type: ignore[union-attr]
+                filler = _FILLER.match(rest)
+                assert filler is not None  # the pattern matches the empty string too
+                return True, _result(rest[filler.end() :])
             return True, _clause(rest, _tokens(rest))
     return False, None
 
