@@ -59,11 +59,15 @@ def main() -> None:
 
         one, one_tokens = rate(1)
         batched, batched_tokens = rate(args.batch_size)
-    print(f"rows {len(prompts)}, max_new_tokens {args.max_new_tokens}, CPU threads "
-          f"{torch.get_num_threads()}")  # fmt: skip
+    print(
+        f"rows {len(prompts)}, max_new_tokens {args.max_new_tokens}, CPU threads "
+        f"{torch.get_num_threads()}"
+    )
     print(f"one by one:         {one:7.2f} examples/s ({one_tokens} tokens generated)")
-    print(f"batched ({args.batch_size:>3}):      {batched:7.2f} examples/s "
-          f"({batched_tokens} tokens generated)")  # fmt: skip
+    print(
+        f"batched ({args.batch_size:>3}):      {batched:7.2f} examples/s "
+        f"({batched_tokens} tokens generated)"
+    )
     print(f"ratio batched / one by one: {batched / one:.2f}")
 
 

@@ -78,22 +78,51 @@ def main() -> None:
     grpo = str(Path(sys.executable).with_name("grpo"))
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        subprocess.run([sys.executable, str(REPO / "scripts" / "make_tiny_model.py"),
-                        str(work / "tiny")], check=True, capture_output=True)  # fmt: skip
+        subprocess.run(
+            [sys.executable, str(REPO / "scripts" / "make_tiny_model.py"), str(work / "tiny")],
+            check=True,
+            capture_output=True,
+        )
         script = work / "plain_trl.py"
         script.write_text(PLAIN)
         ours, plain = [], []
         for i in range(opts.repeats):
-            ours.append(timed([grpo, "train", str(REPO / "configs" / "smoke_cpu.yaml"),
-                               "--set", f"model.name={work / 'tiny'}",
-                               "--set", f"output.dir={work / 'runs'}",
-                               "--set", f"output.run_name=r{i}",
-                               "--set", "data.heldout_size=0",
-                               "--set", "eval.every_steps=null",
-                               "--set", f"training.max_steps={opts.steps}",
-                               "--set", f"training.save_steps={opts.steps}"], work))  # fmt: skip
-            plain.append(timed([sys.executable, str(script), str(work / "tiny"),
-                                str(work / f"plain{i}"), str(opts.steps)], work))  # fmt: skip
+            ours.append(
+                timed(
+                    [
+                        grpo,
+                        "train",
+                        str(REPO / "configs" / "smoke_cpu.yaml"),
+                        "--set",
+                        f"model.name={work / 'tiny'}",
+                        "--set",
+                        f"output.dir={work / 'runs'}",
+                        "--set",
+                        f"output.run_name=r{i}",
+                        "--set",
+                        "data.heldout_size=0",
+                        "--set",
+                        "eval.every_steps=null",
+                        "--set",
+                        f"training.max_steps={opts.steps}",
+                        "--set",
+                        f"training.save_steps={opts.steps}",
+                    ],
+                    work,
+                )
+            )
+            plain.append(
+                timed(
+                    [
+                        sys.executable,
+                        str(script),
+                        str(work / "tiny"),
+                        str(work / f"plain{i}"),
+                        str(opts.steps),
+                    ],
+                    work,
+                )
+            )
     a, b = statistics.median(ours), statistics.median(plain)
     print(
         f"{opts.steps} GRPO steps on the tiny model, CPU, median of {opts.repeats} fresh "

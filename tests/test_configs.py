@@ -13,8 +13,10 @@ SHIPPED = sorted(CONFIGS.glob("*.yaml"))
 
 def test_configs_are_shipped():
     assert {p.name for p in SHIPPED} >= {
-        "qwen3b_gsm8k.yaml", "llama1b_fp8_gsm8k.yaml", "smoke_cpu.yaml"
-    }  # fmt: skip
+        "qwen3b_gsm8k.yaml",
+        "llama1b_fp8_gsm8k.yaml",
+        "smoke_cpu.yaml",
+    }
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
@@ -29,8 +31,14 @@ def test_seed_recipe():
     assert (m.fast_inference, m.gpu_memory_utilization) == (True, 0.7)
     assert (lora.r, lora.alpha, lora.gradient_checkpointing) == (64, 64, "unsloth")
     assert lora.target_modules == [
-        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"
-    ]  # fmt: skip
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+    ]
     assert (t.learning_rate, t.adam_beta1, t.adam_beta2) == (5e-6, 0.9, 0.99)
     assert (t.weight_decay, t.warmup_ratio, t.lr_scheduler_type) == (0.1, 0.1, "cosine")
     assert (t.optim, t.max_grad_norm) == ("adamw_8bit", 0.1)
@@ -39,8 +47,12 @@ def test_seed_recipe():
     geometry = batch_geometry(t)
     assert (geometry.prompts_per_step, geometry.num_generations) == (1, 8)
     assert [r.name for r in cfg.rewards] == [
-        "xml_count", "soft_format", "strict_format", "integer_answer", "correctness"
-    ]  # fmt: skip
+        "xml_count",
+        "soft_format",
+        "strict_format",
+        "integer_answer",
+        "correctness",
+    ]
     assert cfg.logging.report_to == "wandb"
     assert (cfg.data.source, cfg.data.subset, cfg.data.split) == ("openai/gsm8k", "main", "train")
 
@@ -49,8 +61,11 @@ def test_llama_fp8_recipe():
     cfg = load_config(CONFIGS / "llama1b_fp8_gsm8k.yaml").config
     m, lora, t = cfg.model, cfg.lora, cfg.training
     assert (m.name, m.quantization, m.backend, m.dtype) == (
-        "meta-llama/Llama-3.2-1B-Instruct", "fp8", "unsloth", "bf16"
-    )  # fmt: skip
+        "meta-llama/Llama-3.2-1B-Instruct",
+        "fp8",
+        "unsloth",
+        "bf16",
+    )
     assert (lora.r, lora.alpha) == (16, 16)
     assert lora.target_modules == ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj"]
     assert (t.num_generations, t.max_completion_length, t.learning_rate) == (8, 1024, 5e-6)

@@ -145,6 +145,12 @@ def test_trl_accepts_the_mapped_arguments():
         config = GRPOConfig(output_dir="unused", use_cpu=True, bf16=False, report_to="none", **args)
         assert config.generation_batch_size == args["generation_batch_size"]
     with pytest.raises(ValueError, match="divisible by num_generations"):
-        GRPOConfig(output_dir="unused", use_cpu=True, bf16=False, report_to="none",
-                   per_device_train_batch_size=6, num_generations=8)  # fmt: skip
+        GRPOConfig(
+            output_dir="unused",
+            use_cpu=True,
+            bf16=False,
+            report_to="none",
+            per_device_train_batch_size=6,
+            num_generations=8,
+        )
     assert geometry_problems(Settings(num_generations=8, generation_batch_size=6))

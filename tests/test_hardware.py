@@ -76,8 +76,12 @@ def test_bf16_on_a_t4_is_refused():
 def test_a_tracker_that_is_not_installed_is_refused_with_its_extra():
     problems = problems_for("qwen3b_gsm8k.yaml", T4, overrides=["logging.report_to=trackio"])
     assert "pip install -e '.[trackio]'" in problems["logging.report_to"]
-    assert problems_for("qwen3b_gsm8k.yaml", T4, {**ALL, "tensorboard": True},
-                        ["logging.report_to=tensorboard"]) == {}  # fmt: skip
+    assert (
+        problems_for(
+            "qwen3b_gsm8k.yaml", T4, {**ALL, "tensorboard": True}, ["logging.report_to=tensorboard"]
+        )
+        == {}
+    )
 
 
 def test_wandb_without_a_key_is_refused_unless_offline(monkeypatch, tmp_path):

@@ -9,17 +9,28 @@ from grpo_cli.modelcard import CardFacts, eval_section, model_card, rewards_sect
 CONFIG = {
     "model": {"name": "Qwen/Qwen2.5-3B-Instruct", "revision": "abc123", "quantization": "4bit"},
     "lora": {"r": 32, "alpha": 64, "dropout": 0.0, "target_modules": "all-linear", "rslora": True},
-    "data": {"source": "openai/gsm8k", "split": "train", "formatter": "gsm8k",
-             "prompt_style": "think", "heldout_size": 100},
+    "data": {
+        "source": "openai/gsm8k",
+        "split": "train",
+        "formatter": "gsm8k",
+        "prompt_style": "think",
+        "heldout_size": 100,
+    },
     "rewards": [
         {"name": "correctness", "weight": 2.0, "params": {}},
         {"name": "strict_format", "weight": None, "params": {"pattern": "a|b"}},
         {"name": "my_plugin_reward", "weight": None, "params": {}},
     ],
-    "training": {"learning_rate": 5e-6, "num_generations": 8, "prompts_per_step": 4,
-                 "loss_type": "dr_grpo", "beta": 0.04, "max_completion_length": 768},
+    "training": {
+        "learning_rate": 5e-6,
+        "num_generations": 8,
+        "prompts_per_step": 4,
+        "loss_type": "dr_grpo",
+        "beta": 0.04,
+        "max_completion_length": 768,
+    },
     "output": {"run_name": "qwen3b-gsm8k"},
-}  # fmt: skip
+}
 ENV = {
     "backend": "unsloth",
     "precision": "bf16",
@@ -29,8 +40,14 @@ ENV = {
 
 
 def facts(**changes) -> CardFacts:
-    base = dict(base_model="Qwen/Qwen2.5-3B-Instruct", dtype="bf16", config=CONFIG, env=ENV,
-                steps=500, default_weights={"strict_format": 0.5})  # fmt: skip
+    base = dict(
+        base_model="Qwen/Qwen2.5-3B-Instruct",
+        dtype="bf16",
+        config=CONFIG,
+        env=ENV,
+        steps=500,
+        default_weights={"strict_format": 0.5},
+    )
     return CardFacts(**{**base, **changes})
 
 
@@ -54,13 +71,23 @@ def test_a_local_base_is_described_but_not_linked():
 
 def test_recipe_table():
     card = model_card(facts())
-    for row in ("| backend | unsloth |", "| precision | bf16 |", "| base revision | `abc123` |",
-                "| base weights during training | 4bit |", "| LoRA r / alpha | 32 / 64 (rsLoRA) |",
-                "| LoRA target modules | all-linear |", "| optimizer steps | 500 |",
-                "| learning rate | 5e-06 |", "| num_generations (group size) | 8 |",
-                "| prompts_per_step | 4 |", "| loss_type | dr_grpo |", "| beta (KL) | 0.04 |",
-                "| max_completion_length | 768 |", "| prompt style | think |",
-                "| held-out rows (never trained on) | 100 |"):  # fmt: skip
+    for row in (
+        "| backend | unsloth |",
+        "| precision | bf16 |",
+        "| base revision | `abc123` |",
+        "| base weights during training | 4bit |",
+        "| LoRA r / alpha | 32 / 64 (rsLoRA) |",
+        "| LoRA target modules | all-linear |",
+        "| optimizer steps | 500 |",
+        "| learning rate | 5e-06 |",
+        "| num_generations (group size) | 8 |",
+        "| prompts_per_step | 4 |",
+        "| loss_type | dr_grpo |",
+        "| beta (KL) | 0.04 |",
+        "| max_completion_length | 768 |",
+        "| prompt style | think |",
+        "| held-out rows (never trained on) | 100 |",
+    ):
         assert row in card, row
 
 
@@ -72,12 +99,22 @@ def test_rewards_show_the_weight_trained_with():
 
 
 def test_eval_table_with_confidence_intervals_and_sampling_metrics():
-    text = eval_section({
-        "test": {"rows": 1319, "samples": 4, "strict_accuracy": 0.7123,
-                 "strict_accuracy_ci95": [0.687, 0.736], "format_rate": 1.0,
-                 "pass@4": 0.85, "maj@4": 0.74, "model": "ignored text", "seed": 0},
-        "notes": "not a split",
-    })  # fmt: skip
+    text = eval_section(
+        {
+            "test": {
+                "rows": 1319,
+                "samples": 4,
+                "strict_accuracy": 0.7123,
+                "strict_accuracy_ci95": [0.687, 0.736],
+                "format_rate": 1.0,
+                "pass@4": 0.85,
+                "maj@4": 0.74,
+                "model": "ignored text",
+                "seed": 0,
+            },
+            "notes": "not a split",
+        }
+    )
     lines = text.splitlines()
     assert lines[4] == "| split | rows | samples | strict accuracy | pass@4 | maj@4 | format rate |"
     assert lines[6] == "| test | 1319 | 4 | 71.2% [68.7, 73.6] | 85.0% | 74.0% | 100.0% |"
@@ -89,12 +126,20 @@ def test_no_evals_no_section():
 
 
 def test_reproduce_commands_follow_the_flags():
-    card = model_card(facts(run_path="outputs/qwen3b-gsm8k", repo_id="me/qwen3b-grpo",
-                            dtype="fp16", gguf=["q4_k_m", "q8_0"]))  # fmt: skip
+    card = model_card(
+        facts(
+            run_path="outputs/qwen3b-gsm8k",
+            repo_id="me/qwen3b-grpo",
+            dtype="fp16",
+            gguf=["q4_k_m", "q8_0"],
+        )
+    )
     assert "grpo train grpo_config.yaml" in card
     assert "grpo eval grpo_config.yaml --model base --model outputs/qwen3b-gsm8k" in card
-    assert ("grpo merge outputs/qwen3b-gsm8k --dtype fp16 --gguf q4_k_m,q8_0 "
-            "--push-to-hub me/qwen3b-grpo") in card  # fmt: skip
+    assert (
+        "grpo merge outputs/qwen3b-gsm8k --dtype fp16 --gguf q4_k_m,q8_0 "
+        "--push-to-hub me/qwen3b-grpo"
+    ) in card
     assert "at commit `deadbeef`" in card and "uncommitted" not in card
     assert '"me/qwen3b-grpo"' in card  # the usage snippet loads this repo
 
@@ -107,8 +152,10 @@ def test_adapter_only_card_loads_with_peft():
 
 
 def test_usage_renders_the_training_prompt():
-    messages = [{"role": "system", "content": "Think in <think> tags."},
-                {"role": "user", "content": "Q?"}]  # fmt: skip
+    messages = [
+        {"role": "system", "content": "Think in <think> tags."},
+        {"role": "user", "content": "Q?"},
+    ]
     card = model_card(facts(example_messages=messages))
     assert '"content": "Think in <think> tags."' in card
 

@@ -68,10 +68,25 @@ def test_owned_trl_fields_exist_in_grpo_config():
 @pytest.mark.parametrize(
     "repo_id",
     [
-        "Qwen/Qwen2.5-3B-Instruct", "gpt2", "openai/gsm8k", "a/b", "a--b", "a..b", "-a/b", "a/b-",
-        "a/b/c", "/abs", "x" * 96, "x" * 97, "own er/name", "owner/na.me_1", "", "a/", ".a",
+        "Qwen/Qwen2.5-3B-Instruct",
+        "gpt2",
+        "openai/gsm8k",
+        "a/b",
+        "a--b",
+        "a..b",
+        "-a/b",
+        "a/b-",
+        "a/b/c",
+        "/abs",
+        "x" * 96,
+        "x" * 97,
+        "own er/name",
+        "owner/na.me_1",
+        "",
+        "a/",
+        ".a",
     ],
-)  # fmt: skip
+)
 def test_hub_id_rule_matches_huggingface_hub(repo_id):
     from huggingface_hub.utils import HFValidationError, validate_repo_id
 

@@ -100,9 +100,20 @@ _GROUP_MARK = re.compile(r"(?<=\d)(?:\{,\}|\\,|\\ |[\u2009\u202f\u00a0])(?=\d{3}
 _SPACE_HINT = re.compile(r"\d \d\d\d")
 _SPACE_GROUPED = re.compile(r"(?<![\d.,])\d{1,3}(?: \d{3})+(?:\.\d+)?(?![\d,/]|\.\d)")
 _CHARS = str.maketrans(
-    {"\u2212": "-", "\u2013": "-", "\u2014": " - ", "\u00a0": " ", "\u2009": " ", "\u202f": " ",
-     "\u00d7": " x ", "\u2248": "=", "\u21d2": "=", "\u2192": "=", "\uff04": "$"}
-)  # fmt: skip
+    {
+        "\u2212": "-",
+        "\u2013": "-",
+        "\u2014": " - ",
+        "\u00a0": " ",
+        "\u2009": " ",
+        "\u202f": " ",
+        "\u00d7": " x ",
+        "\u2248": "=",
+        "\u21d2": "=",
+        "\u2192": "=",
+        "\uff04": "$",
+    }
+)
 _STRUCK = re.compile(r"~~.*?~~", re.S)
 _MIXED_FRAC = re.compile(r"(?<=\d)\s*\\[dt]?frac\s*\{")
 _FRAC = re.compile(r"\\[dt]?frac\s*\{([^{}]*)\}\s*\{([^{}]*)\}")
@@ -113,8 +124,16 @@ _LATEX_NOISE = re.compile(
     r"\\[,;:! ]|\\left|\\right|\\\(|\\\)|\\\[|\\\]|\^\s*\{?\\circ\}?|\\circ|\\(?:quad|qquad)|\\%"
     r"|\\(?:times|cdot)|\\(?:approx|Rightarrow|implies|to)\b|=>|->"
 )
-_NOISE_AS = {"\\times": " x ", "\\cdot": " x ", "=>": "=", "->": "=", "\\approx": "=",
-             "\\Rightarrow": "=", "\\implies": "=", "\\to": "="}  # fmt: skip
+_NOISE_AS = {
+    "\\times": " x ",
+    "\\cdot": " x ",
+    "=>": "=",
+    "->": "=",
+    "\\approx": "=",
+    "\\Rightarrow": "=",
+    "\\implies": "=",
+    "\\to": "=",
+}
 _TIMES_SIGN = re.compile(r"(?<=[\d)])\s*\*\s*(?=[-+$\\(]*\.?\d)")  # `9 * 2`, not **bold**
 _DECORATION_CHARS = str.maketrans(dict.fromkeys("$€£¥₹%*_`~#", " "))
 _CURRENCY_CODES = re.compile(r"\b(?:USD|usd|EUR|eur|GBP|gbp|INR|inr|Rs\.?|rs\.?)\b")
@@ -123,10 +142,27 @@ _CENTS = re.compile(r"(\d+)(?:\s*dollars?)?\s+and\s+(\d{1,2})\s*cents?\b", re.I)
 _AND_A_HALF = re.compile(r"(\d+)\s+and\s+a\s+half\b", re.I)
 
 _UNIT_WORDS = [
-    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
-    "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen",
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
     "nineteen",
-]  # fmt: skip
+]
 _TEN_WORDS = ["twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
 _WORD_VALUES = {w: i for i, w in enumerate(_UNIT_WORDS)} | {
     w: 10 * i for i, w in enumerate(_TEN_WORDS, 2)
@@ -345,7 +381,8 @@ def extract_flexible(text: str, tag: str = "answer") -> str | None:
         if _has_number(_tail(found)):  # a final answer that states several numbers: no answer
             return None
     nums = [t for t in _tokens(_clean(_tail(text))) if t[3] == "num"]
-    return format_number(nums[-1][0]) if nums else None  # type: ignore[arg-type]
+    last = nums[-1][0] if nums else None  # a "num" token always has a value
+    return format_number(last) if last is not None else None
 
 
 def _final_tag(text: str, tag: str) -> str | None:
@@ -557,7 +594,9 @@ def _by_cue(text: str, back: bool = True) -> tuple[bool, Fraction | None]:
         rest = _SENTENCE_END.split(text[cue.end() :], 1)[0]
         if _DIGIT.search(rest):
             if cue["noun"]:
-                return True, _result(rest[_FILLER.match(rest).end() :])  # type: ignore[union-attr]
+                filler = _FILLER.match(rest)
+                assert filler is not None  # the pattern matches the empty string too
+                return True, _result(rest[filler.end() :])
             return True, _clause(rest, _tokens(rest))
     return False, None
 

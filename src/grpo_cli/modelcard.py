@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 from grpo_cli.config.schema import DATA_SUFFIXES, HUB_TOKEN_RE, is_hub_id, looks_like_path
 
@@ -204,8 +204,12 @@ def eval_section(evals: dict[str, Any]) -> str:
     columns: list[str] = []
     for metrics in splits.values():
         for key, value in metrics.items():
-            if (_is_number(value) and not key.endswith("_ci95") and key not in columns
-                    and key not in _NOT_IN_CARD):  # fmt: skip
+            if (
+                _is_number(value)
+                and not key.endswith("_ci95")
+                and key not in columns
+                and key not in _NOT_IN_CARD
+            ):
                 columns.append(key)
     columns.sort(key=_eval_column_order)
     lines = [
@@ -347,7 +351,7 @@ def _metric(metrics: dict[str, Any], key: str) -> str:
     return text
 
 
-def _is_number(value: Any) -> bool:
+def _is_number(value: Any) -> TypeGuard[int | float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 

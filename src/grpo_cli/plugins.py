@@ -120,9 +120,12 @@ def import_reference(ref: str) -> Callable[..., Any]:
     obj = getattr(module, attr, None)
     if obj is None or not callable(obj):
         functions = sorted(
-            n for n, v in vars(module).items() if callable(v) and not n.startswith("_")
+            n
+            for n, v in vars(module).items()
+            if callable(v)
+            and not n.startswith("_")
             and getattr(v, "__module__", None) == module.__name__
-        )  # fmt: skip
+        )
         found = f"; it defines {', '.join(functions)}" if functions else ""
         raise PluginError(f"{where} has no function {attr}{found}")
     return obj

@@ -14,6 +14,7 @@ import json
 import secrets
 import shutil
 from pathlib import Path
+from typing import Any
 
 from grpo_cli.errors import GrpoError
 
@@ -27,7 +28,8 @@ CORPUS_ROWS = 2000
 
 # The sizes keep a build and a GRPO step on CPU within seconds while keeping what LoRA and TRL
 # touch: every projection Qwen2 has, and more query heads than key-value heads.
-MODEL_SIZES = {
+# Any: mypy cannot spread a dict[str, int] into Qwen2Config's differently typed keywords.
+MODEL_SIZES: dict[str, Any] = {
     "hidden_size": 64,
     "intermediate_size": 128,
     "num_hidden_layers": 2,
@@ -157,7 +159,7 @@ def _corpus() -> list[str]:
     return texts
 
 
-def _build_tokenizer():
+def _build_tokenizer() -> Any:
     """Train a byte-level BPE with Qwen2's pre-tokenizer and wrap it as a Qwen2Tokenizer."""
     from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
     from tokenizers.trainers import BpeTrainer
@@ -187,8 +189,9 @@ def _build_tokenizer():
     merges = json.loads(bpe.to_str())["model"]["merges"]
     return Qwen2Tokenizer(
         vocab=bpe.get_vocab(),
-        merges=[tuple(m) for m in merges],
-        unk_token=None,
+        # transformers annotates merges as strings and unk_token as str; it takes pairs and None.
+        merges=[tuple(m) for m in merges],  # type: ignore[misc]
+        unk_token=None,  # type: ignore[arg-type]
         bos_token=None,
         eos_token=IM_END,
         pad_token=ENDOFTEXT,
@@ -198,7 +201,7 @@ def _build_tokenizer():
     )
 
 
-def _build_model(tokenizer, seed: int):
+def _build_model(tokenizer: Any, seed: int) -> Any:
     import torch
     from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
 
@@ -219,7 +222,8 @@ def _build_model(tokenizer, seed: int):
     # fork_rng: seeding must not change the caller's random stream.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = Qwen2ForCausalLM(config).to(torch.float32)
+        # transformers' typing of the wrapped `to` takes no dtype; torch's `to` does.
+        model = Qwen2ForCausalLM(config).to(torch.float32)  # type: ignore[arg-type]
     # Qwen2.5-Instruct's sampling defaults; generation stops at the end of a turn or of text.
     model.generation_config = GenerationConfig(
         eos_token_id=[eos, pad],

@@ -19,7 +19,9 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 @pytest.fixture
 def gsm8k_config(write, tiny_model, gsm8k_dir) -> Path:
-    return write("eval.yaml", f"""\
+    return write(
+        "eval.yaml",
+        f"""\
         model:
           name: {tiny_model}
         data:
@@ -28,7 +30,8 @@ def gsm8k_config(write, tiny_model, gsm8k_dir) -> Path:
           - correctness
         training:
           max_completion_length: 12
-        """)  # fmt: skip
+        """,
+    )
 
 
 def gsm8k_test_rows(gsm8k_dir: Path, n: int) -> list[dict]:
@@ -73,8 +76,10 @@ def scripted(monkeypatch, gsm8k_dir):
     """install(engine_for_label) replaces model loading and generation by scripted answers."""
     from grpo_cli.commands import evaluate
 
-    golds = {r["question"]: r["answer"].rsplit("####", 1)[1].strip().replace(",", "")
-             for r in gsm8k_test_rows(gsm8k_dir, 200)}  # fmt: skip
+    golds = {
+        r["question"]: r["answer"].rsplit("####", 1)[1].strip().replace(",", "")
+        for r in gsm8k_test_rows(gsm8k_dir, 200)
+    }
 
     def install(engines: dict[str, Scripted]):
         for engine in engines.values():
@@ -84,8 +89,9 @@ def scripted(monkeypatch, gsm8k_dir):
     return install
 
 
-def test_eval_writes_predictions_and_metrics_on_gsm8k_test_rows(cli, gsm8k_config, gsm8k_dir,
-                                                                tmp_path):  # fmt: skip
+def test_eval_writes_predictions_and_metrics_on_gsm8k_test_rows(
+    cli, gsm8k_config, gsm8k_dir, tmp_path
+):
     out = tmp_path / "eval"
     result = cli("eval", gsm8k_config, "--limit", "5", "--batch-size", "2", "--output", out)
     assert result.code == 0, result.err
@@ -94,13 +100,28 @@ def test_eval_writes_predictions_and_metrics_on_gsm8k_test_rows(cli, gsm8k_confi
     assert [p["question"] for p in predictions] == [r["question"] for r in gsm8k]
     assert predictions[0]["gold"] == "18"  # Janet's ducks
     for p in predictions:
-        assert {"completions", "extracted", "extracted_flexible", "correct", "correct_flexible",
-                "formatted", "truncated", "tokens"} <= set(p)  # fmt: skip
+        assert {
+            "completions",
+            "extracted",
+            "extracted_flexible",
+            "correct",
+            "correct_flexible",
+            "formatted",
+            "truncated",
+            "tokens",
+        } <= set(p)
         assert len(p["completions"]) == 1 and 1 <= p["tokens"][0] <= 12
     metrics = json.loads((out / "base" / "metrics.json").read_text())
-    for key in ("strict_accuracy", "strict_accuracy_ci95", "flexible_accuracy",
-                "flexible_accuracy_ci95", "format_rate", "truncation_rate",
-                "mean_completion_tokens", "median_completion_tokens"):  # fmt: skip
+    for key in (
+        "strict_accuracy",
+        "strict_accuracy_ci95",
+        "flexible_accuracy",
+        "flexible_accuracy_ci95",
+        "format_rate",
+        "truncation_rate",
+        "mean_completion_tokens",
+        "median_completion_tokens",
+    ):
         assert key in metrics, key
     assert metrics["rows"] == 5 and metrics["split"] == "test"
     assert metrics["engine"] == "transformers"
@@ -161,8 +182,7 @@ def test_a_crashed_evaluation_resumes_without_redoing_finished_rows(
     assert cli(*args).code == 0
 
 
-def test_other_settings_never_mix_with_finished_predictions(cli, gsm8k_config, scripted,
-                                                             tmp_path):  # fmt: skip
+def test_other_settings_never_mix_with_finished_predictions(cli, gsm8k_config, scripted, tmp_path):
     scripted({"base": Scripted(lambda q, i: True)})
     out = tmp_path / "eval"
     assert cli("eval", gsm8k_config, "--limit", "2", "--output", out).code == 0
@@ -173,8 +193,9 @@ def test_other_settings_never_mix_with_finished_predictions(cli, gsm8k_config, s
     assert (out / "base/predictions.jsonl").read_text() == before
 
 
-def test_predictions_of_a_retrained_run_are_not_reused(cli, gsm8k_config, smoke_run, scripted,
-                                                       tmp_path):  # fmt: skip
+def test_predictions_of_a_retrained_run_are_not_reused(
+    cli, gsm8k_config, smoke_run, scripted, tmp_path
+):
     import os
 
     scripted({"smoke-cpu": Scripted(lambda q, i: True)})
@@ -188,8 +209,14 @@ def test_predictions_of_a_retrained_run_are_not_reused(cli, gsm8k_config, smoke_
 
 @pytest.fixture
 def smoke_run(cli, tiny_model, tmp_path) -> Path:
-    args = ["train", str(CONFIGS / "smoke_cpu.yaml"), "--set", f"model.name={tiny_model}",
-            "--set", f"output.dir={tmp_path / 'outputs'}"]  # fmt: skip
+    args = [
+        "train",
+        str(CONFIGS / "smoke_cpu.yaml"),
+        "--set",
+        f"model.name={tiny_model}",
+        "--set",
+        f"output.dir={tmp_path / 'outputs'}",
+    ]
     assert cli(*args).code == 0
     return tmp_path / "outputs" / "smoke-cpu"
 
@@ -229,8 +256,9 @@ def test_a_run_is_evaluated_with_its_adapter_applied(gsm8k_config, smoke_run):
     assert (logits["base"] - logits[str(smoke_run)]).abs().max() > 1e-4
 
 
-def test_the_comparison_says_which_model_is_better(cli, gsm8k_config, smoke_run, scripted,
-                                                    tmp_path):  # fmt: skip
+def test_the_comparison_says_which_model_is_better(
+    cli, gsm8k_config, smoke_run, scripted, tmp_path
+):
     scripted({"base": Scripted(lambda q, i: False), "smoke-cpu": Scripted(lambda q, i: True)})
     args = ("--model", "base", "--model", smoke_run, "--limit", "8", "--output", tmp_path / "e")
     result = cli("eval", gsm8k_config, *args)
@@ -265,8 +293,9 @@ def test_mistakes_are_refused_with_a_hint(cli, gsm8k_config, tmp_path, args, nee
     assert "Hint:" in result.err and "Traceback" not in result.err
 
 
-def test_an_unfinished_run_is_refused_with_the_resume_command(cli, gsm8k_config, smoke_run,
-                                                              tmp_path):  # fmt: skip
+def test_an_unfinished_run_is_refused_with_the_resume_command(
+    cli, gsm8k_config, smoke_run, tmp_path
+):
     import shutil
 
     shutil.rmtree(smoke_run / "adapter")
@@ -301,12 +330,14 @@ def test_a_merged_model_answers_like_its_run(cli, gsm8k_config, smoke_run, tmp_p
     assert settings["prompt"]["style"] == "xml" and "(merged " in result.err
 
 
-def test_each_split_and_sampling_gets_its_own_default_folder(cli, smoke_run, tmp_path,
-                                                             monkeypatch):  # fmt: skip
+def test_each_split_and_sampling_gets_its_own_default_folder(cli, smoke_run, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     config = smoke_run / "config.yaml"
-    for extra in (("--split", "heldout"), ("--split", "test", "--limit", "4"),
-                  ("--split", "test", "--limit", "4", "--samples", "2")):  # fmt: skip
+    for extra in (
+        ("--split", "heldout"),
+        ("--split", "test", "--limit", "4"),
+        ("--split", "test", "--limit", "4", "--samples", "2"),
+    ):
         result = cli("eval", config, "--model", smoke_run, *extra, "--engine", "transformers")
         assert result.code == 0, result.err
     for folder in ("heldout", "test", "test-k2-t1"):

@@ -27,21 +27,36 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 PROMPTS = ("What is 12 plus 30?", "A shop sells 7 apples a day. How many in a week?", "3x = 21")
 FAKE_TOKEN = "hf_" + "A1b2C3d4E5f6G7h8I9j0" * 2
 MERGED_FILES = [
-    "README.md", "chat_template.jinja", "config.json", "generation_config.json",
-    "grpo_config.yaml", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
-]  # fmt: skip
+    "README.md",
+    "chat_template.jinja",
+    "config.json",
+    "generation_config.json",
+    "grpo_config.yaml",
+    "model.safetensors",
+    "tokenizer.json",
+    "tokenizer_config.json",
+]
 ADAPTER_FILES = [
-    "README.md", "adapter_config.json", "adapter_model.safetensors", "chat_template.jinja",
-    "grpo_config.yaml", "tokenizer.json", "tokenizer_config.json",
-]  # fmt: skip
+    "README.md",
+    "adapter_config.json",
+    "adapter_model.safetensors",
+    "chat_template.jinja",
+    "grpo_config.yaml",
+    "tokenizer.json",
+    "tokenizer_config.json",
+]
 EVALS = {
     "test": {
-        "rows": 200, "samples": 1, "strict_accuracy": 0.4125,
-        "strict_accuracy_ci95": [0.345, 0.481], "flexible_accuracy": 0.5,
-        "flexible_accuracy_ci95": [0.431, 0.569], "format_rate": 0.93,
+        "rows": 200,
+        "samples": 1,
+        "strict_accuracy": 0.4125,
+        "strict_accuracy_ci95": [0.345, 0.481],
+        "flexible_accuracy": 0.5,
+        "flexible_accuracy_ci95": [0.431, 0.569],
+        "format_rate": 0.93,
     },
     "heldout": {"rows": 8, "samples": 4, "strict_accuracy": 0.25, "pass@4": 0.5, "maj@4": 0.375},
-}  # fmt: skip
+}
 
 
 @pytest.fixture(scope="module")
@@ -210,16 +225,27 @@ def test_card_has_recipe_rewards_metrics_and_commands_and_no_token(cli, run, mon
     result = cli("merge", run)
     assert result.code == 0, result.err
     card = (run / "merged" / "README.md").read_text()
-    for line in ("| backend | trl |", "| precision | fp32 |", "| LoRA r / alpha | 8 / 16 |",
-                 "| optimizer steps | 4 |", "| learning rate | 0.0001 |",
-                 "| num_generations (group size) | 4 |", "| prompts_per_step | 2 |",
-                 "| loss_type | dapo |", "| max_completion_length | 32 |",
-                 "| correctness | 1 | - |", "| length_penalty | 1 | - |",
-                 "| source | synthetic |", "| held-out rows (never trained on) | 8 |",
-                 "| test | 200 | 1 | 41.2% [34.5, 48.1] | 50.0% [43.1, 56.9] | - | - | 93.0% |",
-                 "| heldout | 8 | 4 | 25.0% | - | 50.0% | 37.5% | - |",
-                 "grpo train grpo_config.yaml", f"grpo merge {run}",
-                 "AutoModelForCausalLM.from_pretrained", "<reasoning>"):  # fmt: skip
+    for line in (
+        "| backend | trl |",
+        "| precision | fp32 |",
+        "| LoRA r / alpha | 8 / 16 |",
+        "| optimizer steps | 4 |",
+        "| learning rate | 0.0001 |",
+        "| num_generations (group size) | 4 |",
+        "| prompts_per_step | 2 |",
+        "| loss_type | dapo |",
+        "| max_completion_length | 32 |",
+        "| correctness | 1 | - |",
+        "| length_penalty | 1 | - |",
+        "| source | synthetic |",
+        "| held-out rows (never trained on) | 8 |",
+        "| test | 200 | 1 | 41.2% [34.5, 48.1] | 50.0% [43.1, 56.9] | - | - | 93.0% |",
+        "| heldout | 8 | 4 | 25.0% | - | 50.0% | 37.5% | - |",
+        "grpo train grpo_config.yaml",
+        f"grpo merge {run}",
+        "AutoModelForCausalLM.from_pretrained",
+        "<reasoning>",
+    ):
         assert line in card, line
     assert card.startswith("---\n") and "library_name: transformers" in card
     written = "".join(p.read_text(errors="ignore") for p in (run / "merged").iterdir())

@@ -13,8 +13,14 @@ def test_lists_built_ins_plugins_and_formatters(cli, monkeypatch):
     lines = result.out.splitlines()
     row = next(line for line in lines if line.startswith("│ correctness "))
     assert "1.0" in row and "value: 2.0" in row and "answer tag states the gold number" in row
-    for name in ("integer_answer", "strict_format", "soft_format", "xml_count", "think_format",
-                 "length_penalty"):  # fmt: skip
+    for name in (
+        "integer_answer",
+        "strict_format",
+        "soft_format",
+        "xml_count",
+        "think_format",
+        "length_penalty",
+    ):
         assert any(line.startswith(f"│ {name} ") for line in lines), name
     plugin = next(line for line in lines if line.startswith("│ reasoning_steps "))
     assert "0.0" in plugin and "rewards/reasoning_steps.py" in plugin

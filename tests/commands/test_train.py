@@ -35,11 +35,14 @@ def interrupt_in_step_2(completions, trainer_state=None, **kwargs):
 
 def smoke_args(tiny_model: Path, tmp_path: Path, *extra: str) -> list[str]:
     return [
-        "train", str(CONFIGS / "smoke_cpu.yaml"),
-        "--set", f"model.name={tiny_model}",
-        "--set", f"output.dir={tmp_path / 'outputs'}",
+        "train",
+        str(CONFIGS / "smoke_cpu.yaml"),
+        "--set",
+        f"model.name={tiny_model}",
+        "--set",
+        f"output.dir={tmp_path / 'outputs'}",
         *extra,
-    ]  # fmt: skip
+    ]
 
 
 def metrics(run: Path) -> list[dict]:
@@ -61,15 +64,32 @@ def test_smoke_run_writes_the_whole_run_directory(cli, tiny_model, tmp_path):
     result = cli(*smoke_args(tiny_model, tmp_path))
     assert result.code == 0, result.err
     run = tmp_path / "outputs" / "smoke-cpu"
-    for name in ("config.yaml", "env.json", "data.json", "heldout.json", "metrics.jsonl",
-                 "completions.jsonl", "checkpoints/checkpoint-4", "adapter/adapter_config.json",
-                 "adapter/adapter_model.safetensors", "adapter/tokenizer.json"):  # fmt: skip
+    for name in (
+        "config.yaml",
+        "env.json",
+        "data.json",
+        "heldout.json",
+        "metrics.jsonl",
+        "completions.jsonl",
+        "checkpoints/checkpoint-4",
+        "adapter/adapter_config.json",
+        "adapter/adapter_model.safetensors",
+        "adapter/tokenizer.json",
+    ):
         assert (run / name).exists(), name
     rows = metrics(run)
     assert [r["step"] for r in rows] == [1, 2, 3, 4]
-    for key in ("loss", "reward", "rewards/correctness/mean", "rewards/correctness/std",
-                "completions/mean_length", "completions/clipped_ratio", "learning_rate",
-                "step_time", "accuracy"):  # fmt: skip
+    for key in (
+        "loss",
+        "reward",
+        "rewards/correctness/mean",
+        "rewards/correctness/std",
+        "completions/mean_length",
+        "completions/clipped_ratio",
+        "learning_rate",
+        "step_time",
+        "accuracy",
+    ):
         assert key in rows[0], key
     # eval.every_steps 2: greedy accuracy on the held-out rows at steps 2 and 4 only
     assert [("eval/strict_accuracy" in r) for r in rows] == [False, True, False, True]
@@ -105,8 +125,10 @@ def test_an_existing_run_is_never_overwritten_without_overwrite(cli, tiny_model,
     assert cli(*smoke_args(tiny_model, tmp_path, "--set", "training.max_steps=1")).code == 0
     result = cli(*smoke_args(tiny_model, tmp_path))
     assert result.code == 2 and "already exists" in result.err and "--resume" in result.err
-    assert cli(*smoke_args(tiny_model, tmp_path, "--set", "training.max_steps=1",
-                           "--overwrite")).code == 0  # fmt: skip
+    assert (
+        cli(*smoke_args(tiny_model, tmp_path, "--set", "training.max_steps=1", "--overwrite")).code
+        == 0
+    )
 
 
 def test_sigint_saves_a_checkpoint_and_resume_continues_like_an_uninterrupted_run(
@@ -115,9 +137,13 @@ def test_sigint_saves_a_checkpoint_and_resume_continues_like_an_uninterrupted_ru
     monkeypatch.chdir(tmp_path)
     write("interrupt.py", INTERRUPT)
     args = smoke_args(tiny_model, tmp_path, "--set", "training.save_steps=100")
-    with_interrupt = [*args, "--set", "rewards=[xml_count, soft_format, strict_format, "
-                      "integer_answer, correctness, length_penalty, "
-                      "{name: interrupt.py:interrupt_in_step_2, weight: 0}]"]  # fmt: skip
+    with_interrupt = [
+        *args,
+        "--set",
+        "rewards=[xml_count, soft_format, strict_format, "
+        "integer_answer, correctness, length_penalty, "
+        "{name: interrupt.py:interrupt_in_step_2, weight: 0}]",
+    ]
     stopped = cli(*with_interrupt, "--set", "output.run_name=stopped")
     assert stopped.code == 130, stopped.err
     run = tmp_path / "outputs" / "stopped"

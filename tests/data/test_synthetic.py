@@ -20,8 +20,12 @@ from grpo_cli.data import synthetic
 from grpo_cli.data.synthetic import synthetic_rows
 
 ANNOTATION = re.compile(r"<<([^=<>]+)=([^<>]+)>>(\d+)")
-_OPS = {ast.Add: Fraction.__add__, ast.Sub: Fraction.__sub__, ast.Mult: Fraction.__mul__,
-        ast.Div: Fraction.__truediv__}  # fmt: skip
+_OPS = {
+    ast.Add: Fraction.__add__,
+    ast.Sub: Fraction.__sub__,
+    ast.Mult: Fraction.__mul__,
+    ast.Div: Fraction.__truediv__,
+}
 
 
 def calculate(expr: str) -> Fraction:

@@ -22,9 +22,13 @@ from grpo_cli.evaluation.metrics import (
 
 @pytest.mark.parametrize(
     ("successes", "n", "expected"),
-    [(5, 10, (0.2366, 0.7634)), (0, 10, (0.0, 0.2775)), (10, 10, (0.7225, 1.0)),
-     (1, 1, (0.2065, 1.0))],
-)  # fmt: skip
+    [
+        (5, 10, (0.2366, 0.7634)),
+        (0, 10, (0.0, 0.2775)),
+        (10, 10, (0.7225, 1.0)),
+        (1, 1, (0.2065, 1.0)),
+    ],
+)
 def test_wilson_interval_matches_published_values(successes, n, expected):
     lo, hi = wilson_interval(successes, n)
     assert lo == pytest.approx(expected[0], abs=1e-4) and hi == pytest.approx(expected[1], abs=1e-4)
@@ -50,9 +54,13 @@ def test_k_values_are_one_the_powers_of_two_and_the_sample_count():
 
 @pytest.mark.parametrize(
     ("answers", "expected"),
-    [(["3", "4", "3", None], "3"), (["4", "3", "3", "4"], "4"), ([None, None], None),
-     ([None, "7", None, None], "7")],
-)  # fmt: skip
+    [
+        (["3", "4", "3", None], "3"),
+        (["4", "3", "3", "4"], "4"),
+        ([None, None], None),
+        ([None, "7", None, None], "7"),
+    ],
+)
 def test_majority_vote_ignores_no_answer_and_breaks_ties_by_first_seen(answers, expected):
     assert majority_answer(answers) == expected
 

@@ -52,8 +52,10 @@ def test_a_plugin_folder_registers_rewards_with_their_default_weight(tmp_path, w
     load_plugins([tmp_path / "plugins"], include_project=False)
     info = registered()["shout"]
     assert (info.weight, info.params, info.description) == (
-        0.25, {"bonus": 1.0}, "Pays bonus for completions in capitals.",
-    )  # fmt: skip
+        0.25,
+        {"bonus": 1.0},
+        "Pays bonus for completions in capitals.",
+    )
     bound = bind(RewardSpec(name="shout"), RewardContext())
     assert bound.weight == 0.25  # no weight in the config: the reward's default
     assert bound(["HI", "hi"]) == [1.0, 0.0]

@@ -20,7 +20,7 @@ from grpo_cli.config import load_config
 from grpo_cli.config.schema import GrpoConfig
 from grpo_cli.config.yamlio import display_path
 from grpo_cli.errors import GrpoError
-from grpo_cli.evaluation.generate import Sampling, load_engine
+from grpo_cli.evaluation.generate import Engine, Sampling, load_engine
 from grpo_cli.evaluation.metrics import summarize
 from grpo_cli.evaluation.report import compare, print_table
 from grpo_cli.model_source import ModelSource, resolve_model
@@ -67,7 +67,7 @@ def evaluate(
         if samples > 1:
             output = output.with_name(f"{split_name}-k{samples}-t{temperature:g}")
 
-    results = []
+    results: list[dict[str, Any]] = []
     for label, source, model_cfg in models:
         rows = model_rows(raw, model_cfg, wanted, limit)
         console.print(
@@ -76,7 +76,7 @@ def evaluate(
         file = PredictionFile(output / label)
         fmt = PromptFormat.from_config(model_cfg.data)
 
-        def open_engine(source: ModelSource = source, model_cfg: GrpoConfig = model_cfg) -> Any:
+        def open_engine(source: ModelSource = source, model_cfg: GrpoConfig = model_cfg) -> Engine:
             return load_engine(source, model_cfg, engine, console)
 
         records, engine_name = predict(

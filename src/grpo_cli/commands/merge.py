@@ -72,6 +72,7 @@ def merge(
     quiet_progress_bars()
     with staging(target, force) as tmp:
         if adapter_only:
+            assert src.adapter is not None  # resolve_source refused the one kind without
             copy_adapter(src.adapter, tmp)
         elif merger == "unsloth":
             merge_with_unsloth(src, tmp, dtype, quants)
@@ -88,6 +89,7 @@ def merge(
         plan = push_plan(
             target, repo_id, default_private if private is None else private, revision, adapter_only
         )
+        assert token is not None  # read with the other checks whenever repo_id is set
         url = publish(plan, token)
         console.print(f"Published {len(plan.files)} files to {url}")
     return target

@@ -25,8 +25,14 @@ def list_rewards(config_path: Path | None, overrides: list[str]) -> None:
     for column in ("name", "weight", "parameters (params:)", "description", "from"):
         table.add_column(column, overflow="fold")
     for name, info in registered().items():
-        table.add_row(name, str(info.weight), info.describe_params() or "-", info.description,
-                      info.source, end_section=True)  # fmt: skip
+        table.add_row(
+            name,
+            str(info.weight),
+            info.describe_params() or "-",
+            info.description,
+            info.source,
+            end_section=True,
+        )
     console.print(table)
     formats = Table(title="Dataset formatters (data.formatter)", title_justify="left")
     for column in ("name", "columns", "description"):

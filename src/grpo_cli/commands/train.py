@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
@@ -30,6 +30,18 @@ from grpo_cli.hardware import (
     probe,
     wandb_can_log,
 )
+
+if TYPE_CHECKING:  # heavy imports (transformers, datasets): for the checker only
+    from datasets import Dataset
+    from transformers import TrainerCallback
+
+    from grpo_cli.config.schema import GrpoConfig
+    from grpo_cli.rewards.runner import BoundReward
+    from grpo_cli.training.callbacks import AccuracyProbe, GracefulStop, PeriodicEval, RunRecorder
+    from grpo_cli.training.interrupts import Interrupts
+    from grpo_cli.training.rundir import RunDir
+
+    TrainingReward = BoundReward | AccuracyProbe
 
 
 @dataclass
@@ -72,10 +84,10 @@ def train(
 class Stage:
     """Where the recipe is, so that a stop can say what was saved and how to go on."""
 
-    def __init__(self, console: Console, interrupts: Any):
+    def __init__(self, console: Console, interrupts: Interrupts):
         self.console, self.interrupts = console, interrupts
         self.name = "reading the config"
-        self.run: Any = None  # the RunDir once this process owns it
+        self.run: RunDir | None = None  # once this process owns it
 
     def enter(self, name: str) -> None:
         self.interrupts.raise_if_received()
@@ -136,8 +148,12 @@ def recipe(
         console.print(resuming(checkpoint, cfg, run), markup=False)
     if not resume or not run.config.is_file():
         rundir.write_config(run, with_run_name(cfg, run_path.name), display_path(config_path))
-    run.write_json(run.env, rundir.environment(plan.hardware.as_dict(), plan.backend,
-                                               plan.backend_reason, plan.precision))  # fmt: skip
+    run.write_json(
+        run.env,
+        rundir.environment(
+            plan.hardware.as_dict(), plan.backend, plan.backend_reason, plan.precision
+        ),
+    )
     console.print(f"run directory: {display_path(run.path)}")
     point_tracker_at(cfg, run)
 
@@ -178,7 +194,7 @@ def recipe(
     return 0
 
 
-def resuming(checkpoint: Path | None, cfg: Any, run: Any) -> str:
+def resuming(checkpoint: Path | None, cfg: GrpoConfig, run: RunDir) -> str:
     t = cfg.training
     of = f"of {t.max_steps}" if t.max_steps is not None else f"of {t.num_train_epochs:g} epochs"
     if checkpoint is None:
@@ -187,7 +203,7 @@ def resuming(checkpoint: Path | None, cfg: Any, run: Any) -> str:
     return f"resuming from {checkpoint.name} (step {step} {of})"
 
 
-def point_tracker_at(cfg: Any, run: Any) -> None:
+def point_tracker_at(cfg: GrpoConfig, run: RunDir) -> None:
     """Tracker files go into the run directory, under the config's project name. Environment
     variables are how transformers' TensorBoard and wandb callbacks take these settings."""
     import os
@@ -233,17 +249,16 @@ def resolve(loaded: LoadedConfig, console: Console) -> Plan:
     return Plan(loaded, hw, backend, backend_reason, precision, precision_reason)
 
 
-def build_training_rewards(cfg: Any) -> list[Any]:
+def build_training_rewards(cfg: GrpoConfig) -> list[TrainingReward]:
     from grpo_cli.rewards.runner import RewardContext, build_rewards
     from grpo_cli.training.callbacks import AccuracyProbe
 
     context = RewardContext.from_config(cfg)
-    rewards: list[Any] = build_rewards(cfg.rewards, context, cfg.reward_plugins)
-    rewards[0] = AccuracyProbe(rewards[0], context.answer_tag)
-    return rewards
+    bound = build_rewards(cfg.rewards, context, cfg.reward_plugins)
+    return [AccuracyProbe(bound[0], context.answer_tag), *bound[1:]]
 
 
-def find_run_dir(cfg: Any, config_path: Path, resume: bool) -> Path:
+def find_run_dir(cfg: GrpoConfig, config_path: Path, resume: bool) -> Path:
     """outputs/<run_name>; with --resume and no run_name, the newest run of this config."""
     from grpo_cli.training.rundir import run_name
 
@@ -260,7 +275,7 @@ def find_run_dir(cfg: Any, config_path: Path, resume: bool) -> Path:
     return runs[-1]
 
 
-def with_run_name(cfg: Any, name: str) -> Any:
+def with_run_name(cfg: GrpoConfig, name: str) -> GrpoConfig:
     """The config as saved in the run: its run name fixed, so the copy resumes this run."""
     return cfg.model_copy(update={"output": cfg.output.model_copy(update={"run_name": name})})
 
@@ -282,7 +297,9 @@ def load_model(plan: Plan, tokenizer: Any) -> tuple[Any, Any]:
     return models.load_trl_model(cfg, plan.precision), tokenizer
 
 
-def load_data(cfg: Any, tokenizer: Any, run: Any, console: Console) -> tuple[Any, Any]:
+def load_data(
+    cfg: GrpoConfig, tokenizer: Any, run: RunDir, console: Console
+) -> tuple[Dataset, Dataset | None]:
     """Training rows with the held-out slice removed and over-long prompts dropped (TRL no
     longer truncates prompts), and the rows evaluated during training."""
     from grpo_cli.data.loading import load_training_data, write_heldout
@@ -325,20 +342,35 @@ def load_data(cfg: Any, tokenizer: Any, run: Any, console: Console) -> tuple[Any
     return train, eval_rows
 
 
-def periodic_eval(cfg: Any, rows: Any, console: Console) -> Any:
+def periodic_eval(cfg: GrpoConfig, rows: Dataset | None, console: Console) -> PeriodicEval | None:
     """eval.every_steps: greedy accuracy on the first eval.rows held-out rows."""
     if cfg.eval.every_steps is None:
         return None
     from grpo_cli.data.prompts import PromptFormat
     from grpo_cli.training.callbacks import PeriodicEval
 
-    rows = [rows[i] for i in range(min(cfg.eval.rows, len(rows)))]
-    console.print(f"evaluating {len(rows)} rows every {cfg.eval.every_steps} steps", markup=False)
-    return PeriodicEval(rows, PromptFormat.from_config(cfg.data), cfg.eval.every_steps,
-                        cfg.eval.batch_size, cfg.training.max_completion_length)  # fmt: skip
+    assert rows is not None  # load_data reads eval rows whenever eval.every_steps is set
+    first = [rows[i] for i in range(min(cfg.eval.rows, len(rows)))]
+    console.print(f"evaluating {len(first)} rows every {cfg.eval.every_steps} steps", markup=False)
+    return PeriodicEval(
+        first,
+        PromptFormat.from_config(cfg.data),
+        cfg.eval.every_steps,
+        cfg.eval.batch_size,
+        cfg.training.max_completion_length,
+    )
 
 
-def build_trainer(plan, model, tokenizer, train_data, eval_rows, rewards, run, console):
+def build_trainer(
+    plan: Plan,
+    model: Any,
+    tokenizer: Any,
+    train_data: Dataset,
+    eval_rows: Dataset | None,
+    rewards: list[TrainingReward],
+    run: RunDir,
+    console: Console,
+) -> tuple[Any, RunRecorder, GracefulStop]:
     from trl import GRPOTrainer
 
     from grpo_cli.training.callbacks import GracefulStop, MarkCheckpoints, RunRecorder
@@ -350,21 +382,20 @@ def build_trainer(plan, model, tokenizer, train_data, eval_rows, rewards, run, c
         console.print("note: TRL's Triton log-prob kernel is unavailable here; using plain torch")
     weights = [reward.weight for reward in rewards]
     args = build_grpo_config(
-        grpo_config_kwargs(
-            cfg, str(run.checkpoints), plan.precision, plan.hardware.device, weights
-        )  # fmt: skip
+        grpo_config_kwargs(cfg, str(run.checkpoints), plan.precision, plan.hardware.device, weights)
     )
     log = cfg.logging
     recorder = RunRecorder(run, log.completion_samples, log.completion_samples_every, console)
     stop = GracefulStop()
     requested = args.to_dict()
-    callbacks = [recorder, stop, MarkCheckpoints()]
+    callbacks: list[TrainerCallback] = [recorder, stop, MarkCheckpoints()]
     periodic = periodic_eval(cfg, eval_rows, console)
     if periodic is not None:
         callbacks.append(periodic)
     trainer = GRPOTrainer(
         model=model,
-        reward_funcs=rewards,
+        # TRL annotates an invariant list of a union of types; a list of reward objects is fine
+        reward_funcs=rewards,  # type: ignore[arg-type]
         args=args,
         train_dataset=train_data,
         processing_class=tokenizer,
@@ -387,7 +418,7 @@ def changed_settings(before: dict[str, Any], after: dict[str, Any]) -> dict[str,
     return {k: (before[k], after.get(k)) for k in before if before[k] != after.get(k)}
 
 
-def dry_run_report(plan: Plan, rewards: list[Any], console: Console) -> int:
+def dry_run_report(plan: Plan, rewards: list[TrainingReward], console: Console) -> int:
     """Tokenizer, a few rows, one rendered prompt and every reward on a right and a wrong
     answer written in the target format; no weights are loaded."""
     from grpo_cli.data.loading import DataReport, format_split, read_split
@@ -397,8 +428,9 @@ def dry_run_report(plan: Plan, rewards: list[Any], console: Console) -> int:
     cfg = plan.loaded.config
     d = cfg.data
     tokenizer = load_tokenizer(cfg)
-    raw = read_split(d.source, d.split, subset=d.subset, primary_split=d.split,
-                     seed=cfg.training.seed, limit=8)  # fmt: skip
+    raw = read_split(
+        d.source, d.split, subset=d.subset, primary_split=d.split, seed=cfg.training.seed, limit=8
+    )
     rows = format_split(
         raw, d.formatter, PromptFormat.from_config(d), DataReport(d.source, d.split)
     )
@@ -432,7 +464,9 @@ def dry_run_report(plan: Plan, rewards: list[Any], console: Console) -> int:
     return 0
 
 
-def closing_table(history, steps, wall, run, console) -> None:
+def closing_table(
+    history: list[dict[str, Any]], steps: int, wall: float, run: RunDir, console: Console
+) -> None:
     def first_last(key: str) -> str:
         values = [r[key] for r in history if isinstance(r.get(key), (int, float))]
         if not values:

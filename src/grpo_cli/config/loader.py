@@ -14,7 +14,12 @@ import yaml
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from grpo_cli.config.checks import cross_field_problems
-from grpo_cli.config.schema import GrpoConfig, RewardSpec, has_secret, mask_secrets
+from grpo_cli.config.schema import (
+    GrpoConfig,
+    expand_reward_shorthand,
+    has_secret,
+    mask_secrets,
+)
 from grpo_cli.config.yamlio import KeyPath, Refused, display_path, parse_scalar, read_yaml
 from grpo_cli.errors import SHOWN_PROBLEMS, ConfigError, Problem
 
@@ -80,6 +85,7 @@ def _valid_sections(data: dict[str, Any], invalid: set[Any]) -> tuple[GrpoConfig
         if name in invalid:
             continue
         value = data[name] if name in data else info.get_default(call_default_factory=True)
+        assert info.annotation is not None  # every GrpoConfig field is annotated
         try:
             sections[name] = TypeAdapter(info.annotation).validate_python(value)
         except ValidationError:  # already reported by the whole-file validation
@@ -178,7 +184,7 @@ def _apply_overrides(
                     origin.source,
                     "",
                     "expected KEY=VALUE with a dotted key, e.g. training.learning_rate=1e-5",
-                )  # fmt: skip
+                )
             )
             continue
         try:
@@ -222,13 +228,14 @@ def _set_path(data: dict[str, Any], parts: list[str], raw: str) -> tuple[KeyPath
             except yaml.YAMLError as exc:
                 raise _OverrideError(_bad_value(exc)) from None
             break
-        child = node[key] if isinstance(node, list) else node.get(key)
+        # an int key is an index into a list (set above), a str key a name in a section
+        child = node[key] if isinstance(key, int) else node.get(key)
         if child is None:
             if isinstance(node, dict) and key not in node:
                 created.append(tuple(key_path))
             child = node[key] = {}
         elif isinstance(child, str) and tuple(key_path[:1]) == ("rewards",):
-            child = node[key] = RewardSpec.expand_shorthand(child)
+            child = node[key] = expand_reward_shorthand(child)
         elif not isinstance(child, dict | list):
             raise _OverrideError(f"{'.'.join(parts[: i + 1])} is a single value, not a section")
         node = child
@@ -414,9 +421,14 @@ def _message(key_path: KeyPath, errors: list[dict[str, Any]], data: dict[str, An
 
 
 _BOUND_TYPES = {
-    "greater_than", "greater_than_equal", "less_than", "less_than_equal", "too_short", "too_long",
+    "greater_than",
+    "greater_than_equal",
+    "less_than",
+    "less_than_equal",
+    "too_short",
+    "too_long",
     "finite_number",
-}  # fmt: skip
+}
 
 
 # Names users bring from TRL, PEFT, Unsloth and axolotl configs, and the key that means it here.

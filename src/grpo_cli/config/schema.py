@@ -45,21 +45,62 @@ LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo", "luspo", "vesp
 # transformers.trainer_utils.SchedulerType and transformers.training_args.OptimizerNames, listed
 # here so validation needs no transformers import; a test keeps both lists equal to the library's.
 SCHEDULERS = (
-    "linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
-    "inverse_sqrt", "reduce_lr_on_plateau", "cosine_with_min_lr", "cosine_warmup_with_min_lr",
-    "warmup_stable_decay", "greedy",
-)  # fmt: skip
+    "linear",
+    "cosine",
+    "cosine_with_restarts",
+    "polynomial",
+    "constant",
+    "constant_with_warmup",
+    "inverse_sqrt",
+    "reduce_lr_on_plateau",
+    "cosine_with_min_lr",
+    "cosine_warmup_with_min_lr",
+    "warmup_stable_decay",
+    "greedy",
+)
 OPTIMIZERS = (
-    "adamw_torch", "adamw_torch_fused", "adamw_torch_xla", "adamw_torch_npu_fused", "adafactor",
-    "adamw_anyprecision", "adamw_torch_4bit", "adamw_torch_8bit", "ademamix", "sgd", "adagrad",
-    "adamw_bnb_8bit", "adamw_8bit", "ademamix_8bit", "lion_8bit", "lion_32bit",
-    "paged_adamw_32bit", "paged_adamw_8bit", "paged_ademamix_32bit", "paged_ademamix_8bit",
-    "paged_lion_32bit", "paged_lion_8bit", "rmsprop", "rmsprop_bnb", "rmsprop_bnb_8bit",
-    "rmsprop_bnb_32bit", "galore_adamw", "galore_adamw_8bit", "galore_adafactor",
-    "galore_adamw_layerwise", "galore_adamw_8bit_layerwise", "galore_adafactor_layerwise", "lomo",
-    "adalomo", "grokadamw", "schedule_free_radam", "schedule_free_adamw", "schedule_free_sgd",
-    "apollo_adamw", "apollo_adamw_layerwise", "stable_adamw",
-)  # fmt: skip
+    "adamw_torch",
+    "adamw_torch_fused",
+    "adamw_torch_xla",
+    "adamw_torch_npu_fused",
+    "adafactor",
+    "adamw_anyprecision",
+    "adamw_torch_4bit",
+    "adamw_torch_8bit",
+    "ademamix",
+    "sgd",
+    "adagrad",
+    "adamw_bnb_8bit",
+    "adamw_8bit",
+    "ademamix_8bit",
+    "lion_8bit",
+    "lion_32bit",
+    "paged_adamw_32bit",
+    "paged_adamw_8bit",
+    "paged_ademamix_32bit",
+    "paged_ademamix_8bit",
+    "paged_lion_32bit",
+    "paged_lion_8bit",
+    "rmsprop",
+    "rmsprop_bnb",
+    "rmsprop_bnb_8bit",
+    "rmsprop_bnb_32bit",
+    "galore_adamw",
+    "galore_adamw_8bit",
+    "galore_adafactor",
+    "galore_adamw_layerwise",
+    "galore_adamw_8bit_layerwise",
+    "galore_adafactor_layerwise",
+    "lomo",
+    "adalomo",
+    "grokadamw",
+    "schedule_free_radam",
+    "schedule_free_adamw",
+    "schedule_free_sgd",
+    "apollo_adamw",
+    "apollo_adamw_layerwise",
+    "stable_adamw",
+)
 DATA_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv")
 TAG_RE = re.compile(r"^[A-Za-z_][\w-]*$")
 
@@ -127,8 +168,9 @@ class ModelConfig(Section):
 
 class LoraConfig(Section):
     r: int = Field(16, ge=1, description="LoRA rank.")
-    alpha: int = Field(16, ge=1, description="LoRA alpha (scale = alpha / r, or alpha / sqrt(r) "
-                       "with rslora).")  # fmt: skip
+    alpha: int = Field(
+        16, ge=1, description="LoRA alpha (scale = alpha / r, or alpha / sqrt(r) with rslora)."
+    )
     dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the LoRA input.")
     target_modules: list[str] | Literal["all-linear"] = Field(
         ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
@@ -214,6 +256,11 @@ class DataConfig(Section):
         return value
 
 
+def expand_reward_shorthand(value: Any) -> Any:
+    """`- correctness` is shorthand for `- {name: correctness}`."""
+    return {"name": value} if isinstance(value, str) else value
+
+
 class RewardSpec(Section):
     name: str = Field(
         description="A registered reward (`grpo rewards list`), package.module:function or "
@@ -231,9 +278,8 @@ class RewardSpec(Section):
 
     @model_validator(mode="before")
     @classmethod
-    def expand_shorthand(cls, value: Any) -> Any:
-        """`- correctness` is shorthand for `- {name: correctness}`."""
-        return {"name": value} if isinstance(value, str) else value
+    def _expand_shorthand(cls, value: Any) -> Any:
+        return expand_reward_shorthand(value)
 
     @field_validator("name")
     @classmethod

@@ -316,8 +316,14 @@ def load_training_data(cfg: GrpoConfig) -> TrainingData:
     """The training rows of a config, with its held-out slice removed."""
     d = cfg.data
     report = DataReport(source=d.source, split=d.split)
-    raw = read_split(d.source, d.split, subset=d.subset, primary_split=d.split,
-                     seed=cfg.training.seed, limit=d.limit)  # fmt: skip
+    raw = read_split(
+        d.source,
+        d.split,
+        subset=d.subset,
+        primary_split=d.split,
+        seed=cfg.training.seed,
+        limit=d.limit,
+    )
     ds = format_split(raw, d.formatter, PromptFormat.from_config(d), report)
     ids: list[int] = []
     heldout = None
@@ -339,16 +345,23 @@ def load_eval_data(cfg: GrpoConfig, split: str | None = None) -> tuple[Dataset, 
     d = cfg.data
     split = split or d.eval_split
     report = DataReport(source=d.source, split=split)
-    raw = read_split(d.source, split, subset=d.subset, primary_split=d.split,
-                     seed=cfg.training.seed)  # fmt: skip
+    raw = read_split(
+        d.source, split, subset=d.subset, primary_split=d.split, seed=cfg.training.seed
+    )
     return format_split(raw, d.formatter, PromptFormat.from_config(d), report), report
 
 
 def write_heldout(run_dir: Path, cfg: GrpoConfig, ids: list[int]) -> Path:
     """Record the held-out rows in the run directory, so eval uses exactly them."""
     d = cfg.data
-    record = {"source": d.source, "subset": d.subset, "split": d.split, "limit": d.limit,
-              "seed": cfg.training.seed, "row_ids": ids}  # fmt: skip
+    record = {
+        "source": d.source,
+        "subset": d.subset,
+        "split": d.split,
+        "limit": d.limit,
+        "seed": cfg.training.seed,
+        "row_ids": ids,
+    }
     path = run_dir / HELDOUT_FILE
     write_atomic(path, json.dumps(record, indent=1) + "\n")
     return path

@@ -15,32 +15,82 @@ Person = tuple[str, str, str, str]  # name, he/she, him/her, his/her
 WordProblem = tuple[str, list[str], int]  # question, worked steps, final answer
 
 PEOPLE: tuple[Person, ...] = tuple(
-    (name, "she", "her", "her") for name in (
-        "Janet", "Natalia", "Betty", "Julie", "Tina", "Weng", "Carla", "Marie", "Alexis", "Rose",
-        "Priya", "Mei", "Sofia", "Amara", "Hannah", "Lucia", "Ines", "Fatima", "Grace", "Olivia",
+    (name, "she", "her", "her")
+    for name in (
+        "Janet",
+        "Natalia",
+        "Betty",
+        "Julie",
+        "Tina",
+        "Weng",
+        "Carla",
+        "Marie",
+        "Alexis",
+        "Rose",
+        "Priya",
+        "Mei",
+        "Sofia",
+        "Amara",
+        "Hannah",
+        "Lucia",
+        "Ines",
+        "Fatima",
+        "Grace",
+        "Olivia",
     )
 ) + tuple(
-    (name, "he", "him", "his") for name in (
-        "James", "Albert", "Mark", "John", "Tobias", "Kenji", "Carlos", "Omar", "Liam", "Ravi",
-        "Ben", "Mateo", "Dmitri", "Kwame", "Felix", "Noah", "Hiro", "Samuel", "Luca", "Ahmed",
+    (name, "he", "him", "his")
+    for name in (
+        "James",
+        "Albert",
+        "Mark",
+        "John",
+        "Tobias",
+        "Kenji",
+        "Carlos",
+        "Omar",
+        "Liam",
+        "Ravi",
+        "Ben",
+        "Mateo",
+        "Dmitri",
+        "Kwame",
+        "Felix",
+        "Noah",
+        "Hiro",
+        "Samuel",
+        "Luca",
+        "Ahmed",
     )
-)  # fmt: skip
+)
 
 # singular, plural, lowest and highest whole-dollar price
 GOODS = (
-    ("notebook", "notebooks", 2, 6), ("pen", "pens", 1, 3), ("apple", "apples", 1, 2),
-    ("sandwich", "sandwiches", 4, 9), ("comic book", "comic books", 3, 8),
-    ("bag of chips", "bags of chips", 1, 4), ("juice box", "juice boxes", 1, 3),
-    ("candle", "candles", 3, 10), ("toy car", "toy cars", 2, 7), ("muffin", "muffins", 2, 4),
-    ("packet of seeds", "packets of seeds", 1, 5), ("pair of socks", "pairs of socks", 3, 8),
-)  # fmt: skip
+    ("notebook", "notebooks", 2, 6),
+    ("pen", "pens", 1, 3),
+    ("apple", "apples", 1, 2),
+    ("sandwich", "sandwiches", 4, 9),
+    ("comic book", "comic books", 3, 8),
+    ("bag of chips", "bags of chips", 1, 4),
+    ("juice box", "juice boxes", 1, 3),
+    ("candle", "candles", 3, 10),
+    ("toy car", "toy cars", 2, 7),
+    ("muffin", "muffins", 2, 4),
+    ("packet of seeds", "packets of seeds", 1, 5),
+    ("pair of socks", "pairs of socks", 3, 8),
+)
 
 # what is bought on sale: singular, plural
 SALE_GOODS = (
-    ("jacket", "jackets"), ("pair of shoes", "pairs of shoes"), ("lamp", "lamps"),
-    ("backpack", "backpacks"), ("board game", "board games"), ("chair", "chairs"),
-    ("headphone set", "headphone sets"), ("rug", "rugs"),
-)  # fmt: skip
+    ("jacket", "jackets"),
+    ("pair of shoes", "pairs of shoes"),
+    ("lamp", "lamps"),
+    ("backpack", "backpacks"),
+    ("board game", "board games"),
+    ("chair", "chairs"),
+    ("headphone set", "headphone sets"),
+    ("rug", "rugs"),
+)
 
 # things to save for
 WISHES = ("bike", "video game console", "guitar", "tablet", "telescope", "skateboard", "camera")
@@ -57,9 +107,13 @@ ACTIVITIES = (
 
 # container, things in it
 BATCHES = (
-    ("trays", "cookies"), ("boxes", "cupcakes"), ("bags", "marbles"), ("packs", "stickers"),
-    ("jars", "candies"), ("crates", "oranges"),
-)  # fmt: skip
+    ("trays", "cookies"),
+    ("boxes", "cupcakes"),
+    ("bags", "marbles"),
+    ("packs", "stickers"),
+    ("jars", "candies"),
+    ("crates", "oranges"),
+)
 
 BAKED_GOODS = ("cookies", "brownies", "cupcakes", "muffins", "pies", "loaves of bread")
 ANIMALS = ("cows", "sheep", "goats", "chickens", "pigs", "ducks", "rabbits")
@@ -93,8 +147,11 @@ def eggs_sold(rng: random.Random) -> WordProblem:
     """Janet's ducks: eggs laid, some eaten and baked, the rest sold."""
     name, he, _, his = rng.choice(PEOPLE)
     laid, eaten, baked, price = (
-        rng.randint(16, 60), rng.randint(1, 5), rng.randint(2, 8), rng.randint(2, 5),
-    )  # fmt: skip
+        rng.randint(16, 60),
+        rng.randint(1, 5),
+        rng.randint(2, 8),
+        rng.randint(2, 5),
+    )
     weekly = rng.random() < 0.5
     left = laid - eaten - baked
     daily = left * price

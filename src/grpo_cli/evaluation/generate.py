@@ -5,12 +5,15 @@ counts and whether they hit the length limit. `load_engine` picks one and loads 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from grpo_cli.errors import GrpoError
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from grpo_cli.config.schema import GrpoConfig
+    from grpo_cli.hardware import Hardware
     from grpo_cli.model_source import ModelSource
 
 Message = dict[str, str]
@@ -35,6 +38,16 @@ class Completion:
     text: str
     tokens: int
     truncated: bool  # stopped by max_new_tokens, not by the end-of-turn token
+
+
+class Engine(Protocol):
+    """What evaluation generates with: TransformersEngine or VllmEngine."""
+
+    name: str
+
+    def generate(
+        self, prompts: list[list[Message]], sampling: Sampling
+    ) -> list[list[Completion]]: ...
 
 
 def render(tokenizer: Any, prompts: list[list[Message]]) -> list[str]:
@@ -70,8 +83,9 @@ class TransformersEngine:
         import torch
 
         tok = self.tokenizer
-        batch = tok(render(tok, prompts), return_tensors="pt", padding=True,
-                    add_special_tokens=False).to(self.model.device)  # fmt: skip
+        batch = tok(
+            render(tok, prompts), return_tensors="pt", padding=True, add_special_tokens=False
+        ).to(self.model.device)
         kwargs: dict[str, Any] = {
             "max_new_tokens": sampling.max_new_tokens,
             "num_return_sequences": sampling.samples,
@@ -81,8 +95,9 @@ class TransformersEngine:
         if sampling.greedy:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         else:
-            kwargs.update(do_sample=True, temperature=sampling.temperature,
-                          top_p=sampling.top_p, top_k=None)  # fmt: skip
+            kwargs.update(
+                do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p, top_k=None
+            )
         was_training = self.model.training
         self.model.eval()
         try:
@@ -155,7 +170,7 @@ class VllmEngine:
         ]
 
 
-def load_engine(source: ModelSource, cfg: GrpoConfig, engine: str, console: Any) -> Any:
+def load_engine(source: ModelSource, cfg: GrpoConfig, engine: str, console: Console) -> Engine:
     """vLLM on a CUDA GPU when installed (or asked for), else transformers generation; CFG is
     the model's run config (its LoRA rank and sequence length)."""
     from grpo_cli.hardware import installed, probe
@@ -187,7 +202,7 @@ def load_engine(source: ModelSource, cfg: GrpoConfig, engine: str, console: Any)
     return TransformersEngine(load_transformers_model(source, hw), tokenizer)
 
 
-def load_transformers_model(source: ModelSource, hw: Any) -> Any:
+def load_transformers_model(source: ModelSource, hw: Hardware) -> Any:
     """The model in 16 bit on a GPU (bf16 where supported), fp32 on CPU; an adapter is merged
     into it for generation speed. Quantized training weights are not reproduced: the adapter
     is evaluated on the 16-bit base, as `grpo merge` ships it."""

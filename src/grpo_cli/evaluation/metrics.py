@@ -119,8 +119,10 @@ def summarize(records: Sequence[dict[str, Any]], seed: int = 0) -> dict[str, Any
     out["median_completion_tokens"] = statistics.median(tokens) if tokens else 0.0
     if samples > 1:
         for k in k_values(samples):
-            add(f"pass@{k}", [pass_at_k(len(r["correct"]), sum(map(bool, r["correct"])), k)
-                              for r in records])  # fmt: skip
+            add(
+                f"pass@{k}",
+                [pass_at_k(len(r["correct"]), sum(map(bool, r["correct"])), k) for r in records],
+            )
         add(f"maj@{samples}", [majority_correct(r) for r in records])
         out[f"mean@{samples}"] = out["strict_accuracy"]
         out[f"mean@{samples}_ci95"] = out["strict_accuracy_ci95"]

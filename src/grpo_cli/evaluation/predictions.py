@@ -15,13 +15,18 @@ import statistics
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from grpo_cli.errors import GrpoError
-from grpo_cli.evaluation.generate import Completion, Sampling
+from grpo_cli.evaluation.generate import Completion, Engine, Sampling
 from grpo_cli.evaluation.metrics import row_scores
 from grpo_cli.files import write_atomic
 from grpo_cli.grading import grade as grade_one
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from grpo_cli.data.prompts import PromptFormat
 
 PREDICTIONS = "predictions.jsonl"
 SETTINGS = "settings.json"
@@ -56,7 +61,7 @@ def grade(
 
 
 def generate_and_grade(
-    engine: Any, rows: list[dict[str, Any]], sampling: Sampling, fmt: Any
+    engine: Engine, rows: list[dict[str, Any]], sampling: Sampling, fmt: PromptFormat
 ) -> list[dict[str, Any]]:
     """One batch of formatted rows (prompt, answer, row_id) generated and graded: what both
     `grpo eval` and the evaluation during training do per batch."""
@@ -146,12 +151,12 @@ def predict(
     label: str,
     fingerprint: dict[str, Any],
     rows: list[dict[str, Any]],
-    fmt: Any,
+    fmt: PromptFormat,
     sampling: Sampling,
     data_desc: str,
     batch_size: int,
-    open_engine: Callable[[], Any],
-    console: Any,
+    open_engine: Callable[[], Engine],
+    console: Console,
 ) -> tuple[list[dict[str, Any]], str]:
     """Every row's graded prediction and the engine's name: the finished ones read back, the
     rest generated (the model is loaded, by OPEN_ENGINE, only when a row is missing)."""
@@ -225,7 +230,7 @@ class EvalProgress:
     """A progress bar with the running strict accuracy in a terminal; a line per batch
     elsewhere."""
 
-    def __init__(self, console: Any, label: str, total: int, done: list[dict[str, Any]]):
+    def __init__(self, console: Console, label: str, total: int, done: list[dict[str, Any]]):
         self.console, self.label, self.total = console, label, total
         self.scores = [row_scores(r) for r in done]
         self.bar: Any = None

@@ -34,7 +34,9 @@ def _pct(value: float, ci: list[float] | None = None) -> str:
     return text
 
 
-def print_table(results, comparisons, sampling: Sampling) -> None:
+def print_table(
+    results: list[dict[str, Any]], comparisons: list[dict[str, Any]], sampling: Sampling
+) -> None:
     k = sampling.samples
     mode = "greedy" if sampling.greedy else f"T={sampling.temperature:g}, {k} samples"
     title = f"grpo eval: {results[0]['metrics']['data']} ({mode}); 95% intervals"

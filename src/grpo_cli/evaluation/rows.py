@@ -5,15 +5,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from grpo_cli.config.schema import DATA_SUFFIXES, GrpoConfig, looks_like_path
 from grpo_cli.config.yamlio import display_path
 from grpo_cli.errors import GrpoError
 from grpo_cli.model_source import ModelSource
 
+if TYPE_CHECKING:
+    from datasets import Dataset
 
-def eval_rows(cfg: GrpoConfig, split: str | None, sources: list[ModelSource]):
+
+def eval_rows(
+    cfg: GrpoConfig, split: str | None, sources: list[ModelSource]
+) -> tuple[str, Dataset, set[int] | None, str]:
     """(split name, raw rows, row ids to keep or None, description) for every model alike."""
     from grpo_cli.data.loading import read_split
 
@@ -28,7 +33,7 @@ def eval_rows(cfg: GrpoConfig, split: str | None, sources: list[ModelSource]):
     return name, raw, None, f"{d.source} [{name}]"
 
 
-def heldout_rows(cfg: GrpoConfig, sources: list[ModelSource]):
+def heldout_rows(cfg: GrpoConfig, sources: list[ModelSource]) -> tuple[Dataset, set[int], str]:
     """The held-out slice a run recorded (the same for every run compared), or the config's."""
     from grpo_cli.data.loading import format_split, heldout_ids, read_heldout, read_split
     from grpo_cli.data.prompts import PromptFormat
@@ -78,7 +83,9 @@ def heldout_rows(cfg: GrpoConfig, sources: list[ModelSource]):
     return raw, set(ids), f"{d.source} [{d.split}] held-out rows"
 
 
-def model_rows(raw: Any, cfg: GrpoConfig, wanted: set[int] | None, limit: int | None) -> list:
+def model_rows(
+    raw: Dataset, cfg: GrpoConfig, wanted: set[int] | None, limit: int | None
+) -> list[dict[str, Any]]:
     """The rows in the prompt format of CFG (the model's run config); row ids are the same for
     every model."""
     from grpo_cli.data.loading import DataReport, format_split

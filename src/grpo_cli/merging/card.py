@@ -42,6 +42,7 @@ def card_facts(
 def trained_steps(src: ModelSource) -> int | None:
     """The checkpoint's global step when a checkpoint is merged; else the run's last logged step,
     or its latest checkpoint's."""
+    assert src.adapter is not None  # merge refuses a source without an adapter
     state = read_json(src.adapter / "trainer_state.json")
     if "global_step" in state or src.run is None:
         return state.get("global_step")

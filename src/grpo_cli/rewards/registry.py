@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import inspect
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from grpo_cli.errors import GrpoError
 
-RewardFn = Callable[..., list[float | None]]
+# A reward returns one score (or None: not applicable) per completion.
+RewardFn = Callable[..., Sequence[float | None]]
+_Reward = TypeVar("_Reward", bound=RewardFn)
 
 # Filled from the config's data and training sections, not from `params:`.
 CONTEXT = {
@@ -30,9 +32,17 @@ CONTEXT = {
 }
 # Passed by TRL (or `grpo score`) to every reward; never parameters.
 CALL_ARGUMENTS = (
-    "completions", "prompts", "completion_ids", "trainer_state", "log_extra", "log_metric",
-    "environments", "answer", "question", "prompt",
-)  # fmt: skip
+    "completions",
+    "prompts",
+    "completion_ids",
+    "trainer_state",
+    "log_extra",
+    "log_metric",
+    "environments",
+    "answer",
+    "question",
+    "prompt",
+)
 
 
 class RegistryError(GrpoError):
@@ -63,14 +73,14 @@ _REWARDS: dict[str, RewardInfo] = {}
 
 def reward(
     name: str | None = None, *, weight: float = 1.0, description: str | None = None
-) -> Callable[[RewardFn], RewardFn]:
+) -> Callable[[_Reward], _Reward]:
     """Register a reward function: `@reward("correctness")` above `def correctness(...)`.
 
     `weight` is the default weight shown by `grpo rewards list` (a config's `weight:` replaces
     it); the description defaults to the first line of the docstring.
     """
 
-    def register(fn: RewardFn) -> RewardFn:
+    def register(fn: _Reward) -> _Reward:
         info = describe(fn, name=name or fn.__name__, weight=weight, description=description)
         existing = _REWARDS.get(info.name)
         if existing is not None and not _same_function(existing.fn, fn):

@@ -105,7 +105,9 @@ class BoundReward:
             out.append(value)
         return out
 
-    def _locate(self, completions: Sequence[Any], columns: dict[str, Any], exc: Exception):
+    def _locate(
+        self, completions: Sequence[Any], columns: dict[str, Any], exc: Exception
+    ) -> RewardError:
         """Find the first row that fails on its own, so the message can name it."""
         n = len(completions)
         detail = f"{type(exc).__name__}: {exc}"
@@ -116,8 +118,9 @@ class BoundReward:
                     for k, v in columns.items()
                 }
                 try:
-                    self.info.fn(completions=list(completions[row : row + 1]),
-                                 **{**sliced, **self.kwargs})  # fmt: skip
+                    self.info.fn(
+                        completions=list(completions[row : row + 1]), **{**sliced, **self.kwargs}
+                    )
                 except Exception as row_exc:
                     error = RewardError(self.info.name, row, f"{type(row_exc).__name__}: {row_exc}")
                     error.__cause__ = row_exc
@@ -197,8 +200,9 @@ def param_problems(info: RewardInfo, params: dict[str, Any]) -> list[tuple[str, 
             close = difflib.get_close_matches(key, accepted, n=1, cutoff=0.6)
             hint = f"did you mean {close[0]!r}? " if close else ""
             listed = ", ".join(accepted) if accepted else "none"
-            problems.append((key, f"{info.name} has no parameter {key!r}: {hint}its parameters "
-                             f"are {listed}"))  # fmt: skip
+            problems.append(
+                (key, f"{info.name} has no parameter {key!r}: {hint}its parameters are {listed}")
+            )
             continue
         expected = _type_problem(info.params[key], value)
         if expected:

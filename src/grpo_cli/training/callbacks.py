@@ -8,15 +8,20 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from types import FrameType
+from typing import TYPE_CHECKING, Any
 
-from transformers import TrainerCallback
+from rich.console import Console
+from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from grpo_cli.grading import grade
 from grpo_cli.rewards.builtin import completion_text
 from grpo_cli.rewards.runner import BoundReward
 from grpo_cli.training.checkpoints import mark_complete
 from grpo_cli.training.rundir import RunDir
+
+if TYPE_CHECKING:
+    from grpo_cli.data.prompts import PromptFormat
 
 
 class AccuracyProbe:
@@ -46,7 +51,7 @@ class RunRecorder(TrainerCallback):
     """metrics.jsonl (every log), completions.jsonl (every N steps), and what the user sees: a
     progress bar in a terminal, one line per logged step elsewhere (CI logs, pipes)."""
 
-    def __init__(self, run: RunDir, samples: int, every: int, console: Any):
+    def __init__(self, run: RunDir, samples: int, every: int, console: Console):
         self.run, self.samples, self.every, self.console = run, samples, every, console
         self.trainer: Any = None  # set once the trainer exists; its sample buffer is read
         self.step_started = 0.0
@@ -55,7 +60,9 @@ class RunRecorder(TrainerCallback):
         self.progress: Any = None
         self.task: Any = None
 
-    def on_train_begin(self, args, state, control, **kwargs):
+    def on_train_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
         if not self.console.is_terminal:
             return
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -78,13 +85,24 @@ class RunRecorder(TrainerCallback):
             self.progress.stop()
             self.progress = None
 
-    def on_step_begin(self, args, state, control, **kwargs):
+    def on_step_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
         self.step_started = time.perf_counter()
 
-    def on_step_end(self, args, state, control, **kwargs):
+    def on_step_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
         self.step_times.append(time.perf_counter() - self.step_started)
 
-    def on_log(self, args, state, control, logs=None, **kwargs):
+    def on_log(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        logs: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
         if not logs or "loss" not in logs and "reward" not in logs:
             return
         record = {"step": state.global_step, "epoch": state.epoch}
@@ -127,15 +145,29 @@ class PeriodicEval(TrainerCallback):
 
     KEYS = ("strict_accuracy", "flexible_accuracy", "format_rate", "mean_completion_tokens")
 
-    def __init__(self, rows: list[dict[str, Any]], fmt: Any, every: int, batch_size: int,
-                 max_new_tokens: int):  # fmt: skip
+    def __init__(
+        self,
+        rows: list[dict[str, Any]],
+        fmt: PromptFormat,
+        every: int,
+        batch_size: int,
+        max_new_tokens: int,
+    ):
         from grpo_cli.evaluation.generate import Sampling
 
         self.rows, self.fmt, self.every, self.batch_size = rows, fmt, every, batch_size
         self.sampling = Sampling(max_new_tokens=max_new_tokens)
         self.trainer: Any = None
 
-    def on_step_end(self, args, state, control, model=None, processing_class=None, **kwargs):
+    def on_step_end(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        model: Any = None,
+        processing_class: Any = None,
+        **kwargs: Any,
+    ) -> None:
         if state.global_step % self.every or self.trainer is None:
             return
         self.trainer._metrics["train"].update(
@@ -164,7 +196,10 @@ class MarkCheckpoints(TrainerCallback):
     written weights, optimizer, scheduler, RNG and trainer state, so a checkpoint a hard stop or
     a full disk interrupted never gets the marker, and --resume never picks it."""
 
-    def on_save(self, args, state, control, **kwargs):
+    def on_save(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        assert args.output_dir is not None  # TrainingArguments fills it in when not given
         checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         if state.is_world_process_zero and checkpoint.is_dir():
             mark_complete(checkpoint)
@@ -174,7 +209,7 @@ class GracefulStop(TrainerCallback):
     """Ctrl-C or SIGTERM: finish the current step, save a checkpoint, stop. A second Ctrl-C
     stops at once."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.requested: str | None = None
         self._previous: dict[int, Any] = {}
 
@@ -187,7 +222,7 @@ class GracefulStop(TrainerCallback):
             signal.signal(sig, handler)
         self._previous.clear()
 
-    def _handle(self, signum, frame):
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.requested is not None:
             raise KeyboardInterrupt
         self.requested = signal.Signals(signum).name
@@ -197,7 +232,9 @@ class GracefulStop(TrainerCallback):
             file=sys.stderr,
         )
 
-    def on_step_end(self, args, state, control, **kwargs):
+    def on_step_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
         if self.requested is not None:
             control.should_save = True
             control.should_training_stop = True
@@ -205,13 +242,20 @@ class GracefulStop(TrainerCallback):
 
 def _progress_line(record: dict[str, Any], max_steps: int) -> str:
     parts = [f"step {record['step']}/{max_steps}"]
-    for key, label in (("reward", "reward"), ("accuracy", "accuracy"), ("loss", "loss"),
-                       ("completions/mean_length", "length"),
-                       ("eval/strict_accuracy", "eval accuracy")):  # fmt: skip
+    for key, label in (
+        ("reward", "reward"),
+        ("accuracy", "accuracy"),
+        ("loss", "loss"),
+        ("completions/mean_length", "length"),
+        ("eval/strict_accuracy", "eval accuracy"),
+    ):
         value = record.get(key)
         if isinstance(value, (int, float)):
-            parts.append(f"{label} {value:.3f}" if key != "completions/mean_length" else
-                         f"{label} {value:.0f}")  # fmt: skip
+            parts.append(
+                f"{label} {value:.3f}"
+                if key != "completions/mean_length"
+                else f"{label} {value:.0f}"
+            )
     if "step_time" in record:
         parts.append(f"{record['step_time']:.2f}s/step")
     return "  ".join(parts)

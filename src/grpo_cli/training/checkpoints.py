@@ -305,7 +305,7 @@ def explain_failure(
     elif "save_model" in frames:
         target = run.adapter
     else:  # a record of the run, or a file the error names
-        filename = next((e.filename for e in _chain(exc) if getattr(e, "filename", None)), None)
+        filename = next((f for e in _chain(exc) if (f := getattr(e, "filename", None))), None)
         target = Path(filename) if filename else run.path
     saving = target == run.adapter or checkpoint_step(target) is not None
     complete = complete_checkpoints(run.checkpoints)

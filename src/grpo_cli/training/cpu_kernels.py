@@ -10,6 +10,12 @@ It materialises the logits, which is fine for the small models that train on CPU
 
 from __future__ import annotations
 
+from collections.abc import Collection
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+
 
 def install_if_missing() -> bool:
     """Install the plain-torch fallback when TRL has no kernel; True when it was installed."""
@@ -17,7 +23,8 @@ def install_if_missing() -> bool:
 
     if getattr(trl_utils, "_ChunkedLogProbFunction", None) is not None:
         return False
-    trl_utils._ChunkedLogProbFunction = TorchLogProbs
+    # a duck-typed stand-in for TRL's private autograd class, so not of its type
+    trl_utils._ChunkedLogProbFunction = TorchLogProbs  # type: ignore[misc, assignment]
     return True
 
 
@@ -27,7 +34,17 @@ class TorchLogProbs:
     the target is the argmax), None for those not requested."""
 
     @staticmethod
-    def apply(hidden, weight, bias, targets, temperature, chunk_size, softcap, scale, outputs):
+    def apply(
+        hidden: torch.Tensor,
+        weight: torch.Tensor,
+        bias: torch.Tensor | None,
+        targets: torch.Tensor,
+        temperature: float,
+        chunk_size: int,
+        softcap: float | None,
+        scale: float,
+        outputs: Collection[str],
+    ) -> tuple[torch.Tensor | None, ...]:
         import torch
         import torch.nn.functional as F
 

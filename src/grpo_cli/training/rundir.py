@@ -39,8 +39,19 @@ from grpo_cli.files import umask_mode, write_atomic
 from grpo_cli.training.checkpoints import complete_checkpoints
 
 LOCK = "run.lock"
-LIBRARIES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "unsloth",
-             "unsloth_zoo", "vllm", "bitsandbytes", "grpo-cli")  # fmt: skip
+LIBRARIES = (
+    "torch",
+    "transformers",
+    "trl",
+    "peft",
+    "accelerate",
+    "datasets",
+    "unsloth",
+    "unsloth_zoo",
+    "vllm",
+    "bitsandbytes",
+    "grpo-cli",
+)
 
 
 class RunDir:
@@ -306,7 +317,7 @@ def write_config(run: RunDir, cfg: GrpoConfig, source: str) -> None:
 
 def environment(hardware: dict[str, Any], backend: str, reason: str, precision: str) -> dict:
     """Versions, device and project commit: what a reader needs to reproduce the run."""
-    versions = {}
+    versions: dict[str, str | None] = {}
     for name in LIBRARIES:
         try:
             versions[name] = metadata.version(name)
@@ -331,12 +342,18 @@ def git_commit(folder: Path) -> dict[str, Any] | None:
     try:
         commit = subprocess.run(
             ["git", "-C", str(folder), "rev-parse", "HEAD"],
-            capture_output=True, text=True, timeout=5, check=True,
-        ).stdout.strip()  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
         dirty = subprocess.run(
             ["git", "-C", str(folder), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, timeout=5, check=True,
-        ).stdout.strip()  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
     return {"commit": commit, "dirty": bool(dirty)}

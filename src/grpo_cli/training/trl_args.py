@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from grpo_cli.config.schema import GrpoConfig
 from grpo_cli.errors import GrpoError
 from grpo_cli.geometry import batch_geometry
+
+if TYPE_CHECKING:
+    import trl
 
 
 def grpo_config_fields() -> set[str]:
@@ -92,7 +95,7 @@ def grpo_config_kwargs(
     return kwargs
 
 
-def build_grpo_config(kwargs: dict[str, Any]):
+def build_grpo_config(kwargs: dict[str, Any]) -> trl.GRPOConfig:
     """trl.GRPOConfig(**kwargs); TRL's own refusals become user errors."""
     from trl import GRPOConfig
 
