@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import re
 import subprocess
 import sys
@@ -191,6 +193,30 @@ def test_a_folder_the_user_cannot_write_is_a_user_error_in_every_command(
     assert result.code == 2, result.err
     assert f"Error: permission denied: {tmp_path / 'ro'}" in result.err
     assert "Hint:" in result.err and "unexpected" not in result.err
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [
+        (errno.ENOSPC, "Error: the disk is full: writing {path} failed ("),
+        (errno.EDQUOT, "Error: the disk is full: writing {path} failed ("),
+        (errno.EROFS, "Error: read-only file system: {path}"),
+        (errno.ECONNRESET, "Error: unexpected ConnectionResetError"),  # not the user's to fix
+    ],
+)
+def test_a_full_or_read_only_disk_is_a_user_error_in_every_command(
+    cli, tmp_path, monkeypatch, code, expected
+):
+    path = tmp_path / "out.jsonl"
+
+    def failing(target, suffix=""):
+        raise OSError(code, os.strerror(code), str(target))
+
+    monkeypatch.setattr("grpo_cli.commands.score.open_temporary", failing)
+    result = cli("score", REPO / "tests/data/completions.jsonl", "-o", path)
+    assert result.code == (1 if code == errno.ECONNRESET else 2), result.err
+    assert expected.format(path=path) in result.err
+    assert not path.exists()
 
 
 # --- help, as a new user reads it in an 80-column terminal ---------------------------------------

@@ -493,24 +493,59 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("Interrupted by Ctrl-C; stopped.", file=sys.stderr)
         return 130
-    except PermissionError as exc:
+    except OSError as exc:
+        # Faults of the machine the user can fix, whichever command meets them: a folder they
+        # cannot write, a full disk or quota, a read-only file system. Anything else is a bug.
+        message = _storage_error(exc)
+        if message is None:
+            return _unexpected(exc, debug)
         if debug:
             traceback.print_exc()
-        print(
-            f"Error: permission denied: {exc.filename or exc}\n"
-            "Hint: choose a folder you can write (output.dir, or --output), or check the "
-            "file's permissions",
-            file=sys.stderr,
-        )
+        print(message, file=sys.stderr)
         return USER_ERROR_EXIT
     except Exception as exc:
-        if debug:
-            traceback.print_exc()
-            return 1
-        print(
-            f"Error: unexpected {type(exc).__name__}: {exc}\n"
-            "Hint: run again with --debug for the traceback, and report it.",
-            file=sys.stderr,
-        )
-        return 1
+        return _unexpected(exc, debug)
     return 0
+
+
+def _storage_error(exc: OSError) -> str | None:
+    import errno
+    import shutil
+
+    where = exc.filename or ""
+    if isinstance(exc, PermissionError):
+        return (
+            f"Error: permission denied: {where or exc}\n"
+            "Hint: choose a folder you can write (output.dir, or --output), or check the "
+            "file's permissions"
+        )
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        free = ""
+        try:
+            folder = Path(where).parent if where else Path.cwd()
+            free = f" ({shutil.disk_usage(folder).free / 2**20:.0f} MiB free there)"
+        except OSError:
+            pass
+        return (
+            f"Error: the disk is full: writing {where or 'a file'} failed{free}\n"
+            "Hint: free some space (or write elsewhere with output.dir or --output) and run the "
+            "same command again: finished work was kept"
+        )
+    if exc.errno == errno.EROFS:
+        return (
+            f"Error: read-only file system: {where or exc}\n"
+            "Hint: write to another folder (output.dir, or --output)"
+        )
+    return None
+
+
+def _unexpected(exc: BaseException, debug: bool) -> int:
+    if debug:
+        traceback.print_exc()
+        return 1
+    print(
+        f"Error: unexpected {type(exc).__name__}: {exc}\n"
+        "Hint: run again with --debug for the traceback, and report it.",
+        file=sys.stderr,
+    )
+    return 1
