@@ -444,6 +444,8 @@ def test_a_hard_stop_while_saving_leaves_each_step_once_after_resume(
     resumed = cli("train", str(run / "config.yaml"), "--resume")
     assert resumed.code == 0, resumed.err
     assert "removed checkpoint-4: half-written" in resumed.err
+    # where it resumes comes first, then what was cleaned up to resume there
+    assert resumed.err.index("resuming from checkpoint-2") < resumed.err.index("removed")
     assert "dropped 2 records of metrics.jsonl past checkpoint-2" in resumed.err
     assert "dropped 4 records of completions.jsonl past checkpoint-2" in resumed.err
     assert "dropped 1 cut-short line of metrics.jsonl" in resumed.err

@@ -143,9 +143,11 @@ def recipe(
 
     stage.enter("preparing the run directory")
     stage.run = run = rundir.prepare(run_path, resume=resume, overwrite=overwrite, note=stage.note)
-    checkpoint = resume_point(run, console.print) if resume else None
+    cleaned: list[str] = []  # said after the line that says where the run resumes
+    checkpoint = resume_point(run, cleaned.append) if resume else None
     if resume:
-        console.print(resuming(checkpoint, cfg, run), markup=False)
+        for line in [resuming(checkpoint, cfg, run), *cleaned]:
+            console.print(line, markup=False)
     if not resume or not run.config.is_file():
         rundir.write_config(run, with_run_name(cfg, run_path.name), display_path(config_path))
     run.write_json(
