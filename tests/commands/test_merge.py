@@ -216,6 +216,15 @@ def test_a_checkpoint_merges_with_its_own_step_and_the_runs_recipe(cli, run, tmp
     assert "| optimizer steps | 2 |" in card and "| learning rate | 0.0001 |" in card
 
 
+def test_a_merged_checkpoint_goes_beside_checkpoints_not_into_it(cli, run):
+    # The trainer takes any `*checkpoint-N` folder in checkpoints/ for one of its own (and
+    # save_total_limit deletes the oldest): a merge must never land there.
+    result = cli("merge", run / "checkpoints" / "checkpoint-2")
+    assert result.code == 0, result.err
+    assert "model.safetensors" in files_in(run / "merged-checkpoint-2")
+    assert not [p.name for p in (run / "checkpoints").iterdir() if "merged" in p.name]
+
+
 # --- the model card -------------------------------------------------------------------------
 
 
@@ -428,11 +437,16 @@ def test_sources_that_cannot_be_merged_are_refused(cli, run, tiny_model, tmp_pat
     assert "checkpoint-4" in cli("merge", run).err  # the hint names the checkpoint to merge
 
 
-def test_a_checkpoint_the_trainer_did_not_finish_is_never_merged(cli, run):
+def test_a_checkpoint_the_trainer_did_not_finish_is_never_merged(cli, run, monkeypatch):
     (run / "checkpoints/checkpoint-4/checkpoint_complete.json").unlink()  # stopped while saving
     result = cli("merge", run / "checkpoints" / "checkpoint-4")
     assert result.code == 2 and "did not finish writing" in result.err, result.err
     assert f"use the newest complete one: {run / 'checkpoints' / 'checkpoint-2'}" in result.err
+    # the same checkpoint named from inside it is the same checkpoint
+    monkeypatch.chdir(run / "checkpoints" / "checkpoint-4")
+    inside = cli("merge", ".")
+    assert inside.code == 2 and "did not finish writing" in inside.err, inside.err
+    monkeypatch.chdir(run)
     shutil.rmtree(run / "adapter")
     hint = cli("merge", run).err.split("Hint: ")[1]
     assert "checkpoint-2" in hint and "checkpoint-4" not in hint

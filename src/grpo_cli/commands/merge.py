@@ -110,6 +110,10 @@ def default_output(src: ModelSource, given: Path, adapter_only: bool) -> Path:
     name = "adapter-release" if adapter_only else "merged"
     if src.kind == "run" and src.run is not None:
         return src.run.path / name
+    if src.kind == "checkpoint" and src.run is not None and src.adapter is not None:
+        # beside checkpoints/, not in it: the trainer takes any `*checkpoint-N` folder there for
+        # one of its own, and save_total_limit would delete the merged model
+        return src.run.path / f"{name}-{src.adapter.name}"
     given = given.resolve()  # "." has no name to put a suffix on
     return given.with_name(f"{given.name}-{name.split('-')[-1]}")
 

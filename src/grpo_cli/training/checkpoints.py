@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from grpo_cli.config.yamlio import display_path
-from grpo_cli.errors import GrpoError
-from grpo_cli.files import write_atomic
+from grpo_cli.errors import GrpoError, first_line
+from grpo_cli.files import free_space, size_text, write_atomic
 
 if TYPE_CHECKING:
     from grpo_cli.training.rundir import RunDir
@@ -76,7 +76,9 @@ def is_complete(checkpoint: Path) -> bool:
 
 def refuse_unfinished(folder: Path, what: str) -> None:
     """`grpo eval` and `grpo merge` take a checkpoint by the rule --resume uses: one the trainer
-    did not finish writing is refused, naming the newest one it did."""
+    did not finish writing is refused, naming the newest one it did. The path is resolved first:
+    `grpo merge .` inside a checkpoint is that checkpoint too."""
+    folder = folder.resolve()
     if checkpoint_step(folder) is None or folder.parent.name != "checkpoints":
         return
     if is_complete(folder):
@@ -297,8 +299,7 @@ def explain_failure(
     frames = {name for e in _chain(exc) for name in _frame_names(e)}
     if resumed_from is not None and frames & LOADERS:
         earlier = [c for c in complete_checkpoints(resumed_from.parent) if c != resumed_from]
-        first_line = (str(exc).strip().splitlines() or [""])[0][:300]
-        problem = f"it does not load ({type(exc).__name__}: {first_line})"
+        problem = f"it does not load ({type(exc).__name__}: {first_line(exc)})"
         return damaged(resumed_from, problem, run, earlier)
     if "_save_checkpoint" in frames:
         target = Path(trainer.args.output_dir) / f"checkpoint-{trainer.state.global_step}"
@@ -310,13 +311,14 @@ def explain_failure(
     saving = target == run.adapter or checkpoint_step(target) is not None
     complete = complete_checkpoints(run.checkpoints)
     needed = space_needed(complete, trainer, adapter_only=target == run.adapter) if saving else 0
-    if not _disk_full(exc, saving and _free_space(target) < needed):
+    free = free_space(target) or 0
+    if not _disk_full(exc, saving and free < needed):
         return None
     if saving and target.is_dir() and target not in complete:
         shutil.rmtree(target)  # half-written: never to be resumed from, and it holds the space
     message = f"the disk is full: writing {display_path(target)} failed; "
-    message += f"{_size(_free_space(target))} free there"
-    message += f", about {_size(needed)} needed" if saving else ""
+    message += f"{size_text(free)} free there"
+    message += f", about {size_text(needed)} needed" if saving else ""
     if complete:
         hint = (
             f"free some space, then resume from {complete[-1].name}: "
@@ -340,7 +342,7 @@ def space_needed(complete: list[Path], trainer: Any, *, adapter_only: bool) -> i
             files = [p for p in files if p.suffix not in (".pt", ".pth")]
         return sum(p.stat().st_size for p in files)
     weights = sum(
-        p.numel() * p.element_size() for p in trainer.model.parameters() if p.requires_grad
+        p.numel() * p.elementsize_text() for p in trainer.model.parameters() if p.requires_grad
     )
     return weights if adapter_only else 3 * weights
 
@@ -357,11 +359,6 @@ def _disk_full(exc: BaseException, short_of_space: bool) -> bool:
     return isinstance(exc, RuntimeError) and short_of_space
 
 
-def _free_space(folder: Path) -> int:
-    existing = next(p for p in (folder, *folder.parents) if p.exists())
-    return shutil.disk_usage(existing).free
-
-
 def _chain(exc: BaseException | None) -> Iterator[BaseException]:
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
@@ -373,14 +370,6 @@ def _chain(exc: BaseException | None) -> Iterator[BaseException]:
 def _frame_names(exc: BaseException) -> Iterator[str]:
     for frame, _ in traceback.walk_tb(exc.__traceback__):
         yield frame.f_code.co_name
-
-
-def _size(n: float) -> str:
-    for unit in ("bytes", "KB", "MB"):
-        if n < 1000:
-            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} GB"
 
 
 def _count(n: int, noun: str) -> str:
