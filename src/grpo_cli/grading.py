@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from grpo_cli.answers import extract_flexible, format_number, read_number
-from grpo_cli.rewards.builtin import follows_format, gold_value, strict_value
+from grpo_cli.rewards.builtin import follows_format, gold_value, strict_value, strictly_correct
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ def grade(
     return Grade(
         extracted=_canonical(strict),
         extracted_flexible=flexible,
-        correct=target is not None and strict == target,
+        correct=strictly_correct(text, gold, answer_tag),
         correct_flexible=target is not None
         and flexible is not None
         and read_number(flexible) == target,

@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-from grpo_cli.grading import grade
-from grpo_cli.rewards.builtin import completion_text
+from grpo_cli.rewards.builtin import completion_text, strictly_correct
 from grpo_cli.rewards.runner import BoundReward
 from grpo_cli.training.checkpoints import mark_complete
 from grpo_cli.training.rundir import RunDir
@@ -38,7 +37,9 @@ class AccuracyProbe:
         answers = columns.get("answer")
         if answers is not None and "log_metric" in columns:
             right = sum(
-                grade(completion_text(c), gold, self.answer_tag).correct
+                # grade()'s strict rule alone: the flexible reading would cost every step, and
+                # strict_value is cached from the correctness reward that just ran
+                strictly_correct(completion_text(c), gold, self.answer_tag)
                 for c, gold in zip(completions, answers, strict=True)
             )
             columns["log_metric"]("accuracy", right / max(1, len(completions)))
