@@ -56,3 +56,18 @@ def test_loading_a_damaged_merged_folder_is_a_user_error_naming_the_file(tiny_mo
     with pytest.raises(GrpoError) as err:
         load_model(source, torch.float32)
     assert f"{weights} is damaged" in (err.value.hint or "")
+
+
+@pytest.mark.parametrize(
+    ("exc", "expected"),
+    [
+        (OSError(28, "No space left on device", "/cache/blob"), "the disk is full: writing"),
+        (PermissionError(13, "Permission denied", "/cache/blob"), "permission denied: /cache/blob"),
+        (MemoryError(), "not enough memory to load the model"),
+    ],
+)
+def test_a_machine_fault_while_loading_is_not_blamed_on_the_model_or_network(exc, expected):
+    cfg = GrpoConfig.model_validate({"model": {"name": "owner/model"}, "rewards": ["correctness"]})
+    error = load_error(cfg, "model", exc)
+    assert expected in error.message
+    assert "network" not in (error.hint or "")

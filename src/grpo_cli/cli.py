@@ -17,7 +17,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperCommand, TyperGroup
 
-from grpo_cli.errors import USER_ERROR_EXIT, GrpoError
+from grpo_cli.errors import INTERRUPTED_EXIT, USER_ERROR_EXIT, GrpoError
 
 
 def _without_type_labels(params: list[Any]) -> list[Any]:
@@ -481,7 +481,7 @@ def main(argv: list[str] | None = None) -> int:
             cause = cause.__cause__ or cause.__context__
         if cause is not None:
             print("Interrupted by Ctrl-C; stopped.", file=sys.stderr)
-            return 130
+            return INTERRUPTED_EXIT
         if exc.code is None:
             return 0
         return exc.code if isinstance(exc.code, int) else 1
@@ -492,51 +492,22 @@ def main(argv: list[str] | None = None) -> int:
         return USER_ERROR_EXIT
     except KeyboardInterrupt:
         print("Interrupted by Ctrl-C; stopped.", file=sys.stderr)
-        return 130
+        return INTERRUPTED_EXIT
     except OSError as exc:
         # Faults of the machine the user can fix, whichever command meets them: a folder they
         # cannot write, a full disk or quota, a read-only file system. Anything else is a bug.
-        message = _storage_error(exc)
-        if message is None:
+        from grpo_cli.files import storage_error
+
+        error = storage_error(exc)
+        if error is None:
             return _unexpected(exc, debug)
         if debug:
             traceback.print_exc()
-        print(message, file=sys.stderr)
+        print(error.render(), file=sys.stderr)
         return USER_ERROR_EXIT
     except Exception as exc:
         return _unexpected(exc, debug)
     return 0
-
-
-def _storage_error(exc: OSError) -> str | None:
-    import errno
-    import shutil
-
-    where = exc.filename or ""
-    if isinstance(exc, PermissionError):
-        return (
-            f"Error: permission denied: {where or exc}\n"
-            "Hint: choose a folder you can write (output.dir, or --output), or check the "
-            "file's permissions"
-        )
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        free = ""
-        try:
-            folder = Path(where).parent if where else Path.cwd()
-            free = f" ({shutil.disk_usage(folder).free / 2**20:.0f} MiB free there)"
-        except OSError:
-            pass
-        return (
-            f"Error: the disk is full: writing {where or 'a file'} failed{free}\n"
-            "Hint: free some space (or write elsewhere with output.dir or --output) and run the "
-            "same command again: finished work was kept"
-        )
-    if exc.errno == errno.EROFS:
-        return (
-            f"Error: read-only file system: {where or exc}\n"
-            "Hint: write to another folder (output.dir, or --output)"
-        )
-    return None
 
 
 def _unexpected(exc: BaseException, debug: bool) -> int:

@@ -10,6 +10,12 @@ INTERRUPTED_EXIT = 130  # 128 + SIGINT, what shells report for a Ctrl-C
 SHOWN_PROBLEMS = 20
 
 
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """An exception's message as one short line: its first line, or its type's name."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:limit] if text else type(exc).__name__
+
+
 class GrpoError(Exception):
     """A mistake the user can fix. `main()` prints it without a traceback and exits 2."""
 

@@ -1,10 +1,15 @@
-"""Writing files so that a crash never leaves one half-written."""
+"""Writing files so that a crash never leaves one half-written, and the storage faults a user
+can fix (no permission, a full disk, a read-only file system) told as such."""
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import tempfile
 from pathlib import Path
+
+from grpo_cli.errors import GrpoError
 
 
 def umask_mode(directory: bool = False) -> int:
@@ -34,3 +39,48 @@ def write_atomic(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def size_text(n: float) -> str:
+    """A size as people read it: `500 bytes`, `12.3 MB`."""
+    for unit in ("bytes", "KB", "MB"):
+        if n < 1000:
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"
+
+
+def free_space(path: Path) -> int | None:
+    """Bytes free on the file system that holds PATH (or its nearest existing parent)."""
+    for folder in (path, *path.parents):
+        try:
+            return shutil.disk_usage(folder).free
+        except OSError:
+            continue
+    return None
+
+
+def storage_error(exc: OSError) -> GrpoError | None:
+    """A storage fault the user can fix, as a user error naming the file; None for any other
+    OSError (a bug, or a fault that is not the user's to fix)."""
+    where = str(exc.filename) if exc.filename else ""
+    if isinstance(exc, PermissionError):
+        return GrpoError(
+            f"permission denied: {where or exc}",
+            "choose a folder you can write (output.dir, or --output), or check the file's "
+            "permissions",
+        )
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        free = free_space(Path(where) if where else Path.cwd())
+        there = f" ({size_text(free)} free there)" if free is not None else ""
+        return GrpoError(
+            f"the disk is full: writing {where or 'a file'} failed{there}",
+            "free some space (or write elsewhere with output.dir or --output) and run the same "
+            "command again: finished work was kept",
+        )
+    if exc.errno == errno.EROFS:
+        return GrpoError(
+            f"read-only file system: {where or exc}",
+            "write to another folder (output.dir, or --output)",
+        )
+    return None

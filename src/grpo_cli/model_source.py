@@ -20,7 +20,7 @@ import yaml
 
 from grpo_cli.config.schema import is_hub_id, looks_like_path
 from grpo_cli.config.yamlio import load_text
-from grpo_cli.errors import GrpoError
+from grpo_cli.errors import GrpoError, first_line
 from grpo_cli.training.checkpoints import CHECKPOINT, refuse_unfinished
 from grpo_cli.training.rundir import RunDir
 
@@ -99,7 +99,7 @@ class ModelSource:
         try:
             return GrpoConfig.model_validate(self.config)
         except ValidationError as exc:
-            first = str(exc).strip().splitlines()[0]
+            first = first_line(exc)
             raise GrpoError(
                 f"{self.config_file}: not a readable run config ({first})",
                 "the run directory was changed by hand or written by another version",
@@ -244,7 +244,7 @@ def read_run_config(path: Path) -> dict[str, Any]:
     try:
         data = load_text(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        first = str(exc).strip().splitlines()[0]
+        first = first_line(exc)
         raise GrpoError(
             f"{path}: not a readable run config ({first})",
             "the run directory was changed by hand: restore the file from the run's "

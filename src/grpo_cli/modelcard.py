@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, TypeGuard
 
-from grpo_cli.config.schema import DATA_SUFFIXES, HUB_TOKEN_RE, is_hub_id, looks_like_path
+from grpo_cli.config.schema import DATA_SUFFIXES, is_hub_id, looks_like_path, mask_secrets
 
 # A safety net, not the main defence (configs refuse secrets, env.json drops them from argv):
 # nothing shaped like a Hub token ever reaches a card that may be published.
@@ -55,7 +55,7 @@ def model_card(facts: CardFacts) -> str:
         _versions_section(facts.env),
     ]
     text = "\n\n".join(s for s in sections if s) + "\n"
-    return HUB_TOKEN_RE.sub("hf_***", text)
+    return mask_secrets(text)
 
 
 def front_matter(facts: CardFacts) -> str:

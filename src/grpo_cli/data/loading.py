@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from grpo_cli.config.schema import DATA_SUFFIXES, looks_like_path
 from grpo_cli.data.formatters import get_formatter
 from grpo_cli.data.prompts import PromptFormat
-from grpo_cli.errors import GrpoError
+from grpo_cli.errors import GrpoError, first_line
 from grpo_cli.files import write_atomic
 
 if TYPE_CHECKING:
@@ -152,7 +152,7 @@ def _local_split(path: Path) -> Dataset:
             raise GrpoError(f"{path} has no rows, only a header") from None
         raise GrpoError(
             f"cannot read {path} as {path.suffix.lstrip('.')}: {type(exc).__name__}: "
-            f"{_first_line(exc)}",
+            f"{first_line(exc)}",
             "check the file (JSON Lines: one JSON object per line)",
         ) from exc
     if len(ds) == 0:
@@ -227,14 +227,14 @@ def _hub_split(source: str, subset: str | None, split: str) -> Dataset:
     except ValueError as exc:
         if "split" in str(exc).lower():
             raise GrpoError(
-                f"data.split: {source} has no split {split!r}: {_first_line(exc)}",
+                f"data.split: {source} has no split {split!r}: {first_line(exc)}",
                 "set data.split (or data.eval_split) to one of the splits listed",
             ) from exc
-        raise GrpoError(f"data.source: cannot load {source}: {_first_line(exc)}") from exc
+        raise GrpoError(f"data.source: cannot load {source}: {first_line(exc)}") from exc
     except Exception as exc:
         raise GrpoError(
             f"data.source: cannot load {source} (subset {subset}) from the Hugging Face Hub: "
-            f"{type(exc).__name__}: {_first_line(exc)}",
+            f"{type(exc).__name__}: {first_line(exc)}",
             "check the dataset id and your network (HF_HUB_OFFLINE must be unset to download), "
             "or point data.source at a local .jsonl file or folder",
         ) from exc
@@ -379,8 +379,3 @@ def read_heldout(run_dir: Path) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         raise GrpoError(f"{path} is not valid JSON: {exc}") from exc
     return record
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from grpo_cli.config.schema import is_hub_id
-from grpo_cli.errors import GrpoError
+from grpo_cli.errors import GrpoError, first_line
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,7 @@ def hub_error(exc: Exception, plan: PushPlan) -> GrpoError | None:
         return GrpoError("--push-to-hub: HF_HUB_OFFLINE is set", f"unset it; {later}")
     if isinstance(exc, HfHubHTTPError):
         status = exc.response.status_code if exc.response is not None else None
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        first = first_line(exc)
         if status == 401:
             return GrpoError(
                 f"--push-to-hub {plan.repo_id}: the Hub refused the token (401)",

@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from grpo_cli.files import umask_mode
+
 REPLACED = "replaced"
 
 
@@ -22,9 +24,7 @@ def staging(target: Path, force: bool) -> Iterator[Path]:
     it fails: a crash leaves no half-written model and keeps the folder it would replace."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=_prefix(target, "tmp")))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it 0700; a model folder is shared as usual
+    os.chmod(tmp, umask_mode(directory=True))  # mkdtemp makes it 0700; a model folder is shared
     try:
         yield tmp
         if target.is_dir() and any(target.iterdir()) and force:

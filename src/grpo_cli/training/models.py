@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from grpo_cli.config.schema import GrpoConfig, looks_like_path
-from grpo_cli.errors import GrpoError
+from grpo_cli.errors import GrpoError, first_line
+from grpo_cli.files import storage_error
 
 DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 
@@ -173,9 +174,16 @@ def model_load_error(
 ) -> GrpoError:
     """A failed from_pretrained of NAME as a user error; its hint names the cause: a damaged file
     (in the local folder or the Hub cache), a folder that is no model, or the Hub."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if isinstance(exc, OSError) and (storage := storage_error(exc)) is not None:
+        return storage  # a full disk or an unwritable cache while downloading: not the model
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+        return GrpoError(
+            f"{key}: not enough memory to load the {what} of {name}: {first_line(exc)}",
+            "use a smaller model, or quantized weights (model.quantization: 4bit on a GPU), or "
+            "free the memory other processes hold",
+        )
     return GrpoError(
-        f"{key}: cannot load the {what} of {name}: {type(exc).__name__}: {text}",
+        f"{key}: cannot load the {what} of {name}: {type(exc).__name__}: {first_line(exc)}",
         load_hint(name, key, revision),
     )
 

@@ -33,7 +33,7 @@ from typing import Any
 import yaml
 
 from grpo_cli.config import dump_config
-from grpo_cli.config.schema import HUB_TOKEN_RE, GrpoConfig
+from grpo_cli.config.schema import GrpoConfig, mask_secrets
 from grpo_cli.errors import GrpoError
 from grpo_cli.files import umask_mode, write_atomic
 from grpo_cli.training.checkpoints import complete_checkpoints
@@ -226,16 +226,11 @@ class RunLock:
 
     @classmethod
     def acquire(cls, path: Path, overwrite: bool, note: Callable[[str], None]) -> RunLock:
-        import fcntl
 
         while True:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, umask_mode())
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = _owner(fd)
-                os.close(fd)
-                raise in_use(path.parent, holder, overwrite) from None
+                locked = _lock_within(fd, seconds=0.2)
             except OSError as exc:  # a file system without locks (some network mounts)
                 os.close(fd)
                 note(
@@ -243,6 +238,10 @@ class RunLock:
                     "grpo train from writing into this run at the same time"
                 )
                 return cls(path, None)
+            if not locked:
+                holder = _owner(fd)
+                os.close(fd)
+                raise in_use(path.parent, holder, overwrite) from None
             # The previous owner unlinks the file when it releases it: if that happened between
             # our open and our flock, we hold a lock on a file nobody else will ever open.
             try:
@@ -262,7 +261,7 @@ class RunLock:
             "pid": os.getpid(),
             "host": socket.gethostname(),
             "started": datetime.now().isoformat(timespec="seconds"),
-            "argv": [a for a in sys.argv if not HUB_TOKEN_RE.search(a)],
+            "argv": [mask_secrets(a) for a in sys.argv],
         }
         os.ftruncate(fd, 0)
         os.pwrite(fd, (json.dumps(record) + "\n").encode(), 0)
@@ -280,6 +279,23 @@ class RunLock:
             pass
         os.close(self.fd)
         self.fd = None
+
+
+def _lock_within(fd: int, seconds: float) -> bool:
+    """Take the exclusive lock, trying for a moment: `check()` of another start holds a shared
+    lock for microseconds while it looks, which must not read as a run in progress."""
+    import fcntl
+    import time
+
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
 
 
 def lock_holder(path: Path) -> dict[str, Any] | None:
@@ -332,7 +348,7 @@ def environment(hardware: dict[str, Any], backend: str, reason: str, precision: 
         "backend_reason": reason,
         "precision": precision,
         "git": git_commit(Path(__file__).resolve().parents[3]),
-        "argv": [a for a in sys.argv if not HUB_TOKEN_RE.search(a)],
+        "argv": [mask_secrets(a) for a in sys.argv],
         "started": datetime.now().isoformat(timespec="seconds"),
     }
 
