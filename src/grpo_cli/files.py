@@ -4,10 +4,12 @@ can fix (no permission, a full disk, a read-only file system) told as such."""
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from grpo_cli.errors import GrpoError
 
@@ -39,6 +41,20 @@ def write_atomic(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def append_jsonl(path: Path, records: list[dict[str, Any]], *, durable: bool = False) -> None:
+    """Records appended as JSON lines, the first on a fresh line even when a hard stop left the
+    last one without its newline (it would have the next glued onto it). One write, so a kill
+    leaves whole records or one cut short; `durable` waits until they are on disk."""
+    text = "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in records)
+    with path.open("a+b") as f:
+        if f.tell() and (f.seek(f.tell() - 1), f.read(1))[1] != b"\n":
+            text = "\n" + text
+        f.write(text.encode("utf-8"))
+        if durable:
+            f.flush()
+            os.fsync(f.fileno())
 
 
 def size_text(n: float) -> str:

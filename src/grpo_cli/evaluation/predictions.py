@@ -10,7 +10,6 @@ current row's (a split file rewritten in place gets new predictions).
 from __future__ import annotations
 
 import json
-import os
 import statistics
 from collections.abc import Callable
 from dataclasses import asdict
@@ -20,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from grpo_cli.errors import GrpoError
 from grpo_cli.evaluation.generate import Completion, Engine, Sampling
 from grpo_cli.evaluation.metrics import row_scores
-from grpo_cli.files import write_atomic
+from grpo_cli.files import append_jsonl, write_atomic
 from grpo_cli.grading import grade as grade_one
 
 if TYPE_CHECKING:
@@ -127,14 +126,7 @@ class PredictionFile:
         return records
 
     def append(self, records: list[dict[str, Any]]) -> None:
-        with self.path.open("a+b") as f:
-            # a last record saved without its newline would have the next one glued onto it
-            if f.tell() and (f.seek(f.tell() - 1), f.read(1))[1] != b"\n":
-                f.write(b"\n")
-            for record in records:
-                f.write((json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8"))
-            f.flush()
-            os.fsync(f.fileno())
+        append_jsonl(self.path, records, durable=True)  # a crash loses at most the next batch
 
     def previous_engine(self) -> str:
         """The engine named in an earlier metrics.json, for rows that are all reused."""

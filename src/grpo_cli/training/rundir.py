@@ -35,7 +35,7 @@ import yaml
 from grpo_cli.config import dump_config
 from grpo_cli.config.schema import GrpoConfig, mask_secrets
 from grpo_cli.errors import GrpoError
-from grpo_cli.files import umask_mode, write_atomic
+from grpo_cli.files import append_jsonl, umask_mode, write_atomic
 from grpo_cli.training.checkpoints import complete_checkpoints
 
 LOCK = "run.lock"
@@ -102,12 +102,7 @@ class RunDir:
         write_atomic(path, json.dumps(record, indent=1, default=str) + "\n")
 
     def append_jsonl(self, path: Path, record: dict[str, Any]) -> None:
-        """One record, on a line of its own even after a hard stop cut the last one short."""
-        line = json.dumps(record, ensure_ascii=False, default=str) + "\n"
-        with path.open("a+b") as f:
-            if f.tell() and (f.seek(-1, os.SEEK_END), f.read(1))[1] != b"\n":
-                line = "\n" + line
-            f.write(line.encode("utf-8"))  # one write: a kill leaves a whole record or a cut one
+        append_jsonl(path, [record])
 
 
 def run_name(cfg: GrpoConfig, config_path: Path, now: datetime | None = None) -> str:
