@@ -7,7 +7,9 @@ import errno
 import json
 import os
 import shutil
+import struct
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -100,3 +102,55 @@ def storage_error(exc: OSError) -> GrpoError | None:
             "write to another folder (output.dir, or --output)",
         )
     return None
+
+
+def file_damage(path: Path) -> str | None:
+    """Why a saved JSON, safetensors or torch file cannot be read back (cut short by a kill or
+    a full disk, or damaged), or None. Cheap: headers and zip directories, not the tensors."""
+    try:
+        if path.suffix == ".json":
+            if not json_reads(path):
+                return "is not valid JSON (cut short?)"
+        elif path.suffix == ".safetensors":
+            return _safetensors_damage(path)
+        elif path.suffix in (".pt", ".pth", ".bin"):
+            with zipfile.ZipFile(path):
+                pass
+    except zipfile.BadZipFile:
+        return "is cut short (its zip directory does not read)"
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    return None
+
+
+def _safetensors_damage(path: Path) -> str | None:
+    """A safetensors file is an 8-byte header length, a JSON header, then the tensors the header
+    locates: the file must end exactly where the last tensor does."""
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            return "is cut short (no header)"
+        (length,) = struct.unpack("<Q", head)
+        if 8 + length > size:
+            return "is cut short (its header runs past the end of the file)"
+        try:
+            header = json.loads(f.read(length))
+            end = max(
+                (int(t["data_offsets"][1]) for k, t in header.items() if k != "__metadata__"),
+                default=0,
+            )
+        except (ValueError, KeyError, TypeError, AttributeError, IndexError):
+            return "has a damaged header"
+    if 8 + length + end != size:
+        return f"is cut short ({size} bytes, its header declares {8 + length + end})"
+    return None
+
+
+def json_reads(path: Path) -> bool:
+    """Whether PATH holds JSON that parses."""
+    try:
+        json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return True

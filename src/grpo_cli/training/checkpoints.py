@@ -14,9 +14,7 @@ import json
 import os
 import re
 import shutil
-import struct
 import traceback
-import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from grpo_cli.config.yamlio import display_path
 from grpo_cli.errors import GrpoError, first_line
-from grpo_cli.files import free_space, size_text, write_atomic
+from grpo_cli.files import file_damage, free_space, json_reads, size_text, write_atomic
 
 if TYPE_CHECKING:
     from grpo_cli.training.rundir import RunDir
@@ -66,7 +64,7 @@ def complete_checkpoints(folder: Path) -> list[Path]:
         child
         for step, child in found
         if (child / MARKER).is_file()
-        or ((first_marked is None or step < first_marked) and _json_reads(child / TRAINER_STATE))
+        or ((first_marked is None or step < first_marked) and json_reads(child / TRAINER_STATE))
     ]
 
 
@@ -128,59 +126,10 @@ def checkpoint_damage(checkpoint: Path) -> str | None:
     if not any((checkpoint / name).is_file() for name in WEIGHTS):
         return "the adapter weights (adapter_model.safetensors) are missing"
     for path in sorted(p for p in checkpoint.rglob("*") if p.is_file()):
-        problem = _file_damage(path)
+        problem = file_damage(path)
         if problem:
             return f"{path.relative_to(checkpoint).as_posix()} {problem}"
     return None
-
-
-def _file_damage(path: Path) -> str | None:
-    try:
-        if path.suffix == ".json":
-            if not _json_reads(path):
-                return "is not valid JSON (cut short?)"
-        elif path.suffix == ".safetensors":
-            return _safetensors_damage(path)
-        elif path.suffix in (".pt", ".pth", ".bin"):
-            with zipfile.ZipFile(path):
-                pass
-    except zipfile.BadZipFile:
-        return "is cut short (its zip directory does not read)"
-    except OSError as exc:
-        return f"cannot be read ({exc.strerror or exc})"
-    return None
-
-
-def _safetensors_damage(path: Path) -> str | None:
-    """A safetensors file is an 8-byte header length, a JSON header, then the tensors the header
-    locates: the file must end exactly where the last tensor does."""
-    size = path.stat().st_size
-    with path.open("rb") as f:
-        head = f.read(8)
-        if len(head) < 8:
-            return "is cut short (no header)"
-        (length,) = struct.unpack("<Q", head)
-        if 8 + length > size:
-            return "is cut short (its header runs past the end of the file)"
-        try:
-            header = json.loads(f.read(length))
-            end = max(
-                (int(t["data_offsets"][1]) for k, t in header.items() if k != "__metadata__"),
-                default=0,
-            )
-        except (ValueError, KeyError, TypeError, AttributeError, IndexError):
-            return "has a damaged header"
-    if 8 + length + end != size:
-        return f"is cut short ({size} bytes, its header declares {8 + length + end})"
-    return None
-
-
-def _json_reads(path: Path) -> bool:
-    try:
-        json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return True
 
 
 # --- resuming --------------------------------------------------------------------------------

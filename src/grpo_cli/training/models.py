@@ -7,14 +7,13 @@ trl, transformers and peft, so `import_unsloth_first()` runs before anything els
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 from grpo_cli.config.schema import GrpoConfig, looks_like_path
 from grpo_cli.errors import GrpoError, first_line
-from grpo_cli.files import storage_error
+from grpo_cli.files import file_damage, storage_error
 
 DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 
@@ -224,20 +223,12 @@ def load_hint(name: str, key: str, revision: str | None) -> str:
 
 
 def damaged_file(folder: Path) -> tuple[Path, str] | None:
-    """The first JSON or safetensors file of FOLDER that cannot be read, and why."""
-    for file in sorted(folder.glob("*.json")):
-        try:
-            json.loads(file.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return file, "not valid JSON"
-    for file in sorted(folder.glob("*.safetensors")):
-        try:
-            from safetensors import safe_open
-
-            with safe_open(str(file), framework="pt"):
-                pass
-        except Exception:  # safetensors raises its own error type for a cut-off file
-            return file, "truncated or not a safetensors file"
+    """The first JSON or safetensors file of FOLDER that cannot be read, and why ("cut short
+    ..."), by the rule checkpoints are checked with."""
+    for file in sorted([*folder.glob("*.json"), *folder.glob("*.safetensors")]):
+        problem = file_damage(file)
+        if problem is not None:
+            return file, problem.removeprefix("is ")
     return None
 
 
