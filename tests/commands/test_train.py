@@ -464,7 +464,7 @@ def test_a_full_disk_while_saving_is_a_user_error_and_resume_recovers(
     # torch's C++ writer reports a full disk without the OS error; the free space tells
     torch_error = RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576")
     fail_saving(monkeypatch, "optimizer.pt", 4, torch_error)
-    monkeypatch.setattr(checkpoints, "_free_space", lambda folder: 500)
+    monkeypatch.setattr(checkpoints, "free_space", lambda folder: 500)
     full = cli(*smoke_args(tiny_model, tmp_path))
     run = tmp_path / "outputs" / "smoke-cpu"
     assert full.code == 2, full.err
