@@ -423,16 +423,14 @@ def changed_settings(before: dict[str, Any], after: dict[str, Any]) -> dict[str,
 def dry_run_report(plan: Plan, rewards: list[TrainingReward], console: Console) -> int:
     """Tokenizer, a few rows, one rendered prompt and every reward on a right and a wrong
     answer written in the target format; no weights are loaded."""
-    from grpo_cli.data.loading import DataReport, format_split, read_split
+    from grpo_cli.data.loading import DataReport, format_split, read_config_split
     from grpo_cli.data.prompts import PromptFormat
     from grpo_cli.training.models import load_tokenizer
 
     cfg = plan.loaded.config
     d = cfg.data
     tokenizer = load_tokenizer(cfg)
-    raw = read_split(
-        d.source, d.split, subset=d.subset, primary_split=d.split, seed=cfg.training.seed, limit=8
-    )
+    raw = read_config_split(cfg, limit=8)
     rows = format_split(
         raw, d.formatter, PromptFormat.from_config(d), DataReport(d.source, d.split)
     )

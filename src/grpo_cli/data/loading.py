@@ -312,18 +312,27 @@ class TrainingData:
     report: DataReport
 
 
+def read_config_split(
+    cfg: GrpoConfig, split: str | None = None, limit: int | None = None
+) -> Dataset:
+    """A split of the config's data source (default data.split), read as the config says:
+    its subset, its local files' naming, its seed for synthetic rows."""
+    d = cfg.data
+    return read_split(
+        d.source,
+        split or d.split,
+        subset=d.subset,
+        primary_split=d.split,
+        seed=cfg.training.seed,
+        limit=limit,
+    )
+
+
 def load_training_data(cfg: GrpoConfig) -> TrainingData:
     """The training rows of a config, with its held-out slice removed."""
     d = cfg.data
     report = DataReport(source=d.source, split=d.split)
-    raw = read_split(
-        d.source,
-        d.split,
-        subset=d.subset,
-        primary_split=d.split,
-        seed=cfg.training.seed,
-        limit=d.limit,
-    )
+    raw = read_config_split(cfg, limit=d.limit)
     ds = format_split(raw, d.formatter, PromptFormat.from_config(d), report)
     ids: list[int] = []
     heldout = None
@@ -345,9 +354,7 @@ def load_eval_data(cfg: GrpoConfig, split: str | None = None) -> tuple[Dataset, 
     d = cfg.data
     split = split or d.eval_split
     report = DataReport(source=d.source, split=split)
-    raw = read_split(
-        d.source, split, subset=d.subset, primary_split=d.split, seed=cfg.training.seed
-    )
+    raw = read_config_split(cfg, split)
     return format_split(raw, d.formatter, PromptFormat.from_config(d), report), report
 
 

@@ -20,7 +20,7 @@ def eval_rows(
     cfg: GrpoConfig, split: str | None, sources: list[ModelSource]
 ) -> tuple[str, Dataset, set[int] | None, str]:
     """(split name, raw rows, row ids to keep or None, description) for every model alike."""
-    from grpo_cli.data.loading import read_split
+    from grpo_cli.data.loading import read_config_split, read_split
 
     d = cfg.data
     name = split or d.eval_split
@@ -29,13 +29,19 @@ def eval_rows(
     if name.lower().endswith(DATA_SUFFIXES) or looks_like_path(name):
         raw = read_split(name, name, primary_split=name)
         return Path(name).stem, raw, None, display_path(Path(name))
-    raw = read_split(d.source, name, subset=d.subset, primary_split=d.split, seed=cfg.training.seed)
+    raw = read_config_split(cfg, name)
     return name, raw, None, f"{d.source} [{name}]"
 
 
 def heldout_rows(cfg: GrpoConfig, sources: list[ModelSource]) -> tuple[Dataset, set[int], str]:
     """The held-out slice a run recorded (the same for every run compared), or the config's."""
-    from grpo_cli.data.loading import format_split, heldout_ids, read_heldout, read_split
+    from grpo_cli.data.loading import (
+        format_split,
+        heldout_ids,
+        read_config_split,
+        read_heldout,
+        read_split,
+    )
     from grpo_cli.data.prompts import PromptFormat
 
     records = {}
@@ -66,14 +72,7 @@ def heldout_rows(cfg: GrpoConfig, sources: list[ModelSource]) -> tuple[Dataset, 
             "--split heldout: no run among --model and data.heldout_size is 0",
             "evaluate a run directory (--model outputs/<run>), or use --split test",
         )
-    raw = read_split(
-        d.source,
-        d.split,
-        subset=d.subset,
-        primary_split=d.split,
-        seed=cfg.training.seed,
-        limit=d.limit,
-    )
+    raw = read_config_split(cfg, limit=d.limit)
     from grpo_cli.data.loading import DataReport
 
     formatted = format_split(
