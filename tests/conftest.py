@@ -31,6 +31,19 @@ def config_problems(path: Path, overrides: tuple[str, ...] | list[str] = ()) -> 
     return err.value.problems
 
 
+def smoke_args(tiny_model: Path, tmp_path: Path, *extra: str) -> list[str]:
+    """`grpo train` of configs/smoke_cpu.yaml on the tiny model, into TMP_PATH/outputs."""
+    return [
+        "train",
+        str(CONFIGS / "smoke_cpu.yaml"),
+        "--set",
+        f"model.name={tiny_model}",
+        "--set",
+        f"output.dir={tmp_path / 'outputs'}",
+        *extra,
+    ]
+
+
 @pytest.fixture(autouse=True)
 def _restore_registries():
     """Plugins a test loads register rewards and formatters; forget them after the test."""

@@ -12,7 +12,7 @@ import pytest
 from grpo_cli.evaluation.generate import Completion
 from grpo_cli.evaluation.metrics import wilson_interval
 
-from ..conftest import CONFIGS
+from ..conftest import smoke_args
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -209,15 +209,7 @@ def test_predictions_of_a_retrained_run_are_not_reused(
 
 @pytest.fixture
 def smoke_run(cli, tiny_model, tmp_path) -> Path:
-    args = [
-        "train",
-        str(CONFIGS / "smoke_cpu.yaml"),
-        "--set",
-        f"model.name={tiny_model}",
-        "--set",
-        f"output.dir={tmp_path / 'outputs'}",
-    ]
-    assert cli(*args).code == 0
+    assert cli(*smoke_args(tiny_model, tmp_path)).code == 0
     return tmp_path / "outputs" / "smoke-cpu"
 
 

@@ -20,7 +20,7 @@ from grpo_cli.cli import main
 from grpo_cli.commands import merge as merge_command
 from grpo_cli.merging import weights as merge_weights
 
-from ..conftest import CONFIGS
+from ..conftest import smoke_args
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -66,17 +66,7 @@ def trained_run(tiny_model, tmp_path_factory) -> Path:
     from safetensors.torch import load_file, save_file
 
     out = tmp_path_factory.mktemp("merge-run")
-    code = main(
-        [
-            "train",
-            str(CONFIGS / "smoke_cpu.yaml"),
-            "--set",
-            f"model.name={tiny_model}",
-            "--set",
-            f"output.dir={out / 'outputs'}",
-        ]
-    )
-    assert code == 0
+    assert main(smoke_args(tiny_model, out)) == 0
     run = out / "outputs" / "smoke-cpu"
     weights = run / "adapter" / "adapter_model.safetensors"
     tensors = {k: v * 50 if "lora_B" in k else v for k, v in load_file(weights).items()}

@@ -17,7 +17,7 @@ import pytest
 
 from grpo_cli.files import umask_mode
 
-from ..conftest import CONFIGS, REPO
+from ..conftest import CONFIGS, REPO, smoke_args
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -31,18 +31,6 @@ def interrupt_in_step_2(completions, trainer_state=None, **kwargs):
         os.kill(os.getpid(), signal.SIGINT)
     return [0.0] * len(completions)
 """
-
-
-def smoke_args(tiny_model: Path, tmp_path: Path, *extra: str) -> list[str]:
-    return [
-        "train",
-        str(CONFIGS / "smoke_cpu.yaml"),
-        "--set",
-        f"model.name={tiny_model}",
-        "--set",
-        f"output.dir={tmp_path / 'outputs'}",
-        *extra,
-    ]
 
 
 def metrics(run: Path) -> list[dict]:
