@@ -235,3 +235,19 @@ def test_wandb_without_a_key_is_refused_unless_offline(monkeypatch, tmp_path):
     (tmp_path / ".netrc").write_text("machine api.wandb.ai\n  login user\n  password abc\n")
     (tmp_path / ".netrc").chmod(0o600)
     assert wandb_can_log()
+
+
+def test_report_to_auto_logs_where_the_run_says_it_does(cli, tiny_model, tmp_path, monkeypatch):
+    """From preflight to TRL's report_to: the tracker auto chose is the one that writes."""
+    from tests.optional import require
+
+    require("tensorboard", "report_to auto falling back to tensorboard")
+    import grpo_cli.hardware as hardware
+
+    real = hardware.installed
+    monkeypatch.setattr(hardware, "installed", lambda name: name != "wandb" and real(name))
+    args = smoke_args(tiny_model, tmp_path, "--set", "logging.report_to=auto")
+    result = cli(*args, "--set", "training.max_steps=1")
+    assert result.code == 0, result.err
+    assert "logging: tensorboard (report_to is auto: wandb is not installed)" in result.err
+    assert list((tmp_path / "outputs/smoke-cpu/tensorboard").glob("events.out.tfevents.*"))
