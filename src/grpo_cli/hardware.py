@@ -1,11 +1,14 @@
 """What the machine can do, and the choices that follow from it: backend, precision, and the
 refusals that must come before any weights are downloaded.
 
-`probe()` imports torch; every other function is pure, so the rules are tested on any machine.
+`probe()` imports torch and `installed_packages()` looks packages up; the rules take both as
+arguments, so they are tested on any machine with a fake GPU and fake installs. `preflight()` is
+the one entry: `grpo train` and `grpo doctor CONFIG` both call it.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -113,8 +116,8 @@ def choose_precision(dtype: str, hw: Hardware) -> tuple[str, str]:
         if hw.bf16:
             return "bf16", f"model.dtype is auto and {hw.gpu_name} supports bfloat16"
         return "fp16", (
-            f"model.dtype is auto and {hw.gpu_name} has no bfloat16, which needs compute "
-            "capability 8.0"
+            f"model.dtype is auto and {hw.gpu_name} has no native bfloat16, which needs "
+            "compute capability 8.0"
         )
     return "fp32", f"model.dtype is auto and training runs on {hw.device.upper()}"
 
@@ -192,7 +195,7 @@ def choose_tracker(requested: str, has: dict[str, bool]) -> tuple[str, str | Non
         if not has.get(tracker):
             skipped.append(f"{tracker} is not installed")
         elif tracker == "wandb" and not has.get("wandb_login"):
-            skipped.append("wandb has no API key here (`wandb login`)")
+            skipped.append("wandb has no API key here, `wandb login` sets one")
         else:
             why = f": {'; '.join(skipped)}" if skipped else f" and {tracker} can log"
             return tracker, f"logging: {tracker} (report_to is auto{why})"
@@ -225,8 +228,8 @@ def _already_quantized(name: str) -> bool:
     return bool(config.get("quantization_config") or text.get("quantization_config"))
 
 
+@functools.cache
 def _unsloth_mapper() -> dict[str, dict[str, str]]:
-    import importlib.util
     from pathlib import Path
 
     spec = importlib.util.find_spec("unsloth")
