@@ -18,6 +18,7 @@ from grpo_cli.hardware import (
 )
 
 from .conftest import CONFIGS, smoke_args
+from .optional import require
 
 CPU = Hardware(device="cpu")
 T4 = Hardware("cuda", "Tesla T4", 15.0, (7, 5), 1, bf16=False)
@@ -180,6 +181,7 @@ def test_fp8_is_refused_on_a_t4_and_accepted_on_an_l4():
         ("meta-llama/Llama-3.2-1B-Instruct", L4, ALL, None),
         ("unsloth/Llama-3.2-1B-Instruct", L4, ALL, None),
         ("Qwen/Qwen3-4B", L4, ALL, None),
+        ("unsloth/Llama-3.2-1B-Instruct-FP8-Block", L4, ALL, None),
         # No FP8 copy: Unsloth quantizes on the fly, which needs 9.0 and torchao 0.15+
         ("Qwen/Qwen2.5-3B-Instruct", L4, {**ALL, "torchao": True}, "compute capability 9.0"),
         ("Qwen/Qwen2.5-3B-Instruct", H100, ALL, "torchao 0.15+"),
@@ -189,6 +191,7 @@ def test_fp8_is_refused_on_a_t4_and_accepted_on_an_l4():
 def test_fp8_on_a_model_unsloth_has_no_fp8_copy_of_needs_a_hopper_and_torchao(
     name, hw, has, expected
 ):
+    require("unsloth", "its mapper says which models have an FP8 copy")
     problems = problems_for("llama1b_fp8_gsm8k.yaml", hw, has, [f"model.name={name}"])
     if expected is None:
         assert problems == {}
@@ -251,3 +254,37 @@ def test_report_to_auto_logs_where_the_run_says_it_does(cli, tiny_model, tmp_pat
     assert result.code == 0, result.err
     assert "logging: tensorboard (report_to is auto: wandb is not installed)" in result.err
     assert list((tmp_path / "outputs/smoke-cpu/tensorboard").glob("events.out.tfevents.*"))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "refused"),
+    [
+        # Unsloth maps the name to its own copy (4-bit, or 16-bit) and drops the revision
+        (["model.fast_inference=false"], True),
+        (["model.fast_inference=false", "model.quantization=none"], True),
+        # Nothing remapped, or no Unsloth: the revision is loaded
+        (["model.fast_inference=false", "model.name=someone/own-model"], False),
+        (["model.fast_inference=false", "model.backend=trl"], False),
+    ],
+)
+def test_a_revision_unsloth_would_drop_for_its_own_copy_is_refused(overrides, refused):
+    require("unsloth", "its mapper says which names it replaces")
+    settings = ["model.revision=v1", "model.backend=unsloth", *overrides]
+    problems = problems_for("qwen3b_gsm8k.yaml", L4, overrides=settings)
+    if refused:
+        message = problems["model.revision"]
+        assert "Unsloth loads its own copy unsloth/Qwen2.5-3B-Instruct" in message
+        assert "--revision v1 --local-dir DIR" in message
+    else:
+        assert "model.revision" not in problems
+
+
+def test_unsloth_repo_follows_unsloths_mapper_both_ways():
+    require("unsloth", "the mapper is read from the installed unsloth")
+    from grpo_cli.hardware import unsloth_repo
+
+    four = "unsloth/Qwen2.5-3B-Instruct-unsloth-bnb-4bit"
+    assert unsloth_repo("Qwen/Qwen2.5-3B-Instruct", "4bit") == four
+    assert unsloth_repo(four, "none") == "unsloth/Qwen2.5-3B-Instruct"  # back to 16-bit
+    assert unsloth_repo(four, "4bit") is None  # an explicit -bnb-4bit name is kept
+    assert unsloth_repo("someone/own-model", "4bit") is None

@@ -202,14 +202,31 @@ def choose_tracker(requested: str, has: dict[str, bool]) -> tuple[str, str | Non
     return "none", f"logging: none (report_to is auto: {'; '.join(skipped)})"
 
 
-def unsloth_fp8_repo(name: str) -> str | None:
-    """The pre-quantized FP8 repo Unsloth loads for NAME with load_in_fp8, or None when it
-    would quantize NAME itself. Read from the installed unsloth/models/mapper.py (plain data,
-    no imports) without importing unsloth, which needs a GPU. loader_utils.__get_model_name
-    looks NAME up lower-cased in FLOAT_TO_FP8_BLOCK_MAPPER (or the row mapper, which holds the
-    same names, when FBGEMM works)."""
-    tables = _unsloth_mapper()
-    return tables.get("FLOAT_TO_FP8_BLOCK_MAPPER", {}).get(name.lower())
+def unsloth_repo(name: str, quantization: str) -> str | None:
+    """The repo Unsloth's FastLanguageModel loads instead of NAME for this quantization (its
+    4-bit, 16-bit or FP8 copy), or None when it loads NAME itself. Mirrors
+    unsloth/models/loader_utils.py, __get_model_name, over the installed mapper tables; read
+    without importing unsloth, which needs a GPU."""
+    tables, lower = _unsloth_mapper(), name.lower()
+    if quantization == "fp8":
+        found = _fp8_copy(name)
+    elif quantization == "4bit":
+        found = (
+            None
+            if lower.endswith("-bnb-4bit")
+            else tables.get("FLOAT_TO_INT_MAPPER", {}).get(lower)
+        )
+    else:
+        found = tables.get("INT_TO_FLOAT_MAPPER", {}).get(lower) or tables.get(
+            "MAP_TO_UNSLOTH_16bit", {}
+        ).get(lower)
+    return found if found is not None and found.lower() != lower else None
+
+
+def _fp8_copy(name: str) -> str | None:
+    """Unsloth's pre-quantized FP8 repo for NAME (NAME itself when it is one). The block and
+    row tables hold the same names; the row one is used only with FBGEMM."""
+    return _unsloth_mapper().get("FLOAT_TO_FP8_BLOCK_MAPPER", {}).get(name.lower())
 
 
 def _already_quantized(name: str) -> bool:
@@ -263,6 +280,17 @@ def _hardware_problems(
         yield "model.backend", f"unsloth is not installed: {install}, or set model.backend: trl"
     if m.quantization == "fp8" and gpu:
         yield from _fp8_problems(m.name, hw, has)
+    if backend == "unsloth" and m.revision and has.get("unsloth") and not m.fast_inference:
+        copy = unsloth_repo(m.name, m.quantization)
+        if copy is not None:
+            # unsloth/models/loader.py, _revision_for_resolved_repo: a revision is dropped (a
+            # warning) once the mapper moved the name, so the run would train other weights.
+            yield (
+                "model.revision",
+                f"Unsloth loads its own copy {copy} of {m.name} and ignores the revision: "
+                f"download it (`hf download {m.name} --revision {m.revision} --local-dir DIR`) "
+                "and set model.name: DIR with no revision, or set model.backend: trl",
+            )
     if m.quantization != "none" and not gpu:
         yield (
             "model.quantization",
@@ -332,7 +360,7 @@ def _fp8_problems(name: str, hw: Hardware, has: dict[str, bool]) -> Iterator[tup
             "use quantization: 4bit",
         )
         return
-    if not has.get("unsloth") or _already_quantized(name) or unsloth_fp8_repo(name) is not None:
+    if not has.get("unsloth") or _already_quantized(name) or _fp8_copy(name) is not None:
         return
     if hw.capability is not None and hw.capability < (9, 0):
         yield (
