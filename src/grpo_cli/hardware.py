@@ -360,7 +360,9 @@ def _fp8_problems(name: str, hw: Hardware, has: dict[str, bool]) -> Iterator[tup
             "use quantization: 4bit",
         )
         return
-    if not has.get("unsloth") or _already_quantized(name) or _fp8_copy(name) is not None:
+    if not (has.get("unsloth") and _unsloth_mapper()):
+        return  # without unsloth's mapper nothing says which models it ships in FP8
+    if _already_quantized(name) or _fp8_copy(name) is not None:
         return
     if hw.capability is not None and hw.capability < (9, 0):
         yield (
