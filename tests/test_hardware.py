@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 
 from grpo_cli.config import load_config
-from grpo_cli.hardware import Hardware, choose_backend, choose_precision, hardware_problems
+from grpo_cli.hardware import (
+    Hardware,
+    choose_backend,
+    choose_precision,
+    choose_tracker,
+    hardware_problems,
+    installed_packages,
+    preflight,
+)
 
-from .conftest import CONFIGS
+from .conftest import CONFIGS, smoke_args
+from .optional import require
 
 CPU = Hardware(device="cpu")
 T4 = Hardware("cuda", "Tesla T4", 15.0, (7, 5), 1, bf16=False)
 L4 = Hardware("cuda", "NVIDIA L4", 22.0, (8, 9), 1, bf16=True)
+H100 = Hardware("cuda", "NVIDIA H100 80GB HBM3", 79.0, (9, 0), 1, bf16=True)
 ALL = {"unsloth": True, "vllm": True, "bitsandbytes": True, "wandb": True, "wandb_login": True}
 
 
@@ -53,13 +65,138 @@ def problems_for(config: str, hw: Hardware, has=ALL, overrides=()):
 
 def test_the_seed_recipe_runs_on_a_t4_with_the_gpu_extras():
     assert problems_for("qwen3b_gsm8k.yaml", T4) == {}
-    no_wandb = {**ALL, "wandb": False}  # the seed recipe logs to wandb
-    assert "[wandb]" in problems_for("qwen3b_gsm8k.yaml", T4, no_wandb)["logging.report_to"]
+
+
+def test_the_seed_recipe_starts_on_a_fresh_colab_logging_to_tensorboard():
+    # Colab ships tensorboard, not wandb; the gpu extra adds unsloth, vllm and bitsandbytes.
+    colab = {"unsloth": True, "vllm": True, "bitsandbytes": True, "tensorboard": True}
+    cfg = load_config(CONFIGS / "qwen3b_gsm8k.yaml").config
+    checked = preflight(cfg, T4, {**colab, "wandb_login": False})
+    assert checked.problems == []
+    assert checked.tracker == "tensorboard"
+    assert "logging: tensorboard (report_to is auto: wandb is not installed)" in checked.notes
+
+
+@pytest.mark.parametrize(
+    ("has", "tracker", "why"),
+    [
+        ({"wandb": True, "wandb_login": True, "tensorboard": True}, "wandb", "wandb can log"),
+        ({"wandb": True, "tensorboard": True}, "tensorboard", "wandb has no API key"),
+        ({"trackio": True}, "trackio", "tensorboard is not installed"),
+        ({}, "none", "trackio is not installed"),
+    ],
+)
+def test_report_to_auto_takes_the_first_tracker_that_can_log(has, tracker, why):
+    chosen, note = choose_tracker("auto", has)
+    assert chosen == tracker
+    assert note is not None and note.startswith(f"logging: {tracker} (report_to is auto")
+    assert why in note
+
+
+def test_an_explicit_tracker_that_cannot_log_is_still_refused():
+    cfg = load_config(CONFIGS / "qwen3b_gsm8k.yaml", ["logging.report_to=wandb"]).config
+    no_wandb = preflight(cfg, T4, {**ALL, "wandb": False})
+    assert "pip install -e '.[wandb]'" in dict(no_wandb.problems)["logging.report_to"]
+    no_key = preflight(cfg, T4, {**ALL, "wandb_login": False})
+    assert "wandb login" in dict(no_key.problems)["logging.report_to"]
+    assert (no_key.tracker, no_key.notes) == ("wandb", [])
+
+
+def test_the_tracker_in_force_is_the_one_trl_reports_to():
+    from grpo_cli.training.trl_args import grpo_config_kwargs
+
+    cfg = load_config(CONFIGS / "qwen3b_gsm8k.yaml").config
+    assert cfg.logging.report_to == "auto"
+    tracker = preflight(cfg, T4, {**ALL, "wandb": False, "tensorboard": True}).tracker
+    kwargs = grpo_config_kwargs(cfg, "out", "fp16", "cuda", [1.0], tracker=tracker)
+    assert kwargs["report_to"] == ["tensorboard"]
+    nothing = preflight(cfg, T4, {**ALL, "wandb": False}).tracker
+    assert grpo_config_kwargs(cfg, "out", "fp16", "cuda", [1.0], tracker=nothing)["report_to"] == []
+
+
+def test_installed_packages_asks_wandb_only_when_the_config_may_use_it(monkeypatch):
+    import grpo_cli.hardware as hardware
+
+    monkeypatch.setattr(hardware, "wandb_can_log", lambda: False)
+    seed = load_config(CONFIGS / "qwen3b_gsm8k.yaml").config
+    assert installed_packages(seed)["wandb_login"] is False  # auto may take wandb
+    plain = load_config(CONFIGS / "qwen3b_gsm8k.yaml", ["logging.report_to=none"]).config
+    assert installed_packages(plain)["wandb_login"] is True
+    assert {"unsloth", "vllm", "bitsandbytes", "torchao", "tensorboard"} <= set(
+        installed_packages(plain)
+    )
+
+
+def test_a_t4_that_can_emulate_bfloat16_is_not_given_it(monkeypatch):
+    """torch's default is_bf16_supported() says yes on a T4 because a bf16 tensor can be made
+    there (torch/cuda/__init__.py); probe() must say no, as Unsloth does, or auto precision
+    picks bf16 and Unsloth's trainer refuses it after the downloads."""
+    import torch
+
+    from grpo_cli.hardware import probe
+
+    def fake_gpu(name: str, capability: tuple[int, int]) -> None:
+        props = SimpleNamespace(
+            name=name, total_memory=15 * 2**30, major=capability[0], minor=capability[1]
+        )
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+        monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+        monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+        monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device=None: props)
+        monkeypatch.setattr(torch.cuda, "_check_bf16_tensor_supported", lambda device: True)
+        monkeypatch.setattr(torch.version, "hip", None)
+
+    fake_gpu("Tesla T4", (7, 5))
+    assert torch.cuda.is_bf16_supported()  # the emulation answer the old probe took
+    t4 = probe()
+    assert (t4.capability, t4.bf16) == ((7, 5), False)
+    assert choose_precision("auto", t4)[0] == "fp16"
+    fake_gpu("NVIDIA L4", (8, 9))
+    assert probe().bf16 is True
+
+
+def test_bf16_asked_for_on_a_t4_is_a_config_error_before_any_download(
+    cli, tiny_model, tmp_path, monkeypatch
+):
+    import grpo_cli.hardware as hardware
+
+    monkeypatch.setattr(hardware, "probe", lambda: T4)
+    args = smoke_args(tiny_model, tmp_path, "--set", "model.dtype=bf16")
+    result = cli(*args)
+    assert result.code == 2
+    assert "model.dtype" in result.err and "compute capability 7.5" in result.err
+    assert "Traceback" not in result.err
+    assert not (tmp_path / "outputs" / "smoke-cpu" / "env.json").exists()
 
 
 def test_fp8_is_refused_on_a_t4_and_accepted_on_an_l4():
     assert "Ada or Hopper" in problems_for("llama1b_fp8_gsm8k.yaml", T4)["model.quantization"]
     assert problems_for("llama1b_fp8_gsm8k.yaml", L4) == {}
+
+
+@pytest.mark.parametrize(
+    ("name", "hw", "has", "expected"),
+    [
+        # Unsloth's mapper has a pre-quantized FP8 repo for these: an Ada GPU runs it
+        ("meta-llama/Llama-3.2-1B-Instruct", L4, ALL, None),
+        ("unsloth/Llama-3.2-1B-Instruct", L4, ALL, None),
+        ("Qwen/Qwen3-4B", L4, ALL, None),
+        ("unsloth/Llama-3.2-1B-Instruct-FP8-Block", L4, ALL, None),
+        # No FP8 copy: Unsloth quantizes on the fly, which needs 9.0 and torchao 0.15+
+        ("Qwen/Qwen2.5-3B-Instruct", L4, {**ALL, "torchao": True}, "compute capability 9.0"),
+        ("Qwen/Qwen2.5-3B-Instruct", H100, ALL, "torchao 0.15+"),
+        ("Qwen/Qwen2.5-3B-Instruct", H100, {**ALL, "torchao": True}, None),
+    ],
+)
+def test_fp8_on_a_model_unsloth_has_no_fp8_copy_of_needs_a_hopper_and_torchao(
+    name, hw, has, expected
+):
+    require("unsloth", "its mapper says which models have an FP8 copy")
+    problems = problems_for("llama1b_fp8_gsm8k.yaml", hw, has, [f"model.name={name}"])
+    if expected is None:
+        assert problems == {}
+    else:
+        assert expected in problems["model.quantization"]
 
 
 def test_fast_inference_without_vllm_and_4bit_without_bitsandbytes_are_refused():
@@ -70,7 +207,7 @@ def test_fast_inference_without_vllm_and_4bit_without_bitsandbytes_are_refused()
 
 def test_bf16_on_a_t4_is_refused():
     problems = problems_for("qwen3b_gsm8k.yaml", T4, overrides=["model.dtype=bf16"])
-    assert "has no bfloat16" in problems["model.dtype"]
+    assert "has no native bfloat16, which needs 8.0" in problems["model.dtype"]
 
 
 def test_a_tracker_that_is_not_installed_is_refused_with_its_extra():
@@ -87,7 +224,9 @@ def test_a_tracker_that_is_not_installed_is_refused_with_its_extra():
 def test_wandb_without_a_key_is_refused_unless_offline(monkeypatch, tmp_path):
     from grpo_cli.hardware import wandb_can_log
 
-    problem = problems_for("qwen3b_gsm8k.yaml", T4, {**ALL, "wandb_login": False})
+    problem = problems_for(
+        "qwen3b_gsm8k.yaml", T4, {**ALL, "wandb_login": False}, ["logging.report_to=wandb"]
+    )
     assert "wandb login" in problem["logging.report_to"]
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc
     for name in ("WANDB_MODE", "WANDB_API_KEY", "WANDB_BASE_URL"):
@@ -99,3 +238,53 @@ def test_wandb_without_a_key_is_refused_unless_offline(monkeypatch, tmp_path):
     (tmp_path / ".netrc").write_text("machine api.wandb.ai\n  login user\n  password abc\n")
     (tmp_path / ".netrc").chmod(0o600)
     assert wandb_can_log()
+
+
+def test_report_to_auto_logs_where_the_run_says_it_does(cli, tiny_model, tmp_path, monkeypatch):
+    """From preflight to TRL's report_to: the tracker auto chose is the one that writes."""
+    from tests.optional import require
+
+    require("tensorboard", "report_to auto falling back to tensorboard")
+    import grpo_cli.hardware as hardware
+
+    real = hardware.installed
+    monkeypatch.setattr(hardware, "installed", lambda name: name != "wandb" and real(name))
+    args = smoke_args(tiny_model, tmp_path, "--set", "logging.report_to=auto")
+    result = cli(*args, "--set", "training.max_steps=1")
+    assert result.code == 0, result.err
+    assert "logging: tensorboard (report_to is auto: wandb is not installed)" in result.err
+    assert list((tmp_path / "outputs/smoke-cpu/tensorboard").glob("events.out.tfevents.*"))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "refused"),
+    [
+        # Unsloth maps the name to its own copy (4-bit, or 16-bit) and drops the revision
+        (["model.fast_inference=false"], True),
+        (["model.fast_inference=false", "model.quantization=none"], True),
+        # Nothing remapped, or no Unsloth: the revision is loaded
+        (["model.fast_inference=false", "model.name=someone/own-model"], False),
+        (["model.fast_inference=false", "model.backend=trl"], False),
+    ],
+)
+def test_a_revision_unsloth_would_drop_for_its_own_copy_is_refused(overrides, refused):
+    require("unsloth", "its mapper says which names it replaces")
+    settings = ["model.revision=v1", "model.backend=unsloth", *overrides]
+    problems = problems_for("qwen3b_gsm8k.yaml", L4, overrides=settings)
+    if refused:
+        message = problems["model.revision"]
+        assert "Unsloth loads its own copy unsloth/Qwen2.5-3B-Instruct" in message
+        assert "--revision v1 --local-dir DIR" in message
+    else:
+        assert "model.revision" not in problems
+
+
+def test_unsloth_repo_follows_unsloths_mapper_both_ways():
+    require("unsloth", "the mapper is read from the installed unsloth")
+    from grpo_cli.hardware import unsloth_repo
+
+    four = "unsloth/Qwen2.5-3B-Instruct-unsloth-bnb-4bit"
+    assert unsloth_repo("Qwen/Qwen2.5-3B-Instruct", "4bit") == four
+    assert unsloth_repo(four, "none") == "unsloth/Qwen2.5-3B-Instruct"  # back to 16-bit
+    assert unsloth_repo(four, "4bit") is None  # an explicit -bnb-4bit name is kept
+    assert unsloth_repo("someone/own-model", "4bit") is None

@@ -1,15 +1,20 @@
 """What the machine can do, and the choices that follow from it: backend, precision, and the
 refusals that must come before any weights are downloaded.
 
-`probe()` imports torch; every other function is pure, so the rules are tested on any machine.
+`probe()` imports torch and `installed_packages()` looks packages up; the rules take both as
+arguments, so they are tested on any machine with a fake GPU and fake installs. `preflight()` is
+the one entry: `grpo train` and `grpo doctor CONFIG` both call it.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
+
+from grpo_cli.config.schema import looks_like_path
 
 if TYPE_CHECKING:
     from grpo_cli.config.schema import GrpoConfig
@@ -54,7 +59,12 @@ def probe() -> Hardware:
             gpu_memory_gib=round(props.total_memory / 2**30, 1),
             capability=(props.major, props.minor),
             gpu_count=torch.cuda.device_count(),
-            bf16=torch.cuda.is_bf16_supported(),
+            # Native bfloat16 only. The default (including_emulation=True) also answers yes on a
+            # T4 when a bf16 tensor can merely be made (torch/cuda/__init__.py,
+            # is_bf16_supported); Unsloth then loads the model in fp16 and its trainer refuses
+            # bf16 after the downloads (unsloth/models/rl.py, "Model is in float16"). Unsloth's
+            # own rule is capability >= 8.0 (unsloth/models/_utils.py, SUPPORTS_BFLOAT16).
+            bf16=torch.cuda.is_bf16_supported(including_emulation=False),
         )
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return Hardware(device="mps")
@@ -106,17 +116,157 @@ def choose_precision(dtype: str, hw: Hardware) -> tuple[str, str]:
         if hw.bf16:
             return "bf16", f"model.dtype is auto and {hw.gpu_name} supports bfloat16"
         return "fp16", (
-            f"model.dtype is auto and {hw.gpu_name} has no bfloat16, which needs compute "
-            "capability 8.0"
+            f"model.dtype is auto and {hw.gpu_name} has no native bfloat16, which needs "
+            "compute capability 8.0"
         )
     return "fp32", f"model.dtype is auto and training runs on {hw.device.upper()}"
+
+
+TRACKERS = ("wandb", "tensorboard", "trackio")
+"""The order `logging.report_to: auto` tries them in: wandb first, as the recipes were written
+for it; tensorboard next, as Colab ships it; trackio last."""
+
+
+@dataclass(frozen=True)
+class Preflight:
+    """Everything `grpo train` decides about this machine before any download, and what it
+    refuses; `grpo doctor CONFIG` prints the same."""
+
+    hardware: Hardware
+    has: dict[str, bool]  # installed packages, and "wandb_login": wandb can log here
+    backend: str
+    backend_reason: str
+    precision: str
+    precision_reason: str
+    problems: list[tuple[str, str]]  # (config key, message with the fix): refused
+    notes: list[str]  # said, not refused: the tracker auto chose, Unsloth on a CPU
+    tracker: str  # the tracker in force: none, tensorboard, wandb or trackio
+
+
+def preflight(
+    cfg: GrpoConfig, hw: Hardware | None = None, has: dict[str, bool] | None = None
+) -> Preflight:
+    """CFG checked against this machine (or HW and HAS, given): backend, precision, tracker
+    and every setting that cannot run here. Imports torch (for `probe`) unless HW is given."""
+    hw = probe() if hw is None else hw
+    has = installed_packages(cfg) if has is None else has
+    backend, backend_reason = choose_backend(cfg.model.backend, hw, has.get("unsloth", False))
+    precision, precision_reason = choose_precision(cfg.model.dtype, hw)
+    tracker, tracker_note = choose_tracker(cfg.logging.report_to, has)
+    notes = [tracker_note] if tracker_note else []
+    if backend == "unsloth" and hw.device != "cuda":
+        notes.append("note: unsloth without a GPU runs Unsloth's CPU fallback (slow)")
+    problems = hardware_problems(cfg, hw, backend, precision, has)
+    return Preflight(
+        hw, has, backend, backend_reason, precision, precision_reason, problems, notes, tracker
+    )
+
+
+def installed_packages(cfg: GrpoConfig) -> dict[str, bool]:
+    """Which optional packages are installed (found, not imported), and "wandb_login": whether
+    wandb can log, checked only when the config may use it. "torchao" counts only from 0.15,
+    the release Unsloth's on-the-fly FP8 needs (unsloth/models/loader_utils.py,
+    _get_fp8_mode_and_check_settings)."""
+    has = {name: installed(name) for name in ("unsloth", "vllm", "bitsandbytes", *TRACKERS)}
+    has["torchao"] = _version_at_least("torchao", (0, 15))
+    has["wandb_login"] = cfg.logging.report_to not in ("wandb", "auto") or wandb_can_log()
+    return has
+
+
+def _version_at_least(package: str, minimum: tuple[int, ...]) -> bool:
+    import re
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        found = version(package)
+    except PackageNotFoundError:
+        return False
+    numbers = tuple(int(n) for n in re.findall(r"\d+", found)[: len(minimum)])
+    return numbers >= minimum
+
+
+def choose_tracker(requested: str, has: dict[str, bool]) -> tuple[str, str | None]:
+    """(tracker, note). An explicit tracker is kept (`hardware_problems` refuses one that cannot
+    log); auto takes the first of TRACKERS that can log, else none, and the note says why."""
+    if requested != "auto":
+        return requested, None
+    skipped = []
+    for tracker in TRACKERS:
+        if not has.get(tracker):
+            skipped.append(f"{tracker} is not installed")
+        elif tracker == "wandb" and not has.get("wandb_login"):
+            skipped.append("wandb has no API key here, `wandb login` sets one")
+        else:
+            why = f": {'; '.join(skipped)}" if skipped else f" and {tracker} can log"
+            return tracker, f"logging: {tracker} (report_to is auto{why})"
+    return "none", f"logging: none (report_to is auto: {'; '.join(skipped)})"
+
+
+def unsloth_repo(name: str, quantization: str) -> str | None:
+    """The repo Unsloth's FastLanguageModel loads instead of NAME for this quantization (its
+    4-bit, 16-bit or FP8 copy), or None when it loads NAME itself. Mirrors
+    unsloth/models/loader_utils.py, __get_model_name, over the installed mapper tables; read
+    without importing unsloth, which needs a GPU."""
+    tables, lower = _unsloth_mapper(), name.lower()
+    if quantization == "fp8":
+        found = _fp8_copy(name)
+    elif quantization == "4bit":
+        found = (
+            None
+            if lower.endswith("-bnb-4bit")
+            else tables.get("FLOAT_TO_INT_MAPPER", {}).get(lower)
+        )
+    else:
+        found = tables.get("INT_TO_FLOAT_MAPPER", {}).get(lower) or tables.get(
+            "MAP_TO_UNSLOTH_16bit", {}
+        ).get(lower)
+    return found if found is not None and found.lower() != lower else None
+
+
+def _fp8_copy(name: str) -> str | None:
+    """Unsloth's pre-quantized FP8 repo for NAME (NAME itself when it is one). The block and
+    row tables hold the same names; the row one is used only with FBGEMM."""
+    return _unsloth_mapper().get("FLOAT_TO_FP8_BLOCK_MAPPER", {}).get(name.lower())
+
+
+def _already_quantized(name: str) -> bool:
+    """A local model folder whose config.json says it is quantized: Unsloth loads it as it is
+    (loader_utils._fp8_load_as_is). A Hub id's config is not fetched here."""
+    import json
+    from pathlib import Path
+
+    if not looks_like_path(name):
+        return False
+    try:
+        config = json.loads((Path(name).expanduser() / "config.json").read_text())
+    except (OSError, ValueError):
+        return True  # unreadable: the loader's own fallbacks decide, as Unsloth's do
+    text = config.get("text_config") or {}
+    return bool(config.get("quantization_config") or text.get("quantization_config"))
+
+
+@functools.cache
+def _unsloth_mapper() -> dict[str, dict[str, str]]:
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("unsloth")
+    folders = list(spec.submodule_search_locations or []) if spec else []
+    path = Path(folders[0]) / "models" / "mapper.py" if folders else None
+    if path is None or not path.is_file():
+        return {}
+    module_spec = importlib.util.spec_from_file_location("_grpo_unsloth_mapper", path)
+    if module_spec is None or module_spec.loader is None:
+        return {}
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return {name: getattr(module, name) for name in module.__all__}
 
 
 def hardware_problems(
     cfg: GrpoConfig, hw: Hardware, backend: str, precision: str, has: dict[str, bool]
 ) -> list[tuple[str, str]]:
     """Settings this machine cannot run, as (config key, message with the fix); checked before
-    any download. `has` says which of unsloth, vllm, bitsandbytes and the trackers are
+    any download. `has` says which of unsloth, vllm, bitsandbytes, torchao and the trackers are
     installed, and `has["wandb_login"]` whether wandb can log in or runs offline."""
     return list(_hardware_problems(cfg, hw, backend, precision, has))
 
@@ -128,12 +278,19 @@ def _hardware_problems(
     install = "pip install -e '.[gpu]'"
     if backend == "unsloth" and not has.get("unsloth"):
         yield "model.backend", f"unsloth is not installed: {install}, or set model.backend: trl"
-    if m.quantization == "fp8" and gpu and not hw.fp8:
-        yield (
-            "model.quantization",
-            f"fp8 weights need an Ada or Hopper GPU (compute capability 8.9+), not {machine}: "
-            "use quantization: 4bit",
-        )
+    if m.quantization == "fp8" and gpu:
+        yield from _fp8_problems(m.name, hw, has)
+    if backend == "unsloth" and m.revision and has.get("unsloth") and not m.fast_inference:
+        copy = unsloth_repo(m.name, m.quantization)
+        if copy is not None:
+            # unsloth/models/loader.py, _revision_for_resolved_repo: a revision is dropped (a
+            # warning) once the mapper moved the name, so the run would train other weights.
+            yield (
+                "model.revision",
+                f"Unsloth loads its own copy {copy} of {m.name} and ignores the revision: "
+                f"download it (`hf download {m.name} --revision {m.revision} --local-dir DIR`) "
+                "and set model.name: DIR with no revision, or set model.backend: trl",
+            )
     if m.quantization != "none" and not gpu:
         yield (
             "model.quantization",
@@ -161,23 +318,65 @@ def _hardware_problems(
     if precision in ("bf16", "fp16") and not gpu:
         yield "model.dtype", f"{precision} needs a CUDA GPU here: set model.dtype: auto (fp32)"
     elif precision == "bf16" and not hw.bf16:
-        yield "model.dtype", f"{hw.gpu_name} has no bfloat16: set model.dtype: fp16 or auto"
+        major, minor = hw.capability or (0, 0)
+        yield (
+            "model.dtype",
+            f"{hw.gpu_name} (compute capability {major}.{minor}) has no native bfloat16, which "
+            "needs 8.0 or newer: set model.dtype: fp16 or auto",
+        )
     if cfg.training.optim in _BNB_OPTIMIZERS and not (gpu and has.get("bitsandbytes")):
         yield (
             "training.optim",
             f"{cfg.training.optim} needs bitsandbytes and a CUDA GPU: use adamw_torch",
         )
     tracker = cfg.logging.report_to
-    if tracker != "none" and not has.get(tracker):
+    if tracker in ("none", "auto"):  # auto falls back instead of refusing (choose_tracker)
+        return
+    if not has.get(tracker):
         yield (
             "logging.report_to",
-            f"{tracker} is not installed: pip install -e '.[{tracker}]', or set report_to: none",
+            f"{tracker} is not installed: pip install -e '.[{tracker}]', or set report_to: auto "
+            "(the first tracker that can log) or none",
         )
     elif tracker == "wandb" and not has.get("wandb_login"):
         yield (
             "logging.report_to",
             "wandb has no API key here: run `wandb login` (or set WANDB_API_KEY), or log "
-            "offline with WANDB_MODE=offline",
+            "offline with WANDB_MODE=offline, or set report_to: auto",
+        )
+
+
+def _fp8_problems(name: str, hw: Hardware, has: dict[str, bool]) -> Iterator[tuple[str, str]]:
+    """Unsloth loads the pre-quantized FP8 repo its mapper names for NAME, which an Ada GPU
+    (8.9) runs; any other model it quantizes itself, which needs compute capability 9.0 and
+    torchao 0.15+ (unsloth/models/loader_utils.py, _get_fp8_mode_and_check_settings, reached
+    from loader.py when the mapper returns NAME unchanged and from llama.py's vLLM path), and
+    fails only after the model's config was downloaded."""
+    machine = hw.describe()
+    if not hw.fp8:
+        yield (
+            "model.quantization",
+            f"fp8 weights need an Ada or Hopper GPU (compute capability 8.9+), not {machine}: "
+            "use quantization: 4bit",
+        )
+        return
+    if not (has.get("unsloth") and _unsloth_mapper()):
+        return  # without unsloth's mapper nothing says which models it ships in FP8
+    if _already_quantized(name) or _fp8_copy(name) is not None:
+        return
+    if hw.capability is not None and hw.capability < (9, 0):
+        yield (
+            "model.quantization",
+            f"Unsloth has no pre-quantized FP8 copy of {name}, and quantizing it to FP8 on the "
+            f"fly needs compute capability 9.0 (H100), not {machine}: use a model Unsloth "
+            "ships in FP8 (e.g. unsloth/Llama-3.2-1B-Instruct or unsloth/Qwen3-4B), or "
+            "quantization: 4bit",
+        )
+    elif not has.get("torchao"):
+        yield (
+            "model.quantization",
+            f"Unsloth has no pre-quantized FP8 copy of {name} and quantizes it on the fly with "
+            "torchao 0.15+, which is not installed: pip install 'torchao>=0.15'",
         )
 
 

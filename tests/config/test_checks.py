@@ -196,3 +196,67 @@ def test_local_data_file_must_exist_and_be_supported(write, tmp_path, monkeypatc
     path = write("d.yaml", BASE + "data: {source: ./data/train.txt}\n")
     with pytest.raises(ConfigError, match="unsupported file type .txt"):
         load_config(path)
+
+
+# Settings Unsloth or TRL refuse (or silently drop) only after the model is downloaded are
+# config errors at once. The library code that decides is cited beside each check.
+@pytest.mark.parametrize(
+    ("setting", "key", "expected"),
+    [
+        (
+            "model.trust_remote_code=true",
+            "model.trust_remote_code",
+            "fast_inference (vLLM) cannot run a model's own code",
+        ),
+        ("model.quantization=8bit", "model.quantization", "fast_inference (vLLM) has no 8-bit"),
+        (
+            "model.revision=v1",
+            "model.revision",
+            "`hf download gpt2 --revision v1 --local-dir DIR`",
+        ),
+    ],
+)
+def test_what_unsloth_fast_inference_refuses_is_refused_before_any_download(
+    write, setting, key, expected
+):
+    problems = {
+        p.key: p.message for p in check(write, overrides=[setting, "model.fast_inference=true"])
+    }
+    assert expected in problems[key]
+    assert "fast_inference: false" in problems[key]
+    passes(write, "", [setting])  # the same setting without fast_inference is fine
+
+
+@pytest.mark.parametrize(
+    ("settings", "key", "expected"),
+    [
+        (["model.quantization=8bit"], "model.quantization", "vLLM cannot generate from 8-bit"),
+        (
+            ["training.loss_type=vespo"],
+            "training.loss_type",
+            "set training.trl.vllm_importance_sampling_mode: token_truncate",
+        ),
+    ],
+)
+def test_what_trls_colocated_vllm_refuses_is_refused_before_any_download(
+    write, settings, key, expected
+):
+    problems = {p.key: p.message for p in check(write, overrides=[*settings, "vllm.use=true"])}
+    assert expected in problems[key]
+    passes(write, "", settings)  # the same setting without vLLM is fine
+
+
+def test_vespo_with_vllm_passes_with_the_token_level_mode_trl_accepts(write):
+    fixed = "training.trl.vllm_importance_sampling_mode=token_mask"
+    passes(write, "", ["training.loss_type=vespo", "vllm.use=true", fixed])
+
+
+def test_trls_colocated_vllm_is_given_the_run_s_context_length(write):
+    """Unset, vllm_max_model_length is the model's whole context (trl/trainer/grpo_config.py),
+    and vLLM sizes its KV cache for 32k tokens on Qwen2.5."""
+    from grpo_cli.training.trl_args import grpo_config_kwargs
+
+    cfg = passes(write, "", ["vllm.use=true", "model.max_seq_length=768"])
+    assert grpo_config_kwargs(cfg, "out", "fp16", "cuda", [1.0])["vllm_max_model_length"] == 768
+    server = passes(write, "", ["vllm.use=true", "vllm.mode=server"])
+    assert "vllm_max_model_length" not in grpo_config_kwargs(server, "out", "fp16", "cuda", [1.0])

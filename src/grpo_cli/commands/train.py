@@ -21,15 +21,7 @@ from grpo_cli.config import LoadedConfig, load_config
 from grpo_cli.config.loader import config_error
 from grpo_cli.config.yamlio import display_path
 from grpo_cli.errors import INTERRUPTED_EXIT, GrpoError
-from grpo_cli.hardware import (
-    Hardware,
-    choose_backend,
-    choose_precision,
-    hardware_problems,
-    installed,
-    probe,
-    wandb_can_log,
-)
+from grpo_cli.hardware import Hardware, preflight
 
 if TYPE_CHECKING:  # heavy imports (transformers, datasets): for the checker only
     from datasets import Dataset
@@ -54,6 +46,7 @@ class Plan:
     backend_reason: str
     precision: str
     precision_reason: str
+    tracker: str  # logging.report_to resolved: auto becomes the tracker that can log here
 
 
 def train(
@@ -218,37 +211,42 @@ def point_tracker_at(cfg: GrpoConfig, run: RunDir) -> None:
 
 
 def resolve(loaded: LoadedConfig, console: Console) -> Plan:
-    """The config, checked against this machine: backend, precision, installed packages.
-    Unsloth, when chosen, is imported here: after torch, before trl / transformers / peft."""
+    """The config, checked against this machine (`hardware.preflight`, which `grpo doctor`
+    shares): backend, precision, tracker, installed packages. Unsloth, when chosen, is imported
+    here: after torch, before trl / transformers / peft."""
     cfg = loaded.config
-    hw = probe()
-    has = {
-        name: installed(name)
-        for name in ("unsloth", "vllm", "bitsandbytes", "tensorboard", "wandb", "trackio")
-    }
-    has["wandb_login"] = cfg.logging.report_to != "wandb" or wandb_can_log()
-    backend, backend_reason = choose_backend(cfg.model.backend, hw, has["unsloth"])
-    precision, precision_reason = choose_precision(cfg.model.dtype, hw)
+    checked = preflight(cfg)
+    backend, backend_reason = checked.backend, checked.backend_reason
 
     def refuse(problems: list[tuple[str, str]]) -> None:
         if problems:
             error = config_error(loaded, problems)
-            error.hint = f"this machine: {hw.describe()}; backend {backend} ({backend_reason})"
+            error.hint = (
+                f"this machine: {checked.hardware.describe()}; backend {backend} ({backend_reason})"
+            )
             raise error
 
-    refuse(hardware_problems(cfg, hw, backend, precision, has))
+    refuse(checked.problems)
     console.print(f"backend: {backend} ({backend_reason})")
-    console.print(f"precision: {precision} ({precision_reason})")
+    console.print(f"precision: {checked.precision} ({checked.precision_reason})")
+    for note in checked.notes:
+        console.print(note, markup=False)
     if backend == "unsloth":
         from grpo_cli.training.models import import_unsloth_first
 
-        if hw.device != "cuda":
-            console.print("note: unsloth without a GPU runs Unsloth's CPU fallback (slow)")
         import_unsloth_first()
     from grpo_cli.training.trl_args import grpo_config_fields, trl_passthrough_problems
 
     refuse(trl_passthrough_problems(cfg, grpo_config_fields()))
-    return Plan(loaded, hw, backend, backend_reason, precision, precision_reason)
+    return Plan(
+        loaded,
+        checked.hardware,
+        backend,
+        backend_reason,
+        checked.precision,
+        checked.precision_reason,
+        checked.tracker,
+    )
 
 
 def build_training_rewards(cfg: GrpoConfig) -> list[TrainingReward]:
@@ -384,7 +382,14 @@ def build_trainer(
         console.print("note: TRL's Triton log-prob kernel is unavailable here; using plain torch")
     weights = [reward.weight for reward in rewards]
     args = build_grpo_config(
-        grpo_config_kwargs(cfg, str(run.checkpoints), plan.precision, plan.hardware.device, weights)
+        grpo_config_kwargs(
+            cfg,
+            str(run.checkpoints),
+            plan.precision,
+            plan.hardware.device,
+            weights,
+            tracker=plan.tracker,
+        )
     )
     log = cfg.logging
     recorder = RunRecorder(run, log.completion_samples, log.completion_samples_every, console)

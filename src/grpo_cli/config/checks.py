@@ -142,6 +142,68 @@ def _backend_problems(cfg: GrpoConfig) -> Iterator[tuple[str, str]]:
         )
 
 
+@_reads("model")
+def _fast_inference_problems(cfg: GrpoConfig) -> Iterator[tuple[str, str]]:
+    """What Unsloth refuses or drops with fast_inference only once the model is downloaded."""
+    m = cfg.model
+    if not m.fast_inference:
+        return
+    if m.trust_remote_code:
+        # unsloth/models/llama.py, FastLlamaModel.from_pretrained: NotImplementedError "Fast
+        # inference does not support `trust_remote_code` yet."
+        yield (
+            "model.trust_remote_code",
+            "Unsloth's fast_inference (vLLM) cannot run a model's own code: set "
+            "model.fast_inference: false, or use a model that needs no trust_remote_code",
+        )
+    if m.quantization == "8bit":
+        # unsloth/models/loader_utils.py, refuse_fast_inference_load_in_8bit: vLLM has no
+        # bitsandbytes 8-bit path (NotImplementedError from the vLLM branch of the loader).
+        yield (
+            "model.quantization",
+            "Unsloth's fast_inference (vLLM) has no 8-bit weights: use quantization: 4bit or "
+            "none, or set model.fast_inference: false to keep 8bit",
+        )
+    if m.revision is not None:
+        # unsloth/models/loader.py, FastLanguageModel.from_pretrained: "Ignoring revision ...
+        # since vLLM loads weights from the default branch" (a warning; the run would train
+        # on other weights than the config names).
+        yield (
+            "model.revision",
+            "Unsloth's fast_inference loads the default branch and ignores a revision: download "
+            f"it (`hf download {m.name} --revision {m.revision} --local-dir DIR`) and set "
+            "model.name: DIR with no revision, or set model.fast_inference: false",
+        )
+
+
+@_reads("model", "vllm", "training")
+def _trl_vllm_problems(cfg: GrpoConfig) -> Iterator[tuple[str, str]]:
+    """What TRL's GRPOTrainer refuses in its constructor, after the model has loaded."""
+    m, vllm, t = cfg.model, cfg.vllm, cfg.training
+    if not vllm.use:
+        return
+    if vllm.mode == "colocate" and m.quantization == "8bit":
+        # trl/generation/vllm_generation.py, colocate: ValueError "vLLM does not support
+        # in-flight 8-bit quantization." for a bnb Linear8bitLt model.
+        yield (
+            "model.quantization",
+            "vLLM cannot generate from 8-bit weights: use quantization: 4bit or none, or set "
+            "vllm.use: false",
+        )
+    mode = t.trl.get("vllm_importance_sampling_mode", "sequence_mask")
+    corrected = t.trl.get("vllm_importance_sampling_correction", True)
+    if t.loss_type == "vespo" and corrected and mode not in ("token_truncate", "token_mask"):
+        # trl/trainer/grpo_trainer.py, GRPOTrainer.__init__: vespo with vLLM's importance
+        # sampling correction (on by default) needs a token-level mode; GRPOConfig's default
+        # vllm_importance_sampling_mode is sequence_mask (trl/trainer/grpo_config.py).
+        yield (
+            "training.loss_type",
+            f"vespo with vllm.use needs a token-level importance sampling mode (TRL's is {mode}): "
+            "set training.trl.vllm_importance_sampling_mode: token_truncate, or another "
+            "loss_type",
+        )
+
+
 @_reads("data")
 def _prompt_problems(cfg: GrpoConfig) -> Iterator[tuple[str, str]]:
     d = cfg.data

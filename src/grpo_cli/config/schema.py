@@ -378,8 +378,11 @@ class VllmConfig(Section):
 
 
 class LoggingConfig(Section):
-    report_to: Literal["none", "tensorboard", "wandb", "trackio"] = Field(
-        "none", description="Experiment tracker; none writes only the run directory."
+    report_to: Literal["none", "auto", "tensorboard", "wandb", "trackio"] = Field(
+        "none",
+        description="Experiment tracker; none writes only the run directory. auto: wandb when "
+        "installed with an API key (or WANDB_MODE=offline), else tensorboard, else trackio, "
+        "else none; the run says which. A tracker named here that cannot log is refused.",
     )
     project: str | None = Field(None, description="Tracker project; null for grpo-cli.")
     run_name: str | None = Field(None, description="Tracker run name; null for output.run_name.")

@@ -172,10 +172,13 @@ def model_load_error(
     revision: str | None = None,
 ) -> GrpoError:
     """A failed from_pretrained of NAME as a user error; its hint names the cause: a damaged file
-    (in the local folder or the Hub cache), a folder that is no model, or the Hub."""
-    if isinstance(exc, OSError) and (storage := storage_error(exc)) is not None:
-        return storage  # a full disk or an unwritable cache while downloading: not the model
-    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+    (in the local folder or the Hub cache), a folder that is no model, the Hub's answer (gated,
+    missing, no such revision), no network, a missing package or an Unsloth refusal."""
+    chain = causes(exc)
+    for cause in chain:
+        if isinstance(cause, OSError) and (storage := storage_error(cause)) is not None:
+            return storage  # a full disk or an unwritable cache while downloading: not the model
+    if any(_out_of_memory(cause) for cause in chain):
         return GrpoError(
             f"{key}: not enough memory to load the {what} of {name}: {first_line(exc)}",
             "use a smaller model, or quantized weights (model.quantization: 4bit on a GPU), or "
@@ -183,11 +186,36 @@ def model_load_error(
         )
     return GrpoError(
         f"{key}: cannot load the {what} of {name}: {type(exc).__name__}: {first_line(exc)}",
-        load_hint(name, key, revision),
+        load_hint(name, key, revision, exc),
     )
 
 
-def load_hint(name: str, key: str, revision: str | None) -> str:
+def causes(exc: BaseException) -> list[BaseException]:
+    """EXC and what it was raised from: transformers re-raises the Hub's errors as a plain
+    OSError `from` the original (transformers/utils/hub.py, cached_files)."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain and len(chain) < 16:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    # torch.OutOfMemoryError, or the RuntimeError text older CUDA paths still raise
+    return (
+        isinstance(exc, MemoryError)
+        or type(exc).__name__ == "OutOfMemoryError"
+        or "CUDA out of memory" in str(exc)
+    )
+
+
+def load_hint(name: str, key: str, revision: str | None, exc: BaseException | None = None) -> str:
+    """What to do about a failed load of NAME (set by KEY); EXC, when given, names the cause."""
+    chain = causes(exc) if exc is not None else []
+    setup = _setup_hint(key, chain)
+    if setup is not None:
+        return setup
     local = Path(name).expanduser()
     if local.is_dir():
         damaged = damaged_file(local)
@@ -209,6 +237,9 @@ def load_hint(name: str, key: str, revision: str | None) -> str:
         )
     if looks_like_path(name):
         return f"{name} does not exist: point {key} at a model folder or a Hub id"
+    hub = _hub_hint(name, key, revision, chain)
+    if hub is not None:
+        return hub
     cached = _cached_snapshot(name, revision)
     damaged = damaged_file(cached) if cached is not None else None
     if damaged is not None:
@@ -220,6 +251,98 @@ def load_hint(name: str, key: str, revision: str | None) -> str:
         "check the Hub id and your network (HF_TOKEN for gated models); offline, fetch it on a "
         f"connected machine with `hf download {name}`, or point {key} at a local model folder"
     )
+
+
+def _setup_hint(key: str, chain: list[BaseException]) -> str | None:
+    """A cause in this machine's setup, not in the model: a missing package, an Unsloth
+    refusal of a setting, a model that runs its own code."""
+    import re
+
+    for cause in chain:
+        text = str(cause)
+        install = re.search(r"pip install [^`'\n]+", text)
+        if install is not None:
+            return f"a package the load needs is missing: `{install.group(0).strip()}`"
+        if isinstance(cause, ImportError):
+            missing = getattr(cause, "name", None) or first_line(cause)
+            return f"{missing} is not installed or does not import: pip install -e '.[gpu]'"
+        if isinstance(cause, NotImplementedError) and "Unsloth" in text:
+            # Unsloth refuses unsupported combinations this way (unsloth/models/llama.py,
+            # loader_utils.py): the message names the setting; grpo checks the known ones first.
+            return (
+                "Unsloth does not support this model with these settings (its message above "
+                "says which): change that setting, set model.fast_inference: false, or "
+                "model.backend: trl"
+            )
+        if "trust_remote_code" in text:
+            return (
+                "the model ships its own code: set model.trust_remote_code: true if you trust "
+                "its repo"
+            )
+    return None
+
+
+def _hub_hint(name: str, key: str, revision: str | None, chain: list[BaseException]) -> str | None:
+    """The Hub's answer, or its absence, in words; None when no cause in CHAIN is the Hub's."""
+    from huggingface_hub import errors as hub_errors
+
+    offline_fix = (
+        f"fetch it on a connected machine (`hf download {name}`) and run with HF_HUB_OFFLINE=1 "
+        f"and that cache, or point {key} at a local model folder"
+    )
+    for cause in chain:
+        if isinstance(cause, hub_errors.GatedRepoError):
+            who = "your token has no access to it" if _has_token() else "no Hub token is set"
+            return (
+                f"{name} is gated and {who}: accept its licence at https://huggingface.co/{name}, "
+                "then `hf auth login` (or set HF_TOKEN); or use an ungated copy (unsloth/...)"
+            )
+        if isinstance(cause, hub_errors.RevisionNotFoundError):
+            return (
+                f"{name} has no revision {revision!r}: set model.revision to a branch, tag or "
+                f"commit listed at https://huggingface.co/{name}, or null"
+            )
+        if isinstance(cause, hub_errors.RepositoryNotFoundError):
+            private = "" if _has_token() else "; a private repo needs HF_TOKEN"
+            return f"the Hub has no model {name}: check the spelling of {key}{private}"
+        if isinstance(cause, (hub_errors.OfflineModeIsEnabled, hub_errors.LocalEntryNotFoundError)):
+            if _hub_offline():
+                return f"HF_HUB_OFFLINE is set and {name} is not in the local cache: {offline_fix}"
+            return f"the Hub cannot be reached and {name} is not in the local cache: {offline_fix}"
+        if isinstance(cause, hub_errors.HfHubHTTPError):
+            status = cause.response.status_code if cause.response is not None else None
+            if status == 401:
+                return "the Hub refused your token (401): `hf auth login` again, or unset HF_TOKEN"
+            if status == 429:
+                return "the Hub is rate-limiting this machine (429): set HF_TOKEN, or wait a minute"
+            if status is not None and status >= 500:
+                return f"the Hub is failing ({status}): run again later, or {offline_fix}"
+        if _network_error(cause):
+            down = type(cause).__name__
+            return f"the Hub cannot be reached ({down}): check the network, or {offline_fix}"
+    return None
+
+
+def _network_error(exc: BaseException) -> bool:
+    import httpx
+
+    if isinstance(exc, (httpx.TransportError, ConnectionError, TimeoutError)):
+        return True
+    try:
+        import requests
+    except ImportError:
+        return False
+    return isinstance(exc, (requests.ConnectionError, requests.Timeout))
+
+
+def _has_token() -> bool:
+    from huggingface_hub import get_token
+
+    return get_token() is not None
+
+
+def _hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def damaged_file(folder: Path) -> tuple[Path, str] | None:

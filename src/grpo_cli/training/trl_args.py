@@ -40,9 +40,12 @@ def grpo_config_kwargs(
     device: str,
     reward_weights: list[float],
     world_size: int = 1,
+    tracker: str | None = None,
 ) -> dict[str, Any]:
-    """Keyword arguments for trl.GRPOConfig."""
+    """Keyword arguments for trl.GRPOConfig. TRACKER: the one `hardware.preflight` chose for
+    logging.report_to (auto resolved); None takes report_to as written, auto logging nowhere."""
     t, log = cfg.training, cfg.logging
+    report_to = tracker or log.report_to
     warmup = t.warmup_steps if t.warmup_steps is not None else t.warmup_ratio
     kwargs: dict[str, Any] = {
         "output_dir": output_dir,
@@ -75,7 +78,7 @@ def grpo_config_kwargs(
         "bf16": precision == "bf16",
         "fp16": precision == "fp16",
         "use_cpu": device == "cpu",
-        "report_to": [] if log.report_to == "none" else [log.report_to],
+        "report_to": [] if report_to in ("none", "auto") else [report_to],
         "run_name": log.run_name or cfg.output.run_name,
         "project": log.project or "grpo-cli",  # trackio's project; wandb's comes from the env
         "log_completions": False,  # grpo writes completions.jsonl itself
@@ -91,6 +94,10 @@ def grpo_config_kwargs(
             vllm_server_host=cfg.vllm.server_host,
             vllm_server_port=cfg.vllm.server_port,
         )
+    if cfg.vllm.use and cfg.vllm.mode == "colocate":
+        # Unset, TRL's colocated vLLM takes the model's whole context (32k for Qwen2.5) and
+        # sizes its KV cache for it (trl/trainer/grpo_config.py, vllm_max_model_length)
+        kwargs["vllm_max_model_length"] = cfg.model.max_seq_length
     kwargs.update(cfg.training.trl)
     return kwargs
 
