@@ -19,6 +19,7 @@ from grpo_cli.memory import (
     KNOWN_SHAPES,
     estimate,
     fit_table,
+    gpu_run_settings,
     model_shape,
     normalized_name,
 )
@@ -383,3 +384,11 @@ def test_no_heavy_imports() -> None:
         cwd=CONFIGS.parent,
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_estimates_on_a_machine_without_gpu_use_the_gpu_run_settings() -> None:
+    seed = load_config(CONFIGS / "qwen3b_gsm8k.yaml").config
+    assert gpu_run_settings(seed, unsloth_installed=True) == ("bf16", "unsloth")
+    assert gpu_run_settings(seed, unsloth_installed=False) == ("bf16", "trl")
+    fp32 = config("Qwen/Qwen2.5-0.5B-Instruct", model={"dtype": "fp32", "backend": "trl"})
+    assert gpu_run_settings(fp32, unsloth_installed=True) == ("fp32", "trl")

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from grpo_cli.geometry import batch_geometry, geometry_problems
+from grpo_cli.hardware import Hardware, choose_backend, choose_precision
 
 if TYPE_CHECKING:
     from grpo_cli.config.schema import GrpoConfig
@@ -170,15 +171,26 @@ class Gpu:
     capability: tuple[int, int]
 
 
-# total_memory as torch.cuda.get_device_properties reports it (nvidia-smi's MiB / 1024).
+# torch.cuda.get_device_properties(0).total_memory in GiB, as Unsloth's notebooks print it
+# ("Max memory = 14.741 GB" on a Colab T4, 22.168 on an L4, 39.564 on an A100 40GB, 79.151 on an
+# A100 80GB); the A10G's 23028 MiB and the H100's 81559 MiB as nvidia-smi lists them.
 GPUS = (
-    Gpu("T4 16 GB", 14.7, (7, 5)),
-    Gpu("L4 24 GB", 22.0, (8, 9)),
-    Gpu("A10G 24 GB", 22.0, (8, 6)),
-    Gpu("A100 40 GB", 39.4, (8, 0)),
-    Gpu("A100 80 GB", 79.1, (8, 0)),
-    Gpu("H100 80 GB", 79.1, (9, 0)),
+    Gpu("T4 16 GB", 14.74, (7, 5)),
+    Gpu("L4 24 GB", 22.17, (8, 9)),
+    Gpu("A10G 24 GB", 22.49, (8, 6)),
+    Gpu("A100 40 GB", 39.56, (8, 0)),
+    Gpu("A100 80 GB", 79.15, (8, 0)),
+    Gpu("H100 80 GB", 79.65, (9, 0)),
 )
+
+
+def gpu_run_settings(cfg: GrpoConfig, unsloth_installed: bool) -> tuple[str, str]:
+    """(precision, backend) a GPU run of this config would use, to estimate on a machine that
+    has none: the same rules as training, on a GPU with bfloat16 (fp16 weighs the same)."""
+    gpu = Hardware(device="cuda", gpu_name="a CUDA GPU", bf16=True)
+    backend, _ = choose_backend(cfg.model.backend, gpu, unsloth_installed)
+    precision, _ = choose_precision(cfg.model.dtype, gpu)
+    return precision, backend
 
 
 def model_shape(name: str, revision: str | None = None) -> tuple[ModelShape | None, str]:
@@ -285,139 +297,51 @@ def estimate(cfg: GrpoConfig, precision: str, backend: str) -> MemoryEstimate:
 def _estimate(
     cfg: GrpoConfig, precision: str, backend: str, shape: ModelShape, source: str
 ) -> MemoryEstimate:
-    m, t, lora = cfg.model, cfg.training, cfg.lora
+    m, t = cfg.model, cfg.training
     dtype_bytes = 4 if precision == "fp32" else 2
     notes = [
         "an estimate, calibrated on Unsloth's published GRPO figures to within 25%; real use "
         "varies with the library versions and the lengths the model actually generates",
         f"{source} ({shape.params / 1e9:.2f}B parameters)",
     ]
-    unsloth_vllm = backend == "unsloth" and m.fast_inference
-    trl_vllm = backend == "trl" and cfg.vllm.use and cfg.vllm.mode == "colocate"
-
-    weights = _base_weights(shape, m.quantization, dtype_bytes)
-    lora_params, unknown = _lora_params(shape, lora.r, lora.target_modules)
-    if unknown:
-        notes.append(f"LoRA target modules not counted (not in a Llama/Qwen layer): {unknown}")
-    # peft casts adapter weights to float32 (tuners_utils.py: autocast_adapter_dtype), and their
-    # gradients follow; Adam keeps two states per weight, 1 byte each in the 8-bit optimizers.
-    state_bytes = _optimizer_bytes(t.optim)
     sequence = min(t.max_prompt_length + t.max_completion_length, m.max_seq_length)
-    completion = min(t.max_completion_length, sequence)
     try:
         rows = batch_geometry(t).per_device_train_batch_size
     except ValueError:
         rows = t.prompts_per_step * t.num_generations
         notes.append("the batch geometry is invalid: counted the whole step as one micro-batch")
-    tokens = rows * sequence
-
-    parts: list[tuple[str, float]] = []
+    unsloth_vllm = backend == "unsloth" and m.fast_inference
+    weights = _base_weights(shape, m.quantization, dtype_bytes)
     quant = m.quantization if m.quantization != "none" else precision
-    in_vllm = " (held in vLLM's share, shared with training)" if unsloth_vllm else ""
-    parts.append((f"base weights ({quant}){in_vllm}", weights))
-    parts.append(
-        (
-            f"LoRA weights (r={lora.r}, {lora_params / 1e6:.0f}M parameters, fp32)",
-            lora_params * 4 / GIB,
-        )
-    )
-    parts.append(("LoRA gradients (fp32)", lora_params * 4 / GIB))
-    parts.append((f"optimizer states ({t.optim})", lora_params * state_bytes / GIB))
+    shared = " (held in vLLM's share, shared with training)" if unsloth_vllm else ""
 
-    layer_h, layer_i = _LAYER_ELEMENTS["unsloth" if backend == "unsloth" else "trl"]
-    per_layer = tokens * (layer_h * shape.hidden + layer_i * shape.intermediate) * dtype_bytes
-    checkpoint = tokens * shape.hidden * dtype_bytes
-    gc = lora.gradient_checkpointing
-    if gc == "unsloth" and backend == "unsloth":
-        parts.append(
-            (
-                f"activations: layer inputs of {rows} x {sequence} tokens offloaded to CPU "
-                "(Unsloth), two in flight",
-                2 * checkpoint / GIB,
-            )
-        )
-    elif gc:
-        parts.append(
-            (
-                f"activations: checkpointed inputs of {shape.layers} layers, {rows} x "
-                f"{sequence} tokens",
-                shape.layers * checkpoint / GIB,
-            )
-        )
-    else:
-        parts.append(
-            (
-                f"activations: all {shape.layers} layers, {rows} x {sequence} tokens "
-                "(no checkpointing)",
-                shape.layers * per_layer / GIB,
-            )
-        )
-    parts.append(("activations: one layer's backward", 2 * per_layer / GIB))
+    parts = [(f"base weights ({quant}){shared}", weights)]
+    parts += _lora_parts(cfg, shape, notes)
+    parts += _activation_parts(cfg, backend, shape, rows, sequence, dtype_bytes)
+    completion = min(t.max_completion_length, sequence)
     if backend == "unsloth":
         # Unsloth's GRPO loss runs the lm_head in chunks and keeps one sequence's float32 logits
         # at a time (unsloth.ai/blog/grpo: "GRPO memory cost 9.8GB" vs 78.3 for 8 generations).
-        logits = completion * shape.vocab * 4
-        parts.append(
-            (f"logits: one sequence of {completion} tokens (Unsloth's chunked loss)", logits / GIB)
-        )
+        label = f"logits: one sequence of {completion} tokens (Unsloth's chunked loss)"
+        parts.append((label, completion * shape.vocab * 4 / GIB))
     else:
         # TRL keeps only the completion's logits (logits_to_keep), for the whole micro-batch,
         # and their gradient in the backward pass; selective_log_softmax works row by row.
-        logits = 2 * rows * completion * shape.vocab * dtype_bytes
-        parts.append((f"logits and their gradient: {rows} x {completion} tokens", logits / GIB))
+        label = f"logits and their gradient: {rows} x {completion} tokens"
+        parts.append((label, 2 * rows * completion * shape.vocab * dtype_bytes / GIB))
     if t.beta > 0:
         # trl/trainer/grpo_trainer.py: "If PEFT is used, the reference model is not needed since
         # the adapter can be disabled to revert to the initial model."
         parts.append(("reference model (LoRA: the base with adapters disabled, no copy)", 0.0))
         notes.append("beta > 0 with LoRA: the reference is the base model itself, no second copy")
-
-    vllm_parts: list[tuple[str, float]] = []
-    kv_token = shape.kv_bytes_per_token(2)
-    if unsloth_vllm:
-        # unsloth_zoo/vllm_utils.py: vLLM's reservation holds "KV cache + model weights", the
-        # weights shared with training; it must hold one max_seq_length sequence to start, and a
-        # LoRA slot of max_lora_rank in 16-bit.
-        slot = m.max_lora_rank * sum(a + b for a, b in shape.linear_dims().values()) * 2
-        vllm_parts = [
-            (
-                f"vLLM KV cache: one {m.max_seq_length}-token sequence, at least",
-                m.max_seq_length * kv_token / GIB,
-            ),
-            (f"vLLM LoRA slot (max_lora_rank {m.max_lora_rank})", shape.layers * slot / GIB),
-            ("vLLM runtime (CUDA graphs, sampler)", VLLM_RUNTIME_GIB),
-        ]
-    elif trl_vllm:
-        # TRL's colocated vLLM loads its own copy of the weights (quantized as the model is).
-        vllm_parts = [
-            (f"vLLM weights ({quant}, a second copy)", weights),
-            (f"vLLM KV cache: one {sequence}-token sequence, at least", sequence * kv_token / GIB),
-            ("vLLM runtime (CUDA graphs, sampler)", VLLM_RUNTIME_GIB),
-        ]
-    elif not (backend == "trl" and cfg.vllm.use):  # server mode generates on another GPU
-        # transformers' generate: KV cache for the generation round, before the backward pass
-        # (the larger of the two phases counts; added here as a conservative bound).
-        gen_rows = t.generation_batch_size or t.prompts_per_step * t.num_generations
-        generation = gen_rows * sequence * shape.kv_bytes_per_token(dtype_bytes)
-        generation += gen_rows * shape.vocab * 4
-        parts.append(
-            (
-                f"generation KV cache: {gen_rows} x {sequence} tokens (transformers)",
-                generation / GIB,
-            )
-        )
-    parts.extend(vllm_parts)
-
-    subtotal = sum(gib for _, gib in parts)
-    parts.append(
-        ("CUDA context and allocator reserve", CUDA_CONTEXT_GIB + ALLOCATOR_SLACK * subtotal)
+    generation, vllm_parts, share, key = _generation_parts(
+        cfg, backend, shape, sequence, dtype_bytes, weights, quant
     )
-    total = sum(gib for _, gib in parts)
+    parts += generation + vllm_parts
+    subtotal = sum(gib for _, gib in parts)
+    reserve = CUDA_CONTEXT_GIB + ALLOCATOR_SLACK * subtotal
+    parts.append(("CUDA context and allocator reserve", reserve))
     vllm_min = sum(gib for _, gib in vllm_parts) + (weights if unsloth_vllm else 0.0)
-    share, key = 0.0, ""
-    if unsloth_vllm:
-        share, key = m.gpu_memory_utilization, "model.gpu_memory_utilization"
-    elif trl_vllm:
-        share, key = cfg.vllm.gpu_memory_utilization, "vllm.gpu_memory_utilization"
     if share:
         notes.append(
             f"vLLM reserves {key} ({share}) x the GPU's memory, or at least {vllm_min:.1f} GiB; "
@@ -428,17 +352,108 @@ def _estimate(
             "Unsloth splits a micro-batch into smaller ones when memory is short: its "
             "activations may come out lower"
         )
-    if m.quantization == "4bit" and backend == "unsloth":
-        notes.append("Unsloth's dynamic 4-bit repos keep a few layers in 16-bit: a little more")
+        if m.quantization == "4bit":
+            notes.append("Unsloth's dynamic 4-bit repos keep a few layers in 16-bit: a little more")
     return MemoryEstimate(
         parts=[(label, round(gib, 3)) for label, gib in parts],
-        total_gib=round(total, 3),
+        total_gib=round(subtotal + reserve, 3),
         notes=notes,
         vllm_min_gib=round(vllm_min, 3),
         vllm_share=share,
         vllm_key=key,
         precision=precision,
         backend=backend,
+    )
+
+
+def _lora_parts(cfg: GrpoConfig, shape: ModelShape, notes: list[str]) -> list[tuple[str, float]]:
+    lora, optim = cfg.lora, cfg.training.optim
+    params, unknown = _lora_params(shape, lora.r, lora.target_modules)
+    if unknown:
+        notes.append(f"LoRA target modules not counted (not in a Llama/Qwen layer): {unknown}")
+    # peft casts adapter weights to float32 (peft/tuners/tuners_utils.py, autocast_adapter_dtype)
+    # and their gradients follow.
+    return [
+        (f"LoRA weights (r={lora.r}, {params / 1e6:.0f}M parameters, fp32)", params * 4 / GIB),
+        ("LoRA gradients (fp32)", params * 4 / GIB),
+        (f"optimizer states ({optim})", params * _optimizer_bytes(optim) / GIB),
+    ]
+
+
+def _activation_parts(
+    cfg: GrpoConfig, backend: str, shape: ModelShape, rows: int, sequence: int, dtype_bytes: int
+) -> list[tuple[str, float]]:
+    """What the forward pass of one micro-batch keeps for the backward pass."""
+    tokens = rows * sequence
+    layer_h, layer_i = _LAYER_ELEMENTS["unsloth" if backend == "unsloth" else "trl"]
+    per_layer = tokens * (layer_h * shape.hidden + layer_i * shape.intermediate) * dtype_bytes
+    layer_input = tokens * shape.hidden * dtype_bytes
+    gc, layers = cfg.lora.gradient_checkpointing, shape.layers
+    if gc == "unsloth" and backend == "unsloth":
+        # Unsloth's offloaded checkpointing copies each layer's input to CPU memory as it goes.
+        kept = (
+            f"activations: layer inputs of {rows} x {sequence} tokens, offloaded to CPU",
+            2 * layer_input,
+        )
+    elif gc:
+        kept = (
+            f"activations: checkpointed inputs of {layers} layers, {rows} x {sequence} tokens",
+            layers * layer_input,
+        )
+    else:
+        kept = (
+            f"activations: all {layers} layers, {rows} x {sequence} tokens, no checkpointing",
+            layers * per_layer,
+        )
+    return [(kept[0], kept[1] / GIB), ("activations: one layer's backward", 2 * per_layer / GIB)]
+
+
+def _generation_parts(
+    cfg: GrpoConfig,
+    backend: str,
+    shape: ModelShape,
+    sequence: int,
+    dtype_bytes: int,
+    weights: float,
+    quant: str,
+) -> tuple[list[tuple[str, float]], list[tuple[str, float]], float, str]:
+    """(parts outside vLLM, parts inside vLLM's pool, vLLM's share, its config key)."""
+    m, t = cfg.model, cfg.training
+    kv_token = shape.kv_bytes_per_token(2)
+    runtime = ("vLLM runtime (CUDA graphs, sampler, profiling buffers)", VLLM_RUNTIME_GIB)
+    if backend == "unsloth" and m.fast_inference:
+        # unsloth_zoo/vllm_utils.py: vLLM's reservation holds "KV cache + model weights" (the
+        # weights shared with training); vLLM starts only if one max_seq_length sequence fits,
+        # and keeps a LoRA slot of max_lora_rank in 16-bit.
+        slot = m.max_lora_rank * sum(a + b for a, b in shape.linear_dims().values()) * 2
+        inside = [
+            (
+                f"vLLM KV cache: one {m.max_seq_length}-token sequence, at least",
+                m.max_seq_length * kv_token / GIB,
+            ),
+            (f"vLLM LoRA slot (max_lora_rank {m.max_lora_rank})", shape.layers * slot / GIB),
+            runtime,
+        ]
+        return [], inside, m.gpu_memory_utilization, "model.gpu_memory_utilization"
+    if backend == "trl" and cfg.vllm.use:
+        if cfg.vllm.mode == "server":
+            return [], [], 0.0, ""  # the vLLM server runs on another GPU
+        # TRL's colocated vLLM loads its own copy of the weights, quantized as the model is.
+        inside = [
+            (f"vLLM weights ({quant}, a second copy)", weights),
+            (f"vLLM KV cache: one {sequence}-token sequence, at least", sequence * kv_token / GIB),
+            runtime,
+        ]
+        return [], inside, cfg.vllm.gpu_memory_utilization, "vllm.gpu_memory_utilization"
+    # transformers' generate: the KV cache of a whole generation round and one step's logits.
+    # Generation comes before the backward pass; adding both phases is the safe side.
+    rows = t.generation_batch_size or t.prompts_per_step * t.num_generations
+    cache = rows * sequence * shape.kv_bytes_per_token(dtype_bytes) + rows * shape.vocab * 4
+    return (
+        [(f"generation KV cache: {rows} x {sequence} tokens (transformers)", cache / GIB)],
+        [],
+        0.0,
+        "",
     )
 
 
@@ -492,6 +507,8 @@ def _fit(est: MemoryEstimate, gpu: Gpu, cfg: GrpoConfig | None) -> GpuFit:
 def _verdict(est: MemoryEstimate, gpu: Gpu, quantization: str) -> tuple[bool, str]:
     need = est.on_gpu(gpu.memory_gib)
     of = f"{need:.1f} of {gpu.memory_gib:.1f} GiB"
+    if est.vllm_share:
+        of += f", vLLM's share {max(est.vllm_min_gib, est.vllm_share * gpu.memory_gib):.1f}"
     if quantization == "fp8" and gpu.capability < (8, 9):
         major, minor = gpu.capability
         return False, f"no: fp8 weights need compute capability 8.9+, this GPU has {major}.{minor}"
