@@ -326,7 +326,8 @@ def _estimate(
         parts.append((label, completion * shape.vocab * 4 / GIB))
     else:
         # TRL keeps only the completion's logits (logits_to_keep), for the whole micro-batch,
-        # and their gradient in the backward pass; selective_log_softmax works row by row.
+        # and their gradient in the backward pass; trl/trainer/utils.py selective_log_softmax loops
+        # over rows, so its float32 copy is one row's.
         label = f"logits and their gradient: {rows} x {completion} tokens"
         parts.append((label, 2 * rows * completion * shape.vocab * dtype_bytes / GIB))
     if t.beta > 0:
@@ -346,6 +347,11 @@ def _estimate(
         notes.append(
             f"vLLM reserves {key} ({share}) x the GPU's memory, or at least {vllm_min:.1f} GiB; "
             "the total counts that least, the GPU table counts each GPU's share"
+            + (
+                "; Unsloth shares the base weights between vLLM and training"
+                if unsloth_vllm
+                else ""
+            )
         )
     if backend == "unsloth":
         notes.append(
@@ -570,81 +576,48 @@ def _suggestions(est: MemoryEstimate, gpu: Gpu, cfg: GrpoConfig) -> list[str]:
     return []
 
 
-def _candidates(
-    est: MemoryEstimate, cfg: GrpoConfig, gpu: Gpu
-) -> list[list[tuple[str, Any, GrpoConfig]]]:
+Change = tuple[str, Any, "GrpoConfig"]  # (config key, value, the config with it)
+
+
+def _candidates(est: MemoryEstimate, cfg: GrpoConfig, gpu: Gpu) -> list[list[Change]]:
     """Single changes worth trying, grouped by kind, mildest first."""
     m, t = cfg.model, cfg.training
-    groups: list[list[tuple[str, Any, GrpoConfig]]] = []
+    groups: list[list[Change]] = []
     if est.vllm_share:
-        section = "model" if est.vllm_key.startswith("model.") else "vllm"
         now = round(est.vllm_share * 100)
         # Lower first (frees memory for training), then higher (room for vLLM's weights).
-        shares = [*range(now - now % 5 if now % 5 else now - 5, 9, -5), *range(now + 5, 96, 5)]
-        groups.append(
-            [
-                (est.vllm_key, s / 100, _with(cfg, section, gpu_memory_utilization=s / 100))
-                for s in shares
-            ]
-        )
+        shares = [*range(now - (now % 5 or 5), 9, -5), *range(now + 5, 96, 5)]
+        groups.append([_change(cfg, est.vllm_key, share / 100) for share in shares])
     if m.quantization in ("none", "8bit") or (m.quantization == "fp8" and gpu.capability < (8, 9)):
-        groups.append([("model.quantization", "4bit", _with(cfg, "model", quantization="4bit"))])
+        groups.append([_change(cfg, "model.quantization", "4bit")])
     completions = t.prompts_per_step * t.num_generations
+    accumulation = range(t.gradient_accumulation_steps + 1, completions + 1)
     groups.append(
-        [
-            (key, a, changed)
-            for a in range(t.gradient_accumulation_steps + 1, completions + 1)
-            for key, changed in [
-                (
-                    "training.gradient_accumulation_steps",
-                    _with(cfg, "training", gradient_accumulation_steps=a),
-                )
-            ]
-            if not geometry_problems(changed.training)
-        ]
+        _valid([_change(cfg, "training.gradient_accumulation_steps", a) for a in accumulation])
     )
     if not cfg.lora.gradient_checkpointing:
-        value: bool | str = "unsloth" if est.backend == "unsloth" else True
-        groups.append(
-            [
-                (
-                    "lora.gradient_checkpointing",
-                    value,
-                    _with(cfg, "lora", gradient_checkpointing=value),
-                )
-            ]
-        )
+        checkpointing: bool | str = "unsloth" if est.backend == "unsloth" else True
+        groups.append([_change(cfg, "lora.gradient_checkpointing", checkpointing)])
     if _optimizer_bytes(t.optim) > _ADAM_STATES:
-        groups.append(
-            [("training.optim", "adamw_8bit", _with(cfg, "training", optim="adamw_8bit"))]
-        )
+        groups.append([_change(cfg, "training.optim", "adamw_8bit")])
     lengths = [t.max_completion_length * k // 8 for k in (6, 4, 2, 1)]
-    groups.append(
-        [
-            ("training.max_completion_length", n, _with(cfg, "training", max_completion_length=n))
-            for n in lengths
-            if n >= 32
-        ]
-    )
-    groups.append(
-        [
-            (key, g, changed)
-            for g in range(t.num_generations - 1, 1, -1)
-            for key, changed in [
-                ("training.num_generations", _with(cfg, "training", num_generations=g))
-            ]
-            if not geometry_problems(changed.training)
-        ]
-    )
-    return groups
+    groups.append([_change(cfg, "training.max_completion_length", n) for n in lengths if n >= 32])
+    generations = range(t.num_generations - 1, 1, -1)
+    groups.append(_valid([_change(cfg, "training.num_generations", g) for g in generations]))
+    return [group for group in groups if group]
+
+
+def _change(cfg: GrpoConfig, key: str, value: Any) -> Change:
+    section, name = key.split(".")
+    part = getattr(cfg, section).model_copy(update={name: value})
+    return key, value, cfg.model_copy(update={section: part})
+
+
+def _valid(changes: list[Change]) -> list[Change]:
+    """The changes that keep a valid batch geometry."""
+    return [change for change in changes if not geometry_problems(change[2].training)]
 
 
 def _yaml(value: Any) -> str:
     """A value as the user writes it in the config."""
     return str(value).lower() if isinstance(value, bool) else str(value)
-
-
-def _with(cfg: GrpoConfig, section: str, **changes: Any) -> GrpoConfig:
-    """A copy of the config with some fields of one section changed."""
-    part = getattr(cfg, section).model_copy(update=changes)
-    return cfg.model_copy(update={section: part})
