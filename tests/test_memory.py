@@ -392,3 +392,33 @@ def test_estimates_on_a_machine_without_gpu_use_the_gpu_run_settings() -> None:
     assert gpu_run_settings(seed, unsloth_installed=False) == ("bf16", "trl")
     fp32 = config("Qwen/Qwen2.5-0.5B-Instruct", model={"dtype": "fp32", "backend": "trl"})
     assert gpu_run_settings(fp32, unsloth_installed=True) == ("fp32", "trl")
+
+
+def test_parameter_counts_match_transformers() -> None:
+    """Each table entry, built by transformers on the meta device, has the parameters the
+    estimate counts (biases and norms aside)."""
+    torch = pytest.importorskip("torch")
+    import transformers
+
+    families = {
+        "qwen2.5": transformers.Qwen2Config,
+        "qwen3": transformers.Qwen3Config,
+        "llama": transformers.LlamaConfig,
+        "mistral": transformers.MistralConfig,
+    }
+    for key, shape in KNOWN_SHAPES.items():
+        family = families[key.split("-")[0]]
+        hf_config = family(
+            num_hidden_layers=shape.layers,
+            hidden_size=shape.hidden,
+            intermediate_size=shape.intermediate,
+            num_attention_heads=shape.heads,
+            num_key_value_heads=shape.kv_heads,
+            vocab_size=shape.vocab,
+            tie_word_embeddings=shape.tied,
+            head_dim=shape.dim_per_head,
+        )
+        with torch.device("meta"):
+            model = transformers.AutoModelForCausalLM.from_config(hf_config)
+        counted = sum(p.numel() for p in model.parameters())
+        assert shape.params == pytest.approx(counted, rel=0.002), key
