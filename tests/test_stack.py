@@ -78,8 +78,8 @@ def test_an_exact_pin_reads_as_the_version_and_a_range_as_the_range(monkeypatch,
     rows = report(monkeypatch, tmp_path, GPU_BOX)
     # trl is pinned twice (core and trl[vllm] in gpu): one row, the clause once.
     assert rows["trl"].tested == "1.15.0"
-    assert rows["torch"].tested == "<2.15,>=2.4"
-    assert rows["bitsandbytes"].tested == "<0.51,>=0.48.1"
+    assert rows["torch"].tested == ">=2.4,<2.15"
+    assert rows["bitsandbytes"].tested == ">=0.48.1,<0.51"
 
 
 def test_a_version_outside_the_pin_names_the_command_that_fixes_it(monkeypatch, tmp_path):
@@ -87,7 +87,7 @@ def test_a_version_outside_the_pin_names_the_command_that_fixes_it(monkeypatch, 
     assert not rows["trl"].ok and not rows["typer"].ok
     # The core fix installs trl alone, not trl[vllm], which would pull vLLM onto a CPU box.
     assert rows["trl"].fix == "pip install 'trl==1.15.0'"
-    assert rows["typer"].fix == "pip install 'typer<0.30,>=0.29'"
+    assert rows["typer"].fix == "pip install 'typer>=0.29,<0.30'"
 
 
 def test_the_fix_for_a_version_outside_the_pin_also_meets_the_installed_libraries(
@@ -104,7 +104,7 @@ def test_a_missing_core_package_is_a_required_row_and_a_missing_extra_names_its_
     cpu_box = {"torch": "2.13.0+cpu", "trl": "1.15.0"}
     rows = report(monkeypatch, tmp_path, cpu_box)
     assert rows["typer"].required and not rows["typer"].ok
-    assert rows["typer"].fix == "pip install 'typer<0.30,>=0.29'"
+    assert rows["typer"].fix == "pip install 'typer>=0.29,<0.30'"
     assert not rows["vllm"].required and not rows["vllm"].ok
     assert rows["vllm"].installed is None
     assert rows["vllm"].fix == "pip install -e '.[gpu]'"

@@ -44,7 +44,7 @@ class Pin:
     @property
     def tested(self) -> str:
         """The specifier as a person reads it: "1.15.0" for an exact pin."""
-        return self.exact or str(self.specifier) or "any"
+        return self.exact or show(self.specifier) or "any"
 
 
 @dataclass(frozen=True)
@@ -113,6 +113,12 @@ def pins(requirements: list[str], extras: tuple[str, ...] = RUNTIME_EXTRAS) -> d
                 None if old.extra is None or extra is None else old.extra,
             )
     return out
+
+
+def show(spec: SpecifierSet) -> str:
+    """Lower bounds first, then upper bounds, then exclusions: ">=2.4,<2.15", as people write it."""
+    order = {">": 0, ">=": 0, "==": 1, "===": 1, "~=": 1, "<": 2, "<=": 2, "!=": 3}
+    return ",".join(str(s) for s in sorted(spec, key=lambda s: (order[s.operator], str(s))))
 
 
 def merge(a: SpecifierSet, b: SpecifierSet) -> SpecifierSet:
@@ -199,7 +205,7 @@ def _row(pin: Pin, version: str | None, conflicts: list[tuple[str, Requirement]]
 
 def _install(name: str, spec: SpecifierSet) -> str:
     exact = Pin(name, spec, frozenset(), None).exact
-    return f"pip install '{name}=={exact}'" if exact else f"pip install '{name}{spec}'"
+    return f"pip install '{name}=={exact}'" if exact else f"pip install '{name}{show(spec)}'"
 
 
 def _extra_of(req: Requirement) -> str | None:
