@@ -5,9 +5,10 @@ tests/test_pins.py checks a version bump against every library's declared range,
     python scripts/pin_table.py                  # pip download --no-deps of each wheel
     python scripts/pin_table.py --metadata-only  # read only METADATA out of each remote wheel
 
-Run it after changing a pin in pyproject.toml, then run tests/test_pins.py. The versions are
-chosen like pip would for a fresh Linux x86_64 / CPython 3.11 box: exact pins as they are, then
-each range's newest release that also meets what the packages chosen so far declare.
+Run it after changing a pin in pyproject.toml; it exits 1 naming any declared range the pins
+break, and tests/test_pins.py checks the same offline. The versions are chosen like pip would on a
+fresh Linux x86_64 / glibc 2.35 / CPython 3.11 box (Colab): exact pins as they are, then each
+range's newest release that also meets what the packages chosen so far declare.
 """
 
 from __future__ import annotations
@@ -69,8 +70,9 @@ PLATFORM = {
     "python_version": "3.11",
     "python_full_version": "3.11.0",
 }
-# manylinux_2_28 promises glibc 2.28, so wheels for any older manylinux install there too.
-_PLATFORMS = [f"manylinux_2_{minor}_x86_64" for minor in range(28, 4, -1)] + [
+# A fresh Colab or a rented Ubuntu 22.04 box has glibc 2.35, so every manylinux wheel up to
+# 2_35 installs there (vLLM's llguidance needs 2_31, more than vLLM's own 2_28 wheel says).
+_PLATFORMS = [f"manylinux_2_{minor}_x86_64" for minor in range(35, 4, -1)] + [
     "manylinux2014_x86_64",
     "manylinux2010_x86_64",
     "manylinux1_x86_64",
