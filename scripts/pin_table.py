@@ -4,6 +4,7 @@ tests/test_pins.py checks a version bump against every library's declared range,
 
     python scripts/pin_table.py                  # pip download --no-deps of each wheel
     python scripts/pin_table.py --metadata-only  # read only METADATA out of each remote wheel
+    python scripts/pin_table.py --resolve        # also: does pip itself pick the table's versions?
 
 Run it after changing a pin in pyproject.toml; it exits 1 naming any declared range the pins
 break, and tests/test_pins.py checks the same offline. The versions are chosen like pip would on a
@@ -160,6 +161,33 @@ def pin_problems(pyproject_text: str, table: dict[str, Any]) -> list[str]:
     return problems
 
 
+def resolve_problems(pyproject_text: str, table: dict[str, Any]) -> list[str]:
+    """Where pip's own resolver, installing the core and gpu requirements on PLATFORM, picks
+    another version than the table (a dry run: it reads metadata, installs nothing)."""
+    lines = [
+        line.split(";")[0]
+        for line in pyproject_requirements(pyproject_text)
+        if "extra ==" not in line or 'extra == "gpu"' in line
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        requirements = Path(tmp) / "requirements.txt"
+        requirements.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        report = Path(tmp) / "report.json"
+        # fast-deps reads each wheel's METADATA by HTTP range instead of downloading GBs.
+        _pip("install", "--dry-run", "--ignore-installed", "--use-feature=fast-deps",
+             f"--report={report}", f"--target={tmp}/target", f"--index-url={INDEX}",
+             *PIP_TARGET, "-r", str(requirements))  # fmt: skip
+        chosen = {
+            canonicalize_name(item["metadata"]["name"]): item["metadata"]["version"]
+            for item in json.loads(report.read_text(encoding="utf-8"))["install"]
+        }
+    return [
+        f"pip picks {name} {chosen.get(name)}, the table holds {entry['version']}"
+        for name, entry in sorted(table["packages"].items())
+        if chosen.get(name) != entry["version"]
+    ]
+
+
 def choose(name: str, allowed: SpecifierSet, available: list[str]) -> str:
     """The newest release in `allowed`, as pip picks it."""
     found = sorted(allowed.filter(available), key=Version)
@@ -303,11 +331,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--metadata-only", action="store_true", help="read METADATA remotely")
     parser.add_argument("--output", type=Path, default=TABLE, help=f"default: {TABLE}")
+    parser.add_argument("--resolve", action="store_true", help="compare with pip's resolver")
     args = parser.parse_args()
-    table = build_table((REPO / "pyproject.toml").read_text(encoding="utf-8"), args.metadata_only)
+    pyproject = (REPO / "pyproject.toml").read_text(encoding="utf-8")
+    table = build_table(pyproject, args.metadata_only)
     args.output.write_text(json.dumps(table, indent=1) + "\n", encoding="utf-8")
     print(f"wrote {args.output}")
-    problems = pin_problems((REPO / "pyproject.toml").read_text(encoding="utf-8"), table)
+    problems = pin_problems(pyproject, table)
+    if args.resolve:
+        problems += resolve_problems(pyproject, table)
     for problem in problems:
         print(f"conflict: {problem}", file=sys.stderr)
     if problems:
