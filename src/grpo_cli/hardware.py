@@ -7,8 +7,10 @@ refusals that must come before any weights are downloaded.
 from __future__ import annotations
 
 import importlib.util
+import re
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -197,3 +199,133 @@ _BNB_OPTIMIZERS = {
     "rmsprop_bnb_8bit",
     "rmsprop_bnb_32bit",
 }
+
+
+@dataclass
+class Preflight:
+    """A config checked against a machine: what will run, and what cannot."""
+
+    hardware: Hardware
+    has: dict[str, bool]
+    backend: str
+    backend_reason: str
+    precision: str
+    precision_reason: str
+    problems: list[tuple[str, str]]  # (config key, message with the fix)
+    notes: list[str]
+    tracker: str
+
+
+def installed_packages(cfg: GrpoConfig) -> dict[str, bool]:
+    """Which optional packages the config may need are importable; `wandb_login` whether wandb
+    can log without asking for a key."""
+    has = {
+        name: installed(name)
+        for name in ("unsloth", "vllm", "bitsandbytes", "tensorboard", "wandb", "trackio")
+    }
+    has["wandb_login"] = cfg.logging.report_to != "wandb" or wandb_can_log()
+    return has
+
+
+def preflight(
+    cfg: GrpoConfig, hw: Hardware | None = None, has: dict[str, bool] | None = None
+) -> Preflight:
+    """The checks `grpo train` runs before any download, for a machine (default: this one)."""
+    hw = probe() if hw is None else hw
+    has = installed_packages(cfg) if has is None else has
+    backend, backend_reason = choose_backend(cfg.model.backend, hw, has.get("unsloth", False))
+    precision, precision_reason = choose_precision(cfg.model.dtype, hw)
+    problems = hardware_problems(cfg, hw, backend, precision, has)
+    notes = []
+    if backend == "unsloth" and hw.device != "cuda":
+        notes.append("unsloth without a GPU runs Unsloth's CPU fallback (slow)")
+    return Preflight(
+        hw,
+        has,
+        backend,
+        backend_reason,
+        precision,
+        precision_reason,
+        problems,
+        notes,
+        cfg.logging.report_to,
+    )
+
+
+@dataclass(frozen=True)
+class NvidiaSmi:
+    """What nvidia-smi says about the first GPU and its driver, read without importing torch
+    (which takes seconds): `grpo doctor` describes the machine at once."""
+
+    hardware: Hardware
+    driver: str | None = None  # NVIDIA driver version
+    driver_cuda: str | None = None  # the newest CUDA version the driver runs
+    error: str | None = None  # why no GPU was read
+
+
+def probe_nvidia_smi(timeout: float = 10.0) -> NvidiaSmi:
+    import shutil
+    import subprocess
+
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return NvidiaSmi(Hardware(device="cpu"), error="no NVIDIA GPU (nvidia-smi not found)")
+    query = "name,memory.total,compute_cap,driver_version"
+    try:
+        gpus = subprocess.run(
+            [smi, f"--query-gpu={query}", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        # The plain table is the only place that names the driver's CUDA version.
+        table = subprocess.run([smi], capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return NvidiaSmi(Hardware(device="cpu"), error=f"nvidia-smi failed: {exc}")
+    rows = [line.split(", ") for line in gpus.stdout.strip().splitlines() if line.strip()]
+    if gpus.returncode != 0 or not rows or len(rows[0]) != 4:
+        said = (gpus.stdout + gpus.stderr).strip().splitlines()
+        return NvidiaSmi(
+            Hardware(device="cpu"),
+            error=f"nvidia-smi failed: {said[0] if said else f'exit code {gpus.returncode}'}",
+        )
+    name, memory_mib, capability, driver = (field.strip() for field in rows[0])
+    cap = _capability(capability)
+    hw = Hardware(
+        device="cuda",
+        gpu_name=name,
+        gpu_memory_gib=round(float(memory_mib) / 1024, 1) if _number(memory_mib) else None,
+        capability=cap,
+        gpu_count=len(rows),
+        bf16=cap is not None and cap >= (8, 0),
+    )
+    match = re.search(r"CUDA Version:\s*([0-9.]+)", table.stdout)
+    return NvidiaSmi(hw, driver=driver, driver_cuda=match.group(1) if match else None)
+
+
+def _capability(text: str) -> tuple[int, int] | None:
+    major, _, minor = text.partition(".")
+    return (int(major), int(minor)) if major.isdigit() and minor.isdigit() else None
+
+
+def _number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def torch_cuda_build() -> str | None:
+    """The CUDA runtime the installed torch was built for (None: a CPU build or no torch), read
+    from torch/version.py without importing torch."""
+    spec = importlib.util.find_spec("torch")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    version_file = Path(next(iter(spec.submodule_search_locations))) / "version.py"
+    try:
+        text = version_file.read_text(encoding="utf-8")
+    except OSError:
+        return None
+    match = re.search(r"^cuda\b[^=]*=\s*['\"]([^'\"]+)['\"]", text, re.M)
+    return match.group(1) if match else None
