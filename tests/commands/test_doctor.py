@@ -166,6 +166,22 @@ def test_an_unreachable_hub_is_said_with_what_to_do(cli, no_gpu):
     assert "local folders, or cached ones with HF_HUB_OFFLINE=1" in out
 
 
+def test_the_hub_gets_less_time_when_the_report_must_be_quick(cli, write, no_gpu, monkeypatch):
+    """Without a config the report answers in under 2 s, so the Hub gets 1.5 s of it; with one,
+    torch's import takes longer than the Hub's 3 s anyway."""
+    asked = []
+
+    def hub_reachable(timeout):
+        asked.append(timeout)
+        return False, f"no answer within {timeout:g} s"
+
+    monkeypatch.setattr("grpo_cli.hub_access.hub_reachable", hub_reachable)
+    assert "unreachable: no answer within 1.5 s" in flat(cli("doctor").out)
+    config = write("c.yaml", MINIMAL + "data: {source: synthetic}\n")
+    cli("doctor", config)
+    assert asked == [1.5, 3.0]
+
+
 # --- with a config ------------------------------------------------------------------------------
 
 
@@ -313,6 +329,7 @@ def test_check_prints_one_table_and_exits_1_when_a_path_failed(cli, no_gpu, monk
     assert ["trl backend, fp32", "passed", "6.2"] in rows
     assert ["trl backend, 4-bit", "failed: CUDA error: out of memory", "3.0"] in rows
     assert ["unsloth fast_inference", "skipped: vllm is not installed", "-"] in rows
+    assert "--check: 1 passed, 1 failed, 1 skipped" in result.out
     assert seen["hw"] == Hardware(device="cpu")
     assert not seen["workdir"].exists()  # the tiny model and its runs are cleaned up
 

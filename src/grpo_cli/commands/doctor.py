@@ -28,16 +28,24 @@ from grpo_cli.config import LoadedConfig, load_config
 from grpo_cli.config.loader import config_error
 from grpo_cli.config.schema import looks_like_path
 from grpo_cli.config.yamlio import display_path
-from grpo_cli.hardware import NvidiaSmi, probe_nvidia_smi, torch_cuda_build
+from grpo_cli.hardware import (
+    NvidiaSmi,
+    Preflight,
+    preflight,
+    probe_nvidia_smi,
+    torch_cuda_build,
+)
 from grpo_cli.stack import StackRow, stack_report
 
 if TYPE_CHECKING:
     from grpo_cli.config.schema import GrpoConfig
-    from grpo_cli.hardware import Preflight
     from grpo_cli.memory import GpuFit, MemoryEstimate
     from grpo_cli.selfcheck import CheckRow
 
 HUB_TIMEOUT = 3.0  # seconds the Hub is given to answer
+# Without a config the whole report takes under 2 s; a Hub slower than this to answer one
+# request would be as slow to download from.
+QUICK_HUB_TIMEOUT = 1.5
 TORCH_INSTALL = "https://pytorch.org/get-started/locally/"
 
 
@@ -62,32 +70,31 @@ def doctor(config_path: Path | None, overrides: list[str], *, check: bool = Fals
     """Print the report; return the exit code (0 fine, 1 a problem listed)."""
     loaded = load_config(config_path, overrides) if config_path is not None else None
     out = Console(highlight=False)
-    # The Hub's answer can take seconds on a firewalled machine; ask while the rest is read.
+    timeout = HUB_TIMEOUT if loaded is not None else QUICK_HUB_TIMEOUT
+    # A firewalled Hub takes its whole timeout to say no: asked meanwhile, it costs no time.
     with ThreadPoolExecutor(max_workers=1) as pool:
-        hub_future = pool.submit(_hub_state)
-        smi = probe_nvidia_smi()
-        cuda_build = torch_cuda_build()
-        stack = stack_report()
-        findings = machine_findings(smi, cuda_build, stack) + stack_findings(stack)
+        hub_future = pool.submit(_hub_state, timeout)
+        smi, cuda_build, stack = probe_nvidia_smi(), torch_cuda_build(), stack_report()
         print_machine(out, smi, cuda_build)
         print_stack(out, stack)
+        plan = preflight(loaded.config) if loaded is not None else None  # imports torch
         hub = hub_future.result()
+    findings = machine_findings(smi, cuda_build, stack) + stack_findings(stack)
     cached = cache_states(loaded.config, hub) if loaded is not None else []
     print_hub(out, hub, cached)
-    if loaded is not None:
-        unreachable = [(c.key, c.fix) for c in cached if c.fix is not None]
-        findings += config_report(out, loaded, unreachable)
+    if loaded is not None and plan is not None:
+        print_plan(out, loaded, plan)
+        print_memory(out, loaded.config, plan)
+        findings += config_findings(loaded, plan, cached)
     print_findings(out, findings, loaded)
-    failed = False
-    if check:
-        failed = run_self_check(out)
+    failed = run_self_check(out) if check else False
     return 1 if findings or failed else 0
 
 
-def _hub_state() -> HubState:
+def _hub_state(timeout: float) -> HubState:
     from grpo_cli.hub_access import hub_reachable, token_present
 
-    reachable, reason = hub_reachable(timeout=HUB_TIMEOUT)
+    reachable, reason = hub_reachable(timeout=timeout)
     return HubState(reachable, reason, token_present())
 
 
@@ -242,18 +249,12 @@ def _cached(key: str, name: str, cached: bool, hub: HubState, repo_type: str) ->
 # --- the config on this machine -----------------------------------------------------------------
 
 
-def config_report(
-    out: Console, loaded: LoadedConfig, unreachable: list[tuple[str, str]]
+def config_findings(
+    loaded: LoadedConfig, plan: Preflight, cached: list[CacheState]
 ) -> list[Finding]:
-    """The preflight `grpo train` runs and the memory estimate; the settings that stop a run
-    here (with the files the Hub cannot send), in the config's order."""
-    from grpo_cli.hardware import preflight
-
-    cfg = loaded.config
-    plan = preflight(cfg)
-    print_plan(out, loaded, plan)
-    print_memory(out, cfg, plan)
-    problems = unreachable + plan.problems
+    """The settings that stop `grpo train` here, files the Hub cannot send included, each at the
+    file and line that set it, in the config's order."""
+    problems = [(c.key, c.fix) for c in cached if c.fix is not None] + plan.problems
     if not problems:
         return []
     located = config_error(loaded, problems).problems
@@ -339,7 +340,9 @@ def run_self_check(out: Console) -> bool:
     with tempfile.TemporaryDirectory(prefix="grpo-doctor-check-") as workdir:
         rows = run_checks(out, Path(workdir), probe())
     out.print(check_table(rows))
-    return any(row.status == "failed" for row in rows)
+    counts = {s: sum(row.status == s for row in rows) for s in ("passed", "failed", "skipped")}
+    out.print("--check: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    return counts["failed"] > 0
 
 
 def check_table(rows: list[CheckRow]) -> Table:
