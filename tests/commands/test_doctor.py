@@ -128,6 +128,22 @@ def test_a_torch_for_a_newer_cuda_than_the_driver_is_a_problem(cli, tmp_path, mo
     )
 
 
+def test_a_gpu_torch_cannot_use_is_a_problem_with_a_config(cli, write, tmp_path, monkeypatch):
+    from grpo_cli.hardware import Hardware
+
+    fake_nvidia_smi(tmp_path / "bin", monkeypatch, L4)
+    monkeypatch.setattr("grpo_cli.commands.doctor.torch_cuda_build", lambda: "12.8")
+    monkeypatch.setattr("grpo_cli.commands.doctor.stack_report", stack_ok)
+    monkeypatch.setattr("grpo_cli.hardware.probe", lambda: Hardware(device="cpu"))
+    config = write("c.yaml", MINIMAL + "data: {source: synthetic}\nlogging: {report_to: none}\n")
+    monkeypatch.setattr("grpo_cli.hub_access.model_in_cache", lambda name, revision=None: True)
+    result = cli("doctor", config)
+    assert result.code == 1
+    text = flat(result.out)
+    assert "nvidia-smi sees the NVIDIA L4 but torch cannot use it" in text
+    assert "CUDA_VISIBLE_DEVICES" in text
+
+
 def test_a_library_outside_the_tested_range_is_a_problem_with_its_fix(cli, no_gpu, monkeypatch):
     rows = [
         StackRow("torch", "2.13.0", "<2.15,>=2.4", True, None, True),

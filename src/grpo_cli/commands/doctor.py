@@ -1,11 +1,12 @@
 """`grpo doctor [CONFIG] [--check]`: before an hour of downloads, whether this machine and this
 config will work.
 
-machine (nvidia-smi, no torch) and the Hub (in a thread, meanwhile) -> the library stack -> with
-CONFIG: its model and dataset in the local cache, the checks `grpo train` runs before any
-download, and an estimate of peak GPU memory against the common GPUs -> with --check: a short
-real run of each training path this GPU supports. The work is done in `grpo_cli.hardware`,
-`grpo_cli.stack`, `grpo_cli.hub_access`, `grpo_cli.memory` and `grpo_cli.selfcheck`.
+the machine (nvidia-smi, no torch) and the library stack, while the Hub is asked in a thread ->
+with CONFIG: the checks `grpo train` runs before any download (torch imported), its model and
+dataset in the local cache, an estimate of peak GPU memory on the common GPUs -> the problems,
+each with its fix -> with --check: a short real run of each training path this GPU supports.
+The work is done in `grpo_cli.hardware`, `grpo_cli.stack`, `grpo_cli.hub_access`,
+`grpo_cli.memory` and `grpo_cli.selfcheck`.
 
 Exit code: 0 when nothing is wrong, 1 when the machine, the stack or the config's settings on
 this machine have a problem (each listed with its fix) or a --check path failed, 2 for a config
@@ -85,6 +86,8 @@ def doctor(config_path: Path | None, overrides: list[str], *, check: bool = Fals
     if loaded is not None and plan is not None:
         print_plan(out, loaded, plan)
         print_memory(out, loaded.config, plan)
+        if not findings:
+            findings += unseen_gpu(smi, plan)
         findings += config_findings(loaded, plan, cached)
     print_findings(out, findings, loaded)
     failed = run_self_check(out) if check else False
@@ -131,6 +134,20 @@ def machine_findings(
     return []
 
 
+def unseen_gpu(smi: NvidiaSmi, plan: Preflight) -> list[Finding]:
+    """A GPU nvidia-smi sees and torch does not, for a cause the stack does not show."""
+    if smi.hardware.device != "cuda" or plan.hardware.device == "cuda":
+        return []
+    return [
+        Finding(
+            "torch",
+            f"nvidia-smi sees the {smi.hardware.gpu_name} but torch cannot use it, so training "
+            "would run on the CPU: check CUDA_VISIBLE_DEVICES, and that nvidia-smi shows no "
+            "driver error",
+        )
+    ]
+
+
 def _driver_limit(smi: NvidiaSmi) -> str:
     return f" for CUDA {smi.driver_cuda} or older" if smi.driver_cuda else ""
 
@@ -154,10 +171,10 @@ def print_machine(out: Console, smi: NvidiaSmi, cuda_build: str | None) -> None:
     table = _pairs("machine")
     hw = smi.hardware
     if hw.device != "cuda":
-        table.add_row("GPU", smi.error or "none")
+        table.add_row("GPU", escape(smi.error or "none"))
     else:
         count = f" x{hw.gpu_count}" if hw.gpu_count > 1 else ""
-        table.add_row("GPU", f"{hw.gpu_name}{count}")
+        table.add_row("GPU", escape(f"{hw.gpu_name}{count}"))
         memory = f"{hw.gpu_memory_gib:.1f} GiB" if hw.gpu_memory_gib is not None else "unknown"
         table.add_row("memory", memory)
         cap = hw.capability
@@ -167,7 +184,7 @@ def print_machine(out: Console, smi: NvidiaSmi, cuda_build: str | None) -> None:
         driver = smi.driver or "unknown"
         if smi.driver_cuda:
             driver += f" (runs CUDA up to {smi.driver_cuda})"
-        table.add_row("NVIDIA driver", driver)
+        table.add_row("NVIDIA driver", escape(driver))
     table.add_row("CUDA runtime (torch)", cuda_build or "none: torch is a CPU build or absent")
     out.print(table)
 
