@@ -103,6 +103,24 @@ def test_an_l4_has_bf16_and_fp8(cli, tmp_path, monkeypatch):
     assert rows["native bf16"] == "yes" and rows["fp8"] == "yes"
 
 
+def test_a_failing_nvidia_smi_is_a_driver_problem(cli, tmp_path, monkeypatch):
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    script = folder / "nvidia-smi"
+    script.write_text(
+        "#!/bin/sh\necho 'NVIDIA-SMI has failed because it could not communicate with the "
+        "NVIDIA driver.'\nexit 9\n"
+    )
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", str(folder))
+    monkeypatch.setattr("grpo_cli.commands.doctor.stack_report", stack_ok)
+    result = cli("doctor")
+    assert result.code == 1
+    text = flat(result.out)
+    assert "GPU nvidia-smi failed: NVIDIA-SMI has failed because it could not communicate" in text
+    assert "driver nvidia-smi failed" in text and "update it" in text
+
+
 def test_a_cpu_build_of_torch_on_a_gpu_machine_is_a_problem(cli, tmp_path, monkeypatch):
     fake_nvidia_smi(tmp_path / "bin", monkeypatch, T4)
     monkeypatch.setattr("grpo_cli.commands.doctor.torch_cuda_build", lambda: None)

@@ -107,6 +107,14 @@ def _hub_state(timeout: float) -> HubState:
 def machine_findings(
     smi: NvidiaSmi, cuda_build: str | None, stack: list[StackRow]
 ) -> list[Finding]:
+    if smi.error is not None and smi.error.startswith("nvidia-smi failed"):
+        return [
+            Finding(
+                "driver",
+                f"{smi.error}: the NVIDIA driver is missing, broken or too old; reinstall or "
+                "update it, and reboot",
+            )
+        ]
     torch_row = next((r for r in stack if r.name == "torch"), None)
     torch_version = torch_row.installed if torch_row is not None else None
     if smi.hardware.device != "cuda" or torch_version is None:
