@@ -294,3 +294,13 @@ def test_set_on_commands_without_a_training_config_shows_no_training_key(command
     out = cli(*command, "--help").out
     assert "--set" in out and "--config file" in out
     assert "training." not in out
+
+
+def test_doctor_help_says_what_it_checks_and_how_it_exits(cli, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "300")
+    out = words(cli("doctor", "--help").out)
+    assert "Usage: grpo doctor [OPTIONS] [CONFIG]" in out
+    for flag in ("--check", "--set"):
+        assert flag in out
+    assert "Exit code 1 when a problem is listed." in out
+    assert "grpo doctor configs/qwen3b_gsm8k.yaml" in cli("--help").out

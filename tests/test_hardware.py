@@ -24,7 +24,14 @@ CPU = Hardware(device="cpu")
 T4 = Hardware("cuda", "Tesla T4", 15.0, (7, 5), 1, bf16=False)
 L4 = Hardware("cuda", "NVIDIA L4", 22.0, (8, 9), 1, bf16=True)
 H100 = Hardware("cuda", "NVIDIA H100 80GB HBM3", 79.0, (9, 0), 1, bf16=True)
-ALL = {"unsloth": True, "vllm": True, "bitsandbytes": True, "wandb": True, "wandb_login": True}
+ALL = {
+    "unsloth": True,
+    "vllm": True,
+    "vllm_4bit": True,
+    "bitsandbytes": True,
+    "wandb": True,
+    "wandb_login": True,
+}
 
 
 @pytest.mark.parametrize(
@@ -68,8 +75,15 @@ def test_the_seed_recipe_runs_on_a_t4_with_the_gpu_extras():
 
 
 def test_the_seed_recipe_starts_on_a_fresh_colab_logging_to_tensorboard():
-    # Colab ships tensorboard, not wandb; the gpu extra adds unsloth, vllm and bitsandbytes.
-    colab = {"unsloth": True, "vllm": True, "bitsandbytes": True, "tensorboard": True}
+    # Colab ships tensorboard, not wandb; the gpu extra adds unsloth, vllm, its bitsandbytes
+    # plugin and bitsandbytes.
+    colab = {
+        "unsloth": True,
+        "vllm": True,
+        "vllm_4bit": True,
+        "bitsandbytes": True,
+        "tensorboard": True,
+    }
     cfg = load_config(CONFIGS / "qwen3b_gsm8k.yaml").config
     checked = preflight(cfg, T4, {**colab, "wandb_login": False})
     assert checked.problems == []
@@ -203,6 +217,45 @@ def test_fast_inference_without_vllm_and_4bit_without_bitsandbytes_are_refused()
     problems = problems_for("qwen3b_gsm8k.yaml", L4, {"unsloth": True})
     assert "vLLM, which is not installed" in problems["model.fast_inference"]
     assert "need bitsandbytes" in problems["model.quantization"]
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        [],
+        ["model.backend=trl", "model.fast_inference=false", "vllm.use=true"],
+    ],
+)
+def test_4bit_through_vllm_without_the_bnb_plugin_is_refused_before_any_download(overrides):
+    # The seed recipe (unsloth fast_inference) and TRL's colocated vLLM both hand 4-bit weights
+    # to vLLM, which since 0.28 needs vllm-bnb-plugin for them.
+    has = {**ALL, "vllm_4bit": False}
+    problems = problems_for("qwen3b_gsm8k.yaml", T4, has, overrides)
+    assert "vllm-bnb-plugin" in problems["model.quantization"]
+    assert "pip install -e '.[gpu]'" in problems["model.quantization"]
+    assert problems_for("qwen3b_gsm8k.yaml", T4, {**ALL, "vllm_4bit": True}, overrides) == {}
+
+
+def test_installed_packages_needs_the_plugin_only_from_vllm_0_28(monkeypatch):
+    import grpo_cli.hardware as hardware
+
+    cfg = load_config(CONFIGS / "qwen3b_gsm8k.yaml").config
+    for vllm, plugin, can in [
+        ("0.31.0", False, False),
+        ("0.31.0", True, True),
+        ("0.27.1", False, True),
+    ]:
+        monkeypatch.setattr(
+            hardware, "installed", lambda name, p=plugin: name != "vllm_bnb_plugin" or p
+        )
+        monkeypatch.setattr(
+            hardware,
+            "_version_at_least",
+            lambda package, minimum, v=vllm: (
+                package == "vllm" and tuple(int(x) for x in v.split(".")) >= minimum
+            ),
+        )
+        assert installed_packages(cfg)["vllm_4bit"] is can, (vllm, plugin)
 
 
 def test_bf16_on_a_t4_is_refused():

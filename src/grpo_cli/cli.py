@@ -68,6 +68,7 @@ app = typer.Typer(
     "  grpo config validate configs/*.yaml\n\n"
     "  grpo config show configs/qwen3b_gsm8k.yaml --set lora.r=32\n\n"
     "  grpo train configs/smoke_cpu.yaml\n\n"
+    "  grpo doctor configs/qwen3b_gsm8k.yaml\n\n"
     "  grpo score samples.jsonl --config configs/qwen3b_gsm8k.yaml\n\n"
     "  grpo rewards list",
     no_args_is_help=True,
@@ -463,6 +464,37 @@ def merge(
         gguf=gguf,
         force=force,
     )
+
+
+@app.command("doctor", cls=_Command)
+def doctor(
+    config_path: Annotated[
+        Path | None,
+        typer.Argument(metavar="CONFIG", help="Also check this config against the machine."),
+    ] = None,
+    overrides: SetOpt = None,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check",
+            help="Also run 2 GRPO steps of a tiny local model on each training path this GPU "
+            "supports (a few minutes, no download).",
+        ),
+    ] = False,
+) -> None:
+    """Check this machine (and a config) before any download.
+
+    The GPU and its driver, the library versions, the Hub and the local cache; with CONFIG, every
+    setting this machine cannot run and an estimate of peak GPU memory on the common GPUs. Exit
+    code 1 when a problem is listed.
+
+    Example: grpo doctor configs/qwen3b_gsm8k.yaml
+    """
+    from grpo_cli.commands import doctor as doctor_command
+
+    code = doctor_command.doctor(config_path, overrides or [], check=check)
+    if code:
+        raise typer.Exit(code)
 
 
 def main(argv: list[str] | None = None) -> int:

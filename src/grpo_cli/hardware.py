@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import re
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from grpo_cli.config.schema import looks_like_path
@@ -169,6 +171,9 @@ def installed_packages(cfg: GrpoConfig) -> dict[str, bool]:
     _get_fp8_mode_and_check_settings)."""
     has = {name: installed(name) for name in ("unsloth", "vllm", "bitsandbytes", *TRACKERS)}
     has["torchao"] = _version_at_least("torchao", (0, 15))
+    # vLLM 0.28 moved bitsandbytes out of tree: 4-bit weights through vLLM need the plugin
+    # (unsloth_zoo/vllm_utils.py raises "pip install vllm-bnb-plugin" after the download).
+    has["vllm_4bit"] = installed("vllm_bnb_plugin") or not _version_at_least("vllm", (0, 28))
     has["wandb_login"] = cfg.logging.report_to not in ("wandb", "auto") or wandb_can_log()
     return has
 
@@ -311,6 +316,17 @@ def _hardware_problems(
             f"fast_inference generates with vLLM, which is not installed: {install}, or set "
             "fast_inference: false",
         )
+    if (
+        m.quantization == "4bit"
+        and (m.fast_inference or cfg.vllm.use)
+        and has.get("vllm")
+        and not has.get("vllm_4bit")
+    ):
+        yield (
+            "model.quantization",
+            "4-bit weights through vLLM 0.28+ need the vllm-bnb-plugin package: "
+            f"{install}, or set quantization: none",
+        )
     if cfg.vllm.use and not gpu:
         yield "vllm.use", "vLLM generation needs a CUDA GPU: set vllm.use: false"
     elif cfg.vllm.use and not has.get("vllm"):
@@ -396,3 +412,82 @@ _BNB_OPTIMIZERS = {
     "rmsprop_bnb_8bit",
     "rmsprop_bnb_32bit",
 }
+
+
+@dataclass(frozen=True)
+class NvidiaSmi:
+    """What nvidia-smi says about the first GPU and its driver, read without importing torch
+    (which takes seconds): `grpo doctor` describes the machine at once."""
+
+    hardware: Hardware
+    driver: str | None = None  # NVIDIA driver version
+    driver_cuda: str | None = None  # the newest CUDA version the driver runs
+    error: str | None = None  # why no GPU was read
+
+
+def probe_nvidia_smi(timeout: float = 10.0) -> NvidiaSmi:
+    import shutil
+    import subprocess
+
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return NvidiaSmi(Hardware(device="cpu"), error="no NVIDIA GPU (nvidia-smi not found)")
+    query = "name,memory.total,compute_cap,driver_version"
+    try:
+        gpus = subprocess.run(
+            [smi, f"--query-gpu={query}", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        # The plain table is the only place that names the driver's CUDA version.
+        table = subprocess.run([smi], capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return NvidiaSmi(Hardware(device="cpu"), error=f"nvidia-smi failed: {exc}")
+    rows = [line.split(", ") for line in gpus.stdout.strip().splitlines() if line.strip()]
+    if gpus.returncode != 0 or not rows or len(rows[0]) != 4:
+        said = (gpus.stdout + gpus.stderr).strip().splitlines()
+        return NvidiaSmi(
+            Hardware(device="cpu"),
+            error=f"nvidia-smi failed: {said[0] if said else f'exit code {gpus.returncode}'}",
+        )
+    name, memory_mib, capability, driver = (field.strip() for field in rows[0])
+    cap = _capability(capability)
+    hw = Hardware(
+        device="cuda",
+        gpu_name=name,
+        gpu_memory_gib=round(float(memory_mib) / 1024, 1) if _number(memory_mib) else None,
+        capability=cap,
+        gpu_count=len(rows),
+        bf16=cap is not None and cap >= (8, 0),
+    )
+    match = re.search(r"CUDA Version:\s*([0-9.]+)", table.stdout)
+    return NvidiaSmi(hw, driver=driver, driver_cuda=match.group(1) if match else None)
+
+
+def _capability(text: str) -> tuple[int, int] | None:
+    major, _, minor = text.partition(".")
+    return (int(major), int(minor)) if major.isdigit() and minor.isdigit() else None
+
+
+def _number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def torch_cuda_build() -> str | None:
+    """The CUDA runtime the installed torch was built for (None: a CPU build or no torch), read
+    from torch/version.py without importing torch."""
+    spec = importlib.util.find_spec("torch")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    version_file = Path(next(iter(spec.submodule_search_locations))) / "version.py"
+    try:
+        text = version_file.read_text(encoding="utf-8")
+    except OSError:
+        return None
+    match = re.search(r"^cuda\b[^=]*=\s*['\"]([^'\"]+)['\"]", text, re.M)
+    return match.group(1) if match else None

@@ -1,0 +1,421 @@
+"""`grpo doctor [CONFIG] [--check]`: the machine, the stack and the Hub before any download; with a
+config, what stops `grpo train` here and the memory estimate; exit codes 0, 1 and 2."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from grpo_cli.stack import StackRow
+from tests.conftest import CONFIGS, MINIMAL, REPO
+from tests.test_cli import HEAVY
+
+T4 = "Tesla T4, 15360, 7.5, 535.104.05"
+L4 = "NVIDIA L4, 23034, 8.9, 550.54.15"
+SMI_TABLE = "| NVIDIA-SMI 535.104.05   Driver Version: 535.104.05   CUDA Version: {cuda}     |"
+
+
+@pytest.fixture(autouse=True)
+def _offline_and_wide(monkeypatch):
+    """No test waits on the network; 80 columns, as a new user's terminal."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+
+
+@pytest.fixture
+def no_gpu(tmp_path, monkeypatch):
+    """A PATH without nvidia-smi."""
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+
+
+def fake_nvidia_smi(folder: Path, monkeypatch, query_row: str, cuda: str = "12.2") -> None:
+    """An nvidia-smi on PATH that answers the query `grpo doctor` asks, and the plain table."""
+    folder.mkdir(parents=True, exist_ok=True)
+    script = folder / "nvidia-smi"
+    script.write_text(
+        "#!/bin/sh\n"
+        'case "$1" in --query-gpu=*) '
+        f"echo '{query_row}';; *) echo '{SMI_TABLE.format(cuda=cuda)}';; esac\n"
+    )
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ['PATH']}")
+
+
+def stack_ok() -> list[StackRow]:
+    return [StackRow("torch", "2.13.0", "<2.15,>=2.4", True, None, True)]
+
+
+def test_without_config_imports_no_ml_library():
+    """The no-config report is read without torch: it answers at once."""
+    code = (
+        "import sys\n"
+        "from grpo_cli.cli import main\n"
+        "rc = main(['doctor'])\n"
+        f"loaded = [m for m in {HEAVY!r} if m in sys.modules]\n"
+        "print('HEAVY', loaded, rc, file=sys.stderr)\n"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, env=env, timeout=60
+    )
+    assert "HEAVY []" in result.stderr, result.stderr
+    for section in ("machine", "stack", "Hugging Face Hub"):
+        assert f"\n{section} " in f"\n{result.stdout}", result.stdout
+
+
+def test_no_gpu_is_said_and_is_not_a_problem(cli, no_gpu, monkeypatch):
+    monkeypatch.setattr("grpo_cli.commands.doctor.stack_report", stack_ok)
+    result = cli("doctor")
+    assert result.code == 0, result.out
+    assert "no NVIDIA GPU (nvidia-smi not found)" in result.out
+    assert "No problems found with this machine and its libraries." in result.out
+
+
+def test_a_t4_is_described_without_native_bf16_or_fp8(cli, tmp_path, monkeypatch):
+    fake_nvidia_smi(tmp_path / "bin", monkeypatch, T4)
+    monkeypatch.setattr("grpo_cli.commands.doctor.torch_cuda_build", lambda: "12.8")
+    monkeypatch.setattr("grpo_cli.commands.doctor.stack_report", stack_ok)
+    result = cli("doctor")
+    assert result.code == 0, result.out
+    rows = {cells[0]: cells[1] for cells in table_rows(result.out) if len(cells) == 2}
+    assert rows["GPU"] == "Tesla T4"
+    assert rows["memory"] == "15.0 GiB"
+    assert rows["compute capability"] == "7.5"
+    assert rows["native bf16"].startswith("no")  # torch would say yes: emulation (defect 1)
+    assert rows["fp8"].startswith("no")
+    assert rows["NVIDIA driver"] == "535.104.05 (runs CUDA up to 12.2)"
+    assert rows["CUDA runtime (torch)"] == "12.8"  # a 12.x runtime runs on a 12.x driver
+
+
+def test_an_l4_has_bf16_and_fp8(cli, tmp_path, monkeypatch):
+    fake_nvidia_smi(tmp_path / "bin", monkeypatch, L4)
+    monkeypatch.setattr("grpo_cli.commands.doctor.torch_cuda_build", lambda: "12.8")
+    rows = {c[0]: c[1] for c in table_rows(cli("doctor").out) if len(c) == 2}
+    assert rows["GPU"] == "NVIDIA L4"
+    assert rows["native bf16"] == "yes" and rows["fp8"] == "yes"
+
+
+def test_a_failing_nvidia_smi_is_a_driver_problem(cli, tmp_path, monkeypatch):
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    script = folder / "nvidia-smi"
+    script.write_text(
+        "#!/bin/sh\necho 'NVIDIA-SMI has failed because it could not communicate with the "
+        "NVIDIA driver.'\nexit 9\n"
+    )
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", str(folder))
+    monkeypatch.setattr("grpo_cli.commands.doctor.stack_report", stack_ok)
+    result = cli("doctor")
+    assert result.code == 1
+    text = flat(result.out)
+    assert "GPU nvidia-smi failed: NVIDIA-SMI has failed because it could not communicate" in text
+    assert "driver nvidia-smi failed" in text and "update it" in text
+
+
+def test_a_cpu_build_of_torch_on_a_gpu_machine_is_a_problem(cli, tmp_path, monkeypatch):
+    fake_nvidia_smi(tmp_path / "bin", monkeypatch, T4)
+    monkeypatch.setattr("grpo_cli.commands.doctor.torch_cuda_build", lambda: None)
+    monkeypatch.setattr(
+        "grpo_cli.commands.doctor.stack_report",
+        lambda: [StackRow("torch", "2.13.0+cpu", "<2.15,>=2.4", True, None, True)],
+    )
+    result = cli("doctor")
+    assert result.code == 1
+    text = flat(result.out)
+    assert "torch 2.13.0+cpu is a CPU build and cannot use the Tesla T4" in text
+    assert "CUDA 12.2 or older" in text
+
+
+def test_a_torch_for_a_newer_cuda_than_the_driver_is_a_problem(cli, tmp_path, monkeypatch):
+    fake_nvidia_smi(tmp_path / "bin", monkeypatch, T4, cuda="12.2")
+    monkeypatch.setattr("grpo_cli.commands.doctor.torch_cuda_build", lambda: "13.0")
+    monkeypatch.setattr("grpo_cli.commands.doctor.stack_report", stack_ok)
+    result = cli("doctor")
+    assert result.code == 1
+    assert "built for CUDA 13.0, the NVIDIA driver 535.104.05 runs CUDA up to 12.2" in flat(
+        result.out
+    )
+
+
+def test_a_gpu_torch_cannot_use_is_a_problem_with_a_config(cli, write, tmp_path, monkeypatch):
+    from grpo_cli.hardware import Hardware
+
+    fake_nvidia_smi(tmp_path / "bin", monkeypatch, L4)
+    monkeypatch.setattr("grpo_cli.commands.doctor.torch_cuda_build", lambda: "12.8")
+    monkeypatch.setattr("grpo_cli.commands.doctor.stack_report", stack_ok)
+    monkeypatch.setattr("grpo_cli.hardware.probe", lambda: Hardware(device="cpu"))
+    config = write("c.yaml", MINIMAL + "data: {source: synthetic}\nlogging: {report_to: none}\n")
+    monkeypatch.setattr("grpo_cli.hub_access.model_in_cache", lambda name, revision=None: True)
+    result = cli("doctor", config)
+    assert result.code == 1
+    text = flat(result.out)
+    assert "nvidia-smi sees the NVIDIA L4 but torch cannot use it" in text
+    assert "CUDA_VISIBLE_DEVICES" in text
+
+
+def test_a_library_outside_the_tested_range_is_a_problem_with_its_fix(cli, no_gpu, monkeypatch):
+    rows = [
+        StackRow("torch", "2.13.0", "<2.15,>=2.4", True, None, True),
+        StackRow(
+            "transformers",
+            "5.18.0",
+            "<=5.17.0,>=5.16.1",
+            False,
+            "pip install 'transformers<=5.17.0,>=5.16.1'",
+            True,
+        ),  # fmt: skip
+        StackRow("vllm", None, "==0.31.0", True, None, False),
+    ]
+    monkeypatch.setattr("grpo_cli.commands.doctor.stack_report", lambda: rows)
+    result = cli("doctor")
+    assert result.code == 1
+    stack = {c[0]: c for c in table_rows(result.out) if len(c) == 4}
+    assert stack["transformers"][3] == "mismatch"
+    assert stack["vllm"][1:] == ["-", "==0.31.0", "optional"]  # absent, not a problem
+    text = flat(result.out)
+    assert "transformers 5.18.0 is installed, grpo-cli is tested with <=5.17.0,>=5.16.1" in text
+    assert "pip install 'transformers<=5.17.0,>=5.16.1'" in text
+    assert "vllm not installed" not in text
+
+
+def test_the_token_is_said_present_and_never_printed(cli, no_gpu, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "hf_doNotPrintThisToken123")
+    out = cli("doctor").out
+    assert "hf_doNotPrintThisToken123" not in out
+    assert {"token": "present"}.items() <= {c[0]: c[1] for c in table_rows(out)}.items()
+
+
+def test_an_unreachable_hub_is_said_with_what_to_do(cli, no_gpu):
+    out = flat(cli("doctor").out)  # HF_HUB_OFFLINE=1 (the autouse fixture)
+    assert "Hub unreachable: HF_HUB_OFFLINE=1" in out
+    assert "local folders, or cached ones with HF_HUB_OFFLINE=1" in out
+
+
+def test_the_hub_gets_less_time_when_the_report_must_be_quick(cli, write, no_gpu, monkeypatch):
+    """Without a config the report answers in under 2 s, so the Hub gets 1.5 s of it; with one,
+    torch's import takes longer than the Hub's 3 s anyway."""
+    asked = []
+
+    def hub_reachable(timeout):
+        asked.append(timeout)
+        return False, f"no answer within {timeout:g} s"
+
+    monkeypatch.setattr("grpo_cli.hub_access.hub_reachable", hub_reachable)
+    assert "unreachable: no answer within 1.5 s" in flat(cli("doctor").out)
+    config = write("c.yaml", MINIMAL + "data: {source: synthetic}\n")
+    cli("doctor", config)
+    assert asked == [1.5, 3.0]
+
+
+# --- with a config ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_config_gets_the_whole_report_at_80_columns(
+    path, cli, shipped_models, no_gpu
+):
+    shutil.copytree(CONFIGS, shipped_models / "configs")
+    result = cli("doctor", f"configs/{path.name}")
+    assert result.code in (0, 1), result.err
+    for line in result.out.splitlines():
+        assert len(line) <= 80, line
+    titles = [line.strip() for line in result.out.splitlines() if line[:1].isalpha()]
+    for title in (
+        "machine",
+        "stack",
+        "Hugging Face Hub",
+        f"grpo train configs/{path.name} on this machine",
+        "peak GPU memory, an estimate",
+        "on the common GPUs (estimate)",
+    ):
+        assert title in titles, titles
+    gpus = [c[0] for c in table_rows(result.out) if len(c) == 4 and c[1].endswith("GiB")]
+    assert gpus == ["T4 16 GB", "L4 24 GB", "A10G 24 GB", "A100 40 GB", "A100 80 GB", "H100 80 GB"]
+
+
+def test_the_smoke_config_can_start_on_cpu(cli, shipped_models, no_gpu, monkeypatch):
+    monkeypatch.setattr("grpo_cli.commands.doctor.stack_report", stack_ok)
+    shutil.copytree(CONFIGS, shipped_models / "configs")
+    result = cli("doctor", "configs/smoke_cpu.yaml")
+    assert result.code == 0, result.out
+    rows = {c[0]: c[1] for c in table_rows(result.out) if len(c) == 2}
+    assert rows["model.name"] == "./models/tiny-qwen2: a local folder"
+    assert rows["data.source"] == "synthetic: generated here, no download"
+    assert rows["backend"].startswith("trl (")
+    assert "No problems found: grpo train configs/smoke_cpu.yaml can start here." in result.out
+
+
+def test_the_gpu_recipe_on_cpu_lists_every_setting_with_its_file_and_line(cli, no_gpu, monkeypatch):
+    monkeypatch.setattr("grpo_cli.commands.doctor.stack_report", stack_ok)
+    result = cli("doctor", CONFIGS / "qwen3b_gsm8k.yaml")
+    assert result.code == 1
+    where = problem_keys(result.out)
+    for key in ("model.quantization", "model.fast_inference", "training.optim"):
+        assert where.get(key) == located("qwen3b_gsm8k.yaml", key), where
+    assert "would stop here" in result.out
+
+
+def test_problems_of_an_extended_config_point_at_the_file_that_set_them(cli, no_gpu, monkeypatch):
+    monkeypatch.setattr("grpo_cli.commands.doctor.stack_report", stack_ok)
+    result = cli("doctor", CONFIGS / "llama1b_fp8_gsm8k.yaml")
+    assert result.code == 1
+    where = problem_keys(result.out)
+    assert where["model.quantization"] == located("llama1b_fp8_gsm8k.yaml", "model.quantization")
+    assert where["training.optim"] == located("qwen3b_gsm8k.yaml", "training.optim")
+
+
+def test_a_model_the_hub_cannot_send_is_a_problem_only_when_it_is_not_cached(
+    cli, write, no_gpu, monkeypatch, tmp_path
+):
+    monkeypatch.setattr("grpo_cli.commands.doctor.stack_report", stack_ok)
+    monkeypatch.chdir(tmp_path)
+    config = write("hub.yaml", MINIMAL + "logging: {report_to: none}\ndata: {source: synthetic}\n")
+    monkeypatch.setattr("grpo_cli.hub_access.model_in_cache", lambda name, revision=None: False)
+    offline = cli("doctor", config)
+    assert offline.code == 1
+    assert problem_keys(offline.out) == {"model.name": "hub.yaml:2"}
+    assert "hf download Qwen/Qwen2.5-0.5B-Instruct" in flat(offline.out)
+
+    monkeypatch.setattr("grpo_cli.hub_access.model_in_cache", lambda name, revision=None: True)
+    cached = cli("doctor", config)
+    assert cached.code == 0, cached.out
+    rows = {c[0]: c[1] for c in table_rows(cached.out) if len(c) == 2}
+    assert rows["model.name"] == "Qwen/Qwen2.5-0.5B-Instruct: in the local cache"
+
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr("grpo_cli.hub_access.hub_reachable", lambda timeout: (True, "answered"))
+    monkeypatch.setattr("grpo_cli.hub_access.model_in_cache", lambda name, revision=None: False)
+    online = cli("doctor", config)
+    assert online.code == 0, online.out
+    assert "not cached yet: downloaded on first use" in flat(online.out)
+
+
+def test_a_config_that_does_not_load_exits_2_before_any_report(cli, write):
+    bad = write("bad.yaml", MINIMAL + "trainig: {}\n")
+    result = cli("doctor", bad)
+    assert result.code == 2
+    assert result.out == ""
+    assert result.err.startswith("Error: ") and "Did you mean 'training'?" in result.err
+
+
+def test_overrides_apply_to_the_config_checked(cli, shipped_models, no_gpu, monkeypatch):
+    monkeypatch.setattr("grpo_cli.commands.doctor.stack_report", stack_ok)
+    result = cli("doctor", CONFIGS / "smoke_cpu.yaml", "--set", "model.quantization=4bit")
+    assert result.code == 1
+    assert problem_keys(result.out) == {"model.quantization": "--set model.quantization=4bit"}
+
+
+def test_the_memory_estimate_shows_its_parts_and_what_would_fit(cli, write, no_gpu, monkeypatch):
+    from grpo_cli import memory
+
+    estimate = memory.MemoryEstimate(
+        [("base weights (4bit)", 2.0), ("vLLM (gpu_memory_utilization 0.7)", 11.2)],
+        13.2,
+        ["calibrated on Unsloth's figures"],
+    )
+    fits = [
+        memory.GpuFit("T4", 16.0, False, "too small", ["set model.max_seq_length: 512"]),
+        memory.GpuFit("L4", 24.0, True, "fits", []),
+    ]
+    monkeypatch.setattr(memory, "estimate", lambda cfg, precision, backend: estimate)
+    monkeypatch.setattr(memory, "fit_table", lambda est, cfg=None: fits if est is estimate else [])
+    config = write("m.yaml", MINIMAL + "data: {source: synthetic}\nlogging: {report_to: none}\n")
+    rows = table_rows(cli("doctor", config).out)
+    assert ["vLLM (gpu_memory_utilization 0.7)", "11.2"] in rows
+    assert ["total (estimate)", "13.2"] in rows
+    assert ["T4", "16 GiB", "too small", "set model.max_seq_length: 512"] in rows
+    assert ["L4", "24 GiB", "fits", ""] in rows
+
+
+# --- --check ------------------------------------------------------------------------------------
+
+
+def test_check_prints_one_table_and_exits_1_when_a_path_failed(cli, no_gpu, monkeypatch):
+    from grpo_cli import selfcheck
+    from grpo_cli.hardware import Hardware
+
+    seen = {}
+
+    def run_checks(console, workdir, hw):
+        seen["workdir"], seen["hw"] = workdir, hw
+        assert workdir.is_dir()
+        return [
+            selfcheck.CheckRow("trl backend, fp32", "passed", "", 6.25),
+            selfcheck.CheckRow("trl backend, 4-bit", "failed", "CUDA error: out of memory", 3.0),
+            selfcheck.CheckRow("unsloth fast_inference", "skipped", "vllm is not installed", None),
+        ]
+
+    monkeypatch.setattr("grpo_cli.hardware.probe", lambda: Hardware(device="cpu"))
+    monkeypatch.setattr(selfcheck, "run_checks", run_checks)
+    monkeypatch.setattr("grpo_cli.commands.doctor.stack_report", stack_ok)
+    result = cli("doctor", "--check")
+    assert result.code == 1
+    rows = table_rows(result.out)
+    assert ["trl backend, fp32", "passed", "6.2"] in rows
+    assert ["trl backend, 4-bit", "failed: CUDA error: out of memory", "3.0"] in rows
+    assert ["unsloth fast_inference", "skipped: vllm is not installed", "-"] in rows
+    assert "--check: 1 passed, 1 failed, 1 skipped" in result.out
+    assert seen["hw"] == Hardware(device="cpu")
+    assert not seen["workdir"].exists()  # the tiny model and its runs are cleaned up
+
+    monkeypatch.setattr(selfcheck, "run_checks", lambda console, workdir, hw: run_checks(
+        console, workdir, hw)[::2])  # fmt: skip
+    assert cli("doctor", "--check").code == 0
+
+
+# --- reading the tables back --------------------------------------------------------------------
+
+
+def table_rows(out: str) -> list[list[str]]:
+    """Each row of every table, the lines of its wrapped cells joined."""
+    rows: list[list[str]] = []
+    in_row = False
+    for line in out.splitlines():
+        if not line.startswith("│"):
+            in_row = False
+            continue
+        cells = [c.strip() for c in line.strip().strip("│").split("│")]
+        if in_row and not cells[0]:
+            rows[-1] = [f"{a} {b}".strip() for a, b in zip(rows[-1], cells, strict=True)]
+        else:
+            rows.append(cells)
+            in_row = True
+    return rows
+
+
+def problem_keys(out: str) -> dict[str, str]:
+    """{where: file:line} of the problems table, whose rows are ruled apart: the key, and the
+    location below it."""
+    where: dict[str, str] = {}
+    cells: list[str] = []
+    for line in out.split("\nproblems (", 1)[1].splitlines():
+        if line.startswith("│"):
+            cells.append(line.split("│")[1].strip())
+        elif cells:
+            key, *location = [c for c in cells if c]
+            where[key] = " ".join(location)
+            cells = []
+    return where
+
+
+def located(config: str, key: str) -> str:
+    """configs/CONFIG:LINE where the shipped config writes KEY (a section, then its key)."""
+    section, name = key.split(".")
+    lines = (CONFIGS / config).read_text().splitlines()
+    start = lines.index(f"{section}:")
+    line = next(i for i in range(start, len(lines)) if lines[i].startswith(f"  {name}:"))
+    return f"configs/{config}:{line + 1}"
+
+
+def flat(out: str) -> str:
+    """The output's words, table borders and wrapping removed."""
+    return " ".join(out.replace("│", " ").replace("┃", " ").split())
