@@ -125,3 +125,15 @@ def test_precision_and_generation_plumbing_rewrites_are_notes():
         "note: unsloth changed top_k: 0 -> -1",
         "note: unsloth changed bf16_full_eval: False -> True",
     ]
+
+
+def test_the_same_adamw_in_a_fused_kernel_is_the_same_setting():
+    """Unsloth's CPU fallback swaps adamw_torch for adamw_torch_fused (unsloth_zoo/cpu/
+    trainer.py); a swap to another optimizer is still refused."""
+    from transformers.training_args import OptimizerNames
+
+    asked = {"optim": "adamw_torch"}
+    fused = type("Args", (), {"optim": OptimizerNames.ADAMW_TORCH_FUSED})()
+    assert rewritten_settings(asked, fused) == {}
+    sgd = type("Args", (), {"optim": OptimizerNames.SGD})()
+    assert rewritten_settings(asked, sgd) == {"optim": ("adamw_torch", OptimizerNames.SGD)}

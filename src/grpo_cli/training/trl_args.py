@@ -139,9 +139,20 @@ def build_grpo_config(kwargs: dict[str, Any]) -> trl.GRPOConfig:
 HOW_NOT_WHAT = frozenset({"bf16", "fp16", "use_vllm", "vllm_mode", "top_k"})
 
 
+# Two names for one setting. GRPOConfig stores scale_rewards True as "group" and False as
+# "none" (trl/trainer/grpo_config.py, __post_init__); Unsloth's CPU fallback swaps AdamW for the
+# same AdamW in one fused kernel (unsloth_zoo/cpu/trainer.py, normalize_cpu_training_arguments).
+SAME_SETTING: dict[str, dict[Any, Any]] = {
+    "scale_rewards": {True: "group", False: "none"},
+    "optim": {"adamw_torch_fused": "adamw_torch"},
+}
+
+
 def same_setting(key: str, asked: Any, now: Any) -> bool:
-    if key == "scale_rewards":  # GRPOConfig stores True as "group" and False as "none"
-        names = {True: "group", False: "none"}
+    if key in SAME_SETTING:
+        names = SAME_SETTING[key]
+        # an enum member (transformers' OptimizerNames) hashes by its name, not its value
+        asked, now = getattr(asked, "value", asked), getattr(now, "value", now)
         asked, now = names.get(asked, asked), names.get(now, now)
     return bool(asked == now)
 
