@@ -609,7 +609,8 @@ def test_without_fast_inference_nothing_is_said_of_vllm(monkeypatch):
     assert line == "" and "gpu_memory_utilization" not in kwargs
 
 
-def test_a_trainer_config_that_rewrites_a_setting_refuses_the_run(
+@pytest.mark.usefixtures("no_weights")
+def test_a_trainer_config_that_rewrites_a_setting_is_refused_before_the_model_loads(
     cli, tiny_model, tmp_path, monkeypatch
 ):
     """As Unsloth's UnslothGRPOConfig does for loss_type dapo when epsilon_high is unset."""
@@ -626,6 +627,26 @@ def test_a_trainer_config_that_rewrites_a_setting_refuses_the_run(
     monkeypatch.setattr(trl, "GRPOConfig", Rewriting)
     result = cli(*smoke_args(tiny_model, tmp_path))
     assert result.code == 2 and "Traceback" not in result.err, result.err
-    assert "training.epsilon_high: trl changed epsilon_high from 0.2 to 0.28" in result.err
-    assert "Hint:" in result.err
+    assert (
+        "smoke_cpu.yaml:32: training.epsilon_high: trl would train with epsilon_high 0.28, not "
+        "the 0.2 set here" in result.err
+    )
+    assert "Hint: if trl's value is what you want, set it in the config" in result.err
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_a_setting_the_trainer_rewrites_after_the_model_loads_is_refused(
+    cli, tiny_model, tmp_path, monkeypatch
+):
+    import trl
+
+    class Rewriting(trl.GRPOTrainer):
+        def __init__(self, *args, **kwargs):
+            kwargs["args"].temperature = 0.7  # as a patched trainer might, in its constructor
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(trl, "GRPOTrainer", Rewriting)
+    result = cli(*smoke_args(tiny_model, tmp_path))
+    assert result.code == 2 and "Traceback" not in result.err, result.err
+    assert "training.temperature: trl would train with temperature 0.7, not the 1.0" in result.err
     assert not (tmp_path / "outputs/smoke-cpu/metrics.jsonl").exists()

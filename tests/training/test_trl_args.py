@@ -105,7 +105,12 @@ def test_a_config_class_that_changes_a_setting_in_its_construction_is_refused():
     changes = rewritten_settings(asked, Rewriting(**asked))
     assert changes == {"epsilon_high": (0.2, 0.28)}
     refusals, notes = rewrite_problems("unsloth", changes, set(asked))
-    assert refusals == ["training.epsilon_high: unsloth changed epsilon_high from 0.2 to 0.28"]
+    assert refusals == [
+        (
+            "training.epsilon_high",
+            "unsloth would train with epsilon_high 0.28, not the 0.2 set here",
+        )
+    ]
     assert notes == []
 
 
@@ -118,7 +123,10 @@ def test_precision_and_generation_plumbing_rewrites_are_notes():
     }
     refusals, notes = rewrite_problems("unsloth", changes, {"fp16", "top_k", "scale_rewards"})
     assert refusals == [
-        "training.trl.scale_rewards: unsloth changed scale_rewards from 'group' to 'none'"
+        (
+            "training.trl.scale_rewards",
+            "unsloth would train with scale_rewards 'none', not the 'group' set here",
+        )
     ]
     assert notes == [
         "note: unsloth changed fp16: True -> False",

@@ -248,6 +248,9 @@ def resolve(loaded: LoadedConfig, console: Console) -> Plan:
     from grpo_cli.training.trl_args import grpo_config_fields, trl_passthrough_problems
 
     refuse(trl_passthrough_problems(cfg, grpo_config_fields()))
+    from grpo_cli.training.trl_args import check_construction
+
+    check_construction(loaded, backend, precision, hw.device)
     return Plan(loaded, hw, backend, backend_reason, precision, precision_reason)
 
 
@@ -436,16 +439,14 @@ def check_rewrites(
 ) -> None:
     """Refuse a run whose trainer changed a setting that decides what is learned; note the
     other changes."""
-    from grpo_cli.training.trl_args import rewrite_problems
+    from grpo_cli.training.trl_args import rewrite_hint, rewrite_problems
 
     refusals, notes = rewrite_problems(backend, changes, explicit)
     for line in notes:
         console.print(line, markup=False)
     if refusals:
-        other = "trl" if backend == "unsloth" else "unsloth"
         raise GrpoError(
-            "the trainer would not train what the config says: " + "; ".join(refusals),
-            f"set those keys to the values {backend} keeps, or train with model.backend: {other}",
+            "; ".join(f"{key}: {message}" for key, message in refusals), rewrite_hint(backend)
         )
 
 

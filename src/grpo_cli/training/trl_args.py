@@ -15,6 +15,8 @@ from grpo_cli.geometry import batch_geometry
 if TYPE_CHECKING:
     import trl
 
+    from grpo_cli.config import LoadedConfig
+
 
 def grpo_config_fields() -> set[str]:
     from trl import GRPOConfig
@@ -181,15 +183,40 @@ def config_key(field: str) -> str:
 
 def rewrite_problems(
     backend: str, changes: dict[str, tuple[Any, Any]], explicit: set[str]
-) -> tuple[list[str], list[str]]:
-    """(refusals, notes) for settings the trainer changed: a value grpo passed (EXPLICIT) that
-    decides what is learned is refused; the rest, and settings grpo left to the library, are
-    noted."""
+) -> tuple[list[tuple[str, str]], list[str]]:
+    """(refusals as (config key, message), notes) for settings the trainer changed: a value
+    grpo passed (EXPLICIT) that decides what is learned is refused; the rest, and settings grpo
+    left to the library, are noted."""
     refusals, notes = [], []
     for field, (before, after) in changes.items():
         if field in explicit and field not in HOW_NOT_WHAT:
-            key = config_key(field)
-            refusals.append(f"{key}: {backend} changed {field} from {before!r} to {after!r}")
+            message = f"{backend} would train with {field} {after!r}, not the {before!r} set here"
+            refusals.append((config_key(field), message))
         else:
             notes.append(f"note: {backend} changed {field}: {before!r} -> {after!r}")
     return refusals, notes
+
+
+def rewrite_hint(backend: str) -> str:
+    other = "trl" if backend == "unsloth" else "unsloth"
+    return (
+        f"if {backend}'s value is what you want, set it in the config; else train with "
+        f"model.backend: {other}"
+    )
+
+
+def check_construction(loaded: LoadedConfig, backend: str, precision: str, device: str) -> None:
+    """Refuse, before any weights are downloaded, a config whose settings the backend's
+    GRPOConfig rewrites in its own construction, by building one (TRL's own refusals of the
+    settings come out here too). What the trainer changes is seen only once the model loads."""
+    from grpo_cli.config.loader import config_error
+
+    cfg = loaded.config
+    weights = [1.0] * len(cfg.rewards)  # only their number is checked
+    asked = grpo_config_kwargs(cfg, "grpo-check", precision, device, weights)
+    changes = rewritten_settings(asked, build_grpo_config(asked))
+    refusals = rewrite_problems(backend, changes, set(asked))[0]
+    if refusals:
+        error = config_error(loaded, refusals)
+        error.hint = rewrite_hint(backend)
+        raise error
