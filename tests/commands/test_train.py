@@ -564,7 +564,7 @@ def unsloth_load(monkeypatch, gpu_gib, *overrides):
     monkeypatch.setitem(sys.modules, "unsloth", fake)
     FakeFastLanguageModel.calls = []
     loaded = load_config(CONFIGS / "qwen3b_gsm8k.yaml", list(overrides))
-    hw = Hardware("cuda", "Tesla T4", gpu_gib, (7, 5), 1, False)
+    hw = Hardware(device="cuda", gpu_name="Tesla T4", gpu_memory_gib=gpu_gib, capability=(7, 5))
     console = Console(record=True, width=200)
     load_model(Plan(loaded, hw, "unsloth", "test", "fp16", "test"), None, console)
     ((kwargs, override),) = FakeFastLanguageModel.calls
@@ -633,6 +633,14 @@ def test_a_trainer_config_that_rewrites_a_setting_is_refused_before_the_model_lo
     )
     assert "Hint: if trl's value is what you want, set it in the config" in result.err
     assert not (tmp_path / "outputs").exists()
+
+
+@pytest.mark.usefixtures("no_weights")
+def test_settings_trl_refuses_are_refused_before_the_model_loads(cli, tiny_model, tmp_path):
+    bounds = "{vllm_importance_sampling_clip_min: 5.0, vllm_importance_sampling_clip_max: 2.0}"
+    result = cli(*smoke_args(tiny_model, tmp_path, "--set", f"training.trl={bounds}"))
+    assert result.code == 2 and "TRL refused the training settings" in result.err, result.err
+    assert "must be less than" in result.err and not (tmp_path / "outputs").exists()
 
 
 def test_a_setting_the_trainer_rewrites_after_the_model_loads_is_refused(
