@@ -138,6 +138,8 @@ class MemoryEstimate:
     # on a GPU, vLLM reserves max(this, gpu_memory_utilization x the GPU's memory) instead.
     vllm_min_gib: float = 0.0
     vllm_share: float = 0.0  # gpu_memory_utilization in force; 0 without colocated vLLM
+    # model.gpu_memory_utilization null: Unsloth's standby share, which depends on the GPU
+    vllm_share_by_gpu: bool = False
     vllm_key: str = ""  # the config key of that share
     precision: str = ""
     backend: str = ""
@@ -147,11 +149,24 @@ class MemoryEstimate:
         """False when the model's shape could not be found: nothing was estimated."""
         return bool(self.parts)
 
+    @property
+    def colocated(self) -> bool:
+        """vLLM runs on the training GPU and reserves a share of it."""
+        return bool(self.vllm_share) or self.vllm_share_by_gpu
+
+    def share_on(self, memory_gib: float) -> float:
+        """The gpu_memory_utilization vLLM gets on a GPU of this size."""
+        if self.vllm_share_by_gpu:
+            from grpo_cli.training.models import standby_share
+
+            return standby_share(memory_gib)
+        return self.vllm_share
+
     def on_gpu(self, memory_gib: float) -> float:
         """Peak on a GPU of this size: vLLM takes its share of that GPU's memory."""
-        if not self.vllm_share:
+        if not self.colocated:
             return self.total_gib
-        reserved = max(self.vllm_min_gib, self.vllm_share * memory_gib)
+        reserved = max(self.vllm_min_gib, self.share_on(memory_gib) * memory_gib)
         return self.total_gib - self.vllm_min_gib + reserved
 
 
@@ -365,7 +380,8 @@ def _estimate(
         total_gib=round(subtotal + reserve, 3),
         notes=notes,
         vllm_min_gib=round(vllm_min, 3),
-        vllm_share=share,
+        vllm_share=share or 0.0,
+        vllm_share_by_gpu=share is None,
         vllm_key=key,
         precision=precision,
         backend=backend,
@@ -422,7 +438,7 @@ def _generation_parts(
     dtype_bytes: int,
     weights: float,
     quant: str,
-) -> tuple[list[tuple[str, float]], list[tuple[str, float]], float, str]:
+) -> tuple[list[tuple[str, float]], list[tuple[str, float]], float | None, str]:
     """(parts outside vLLM, parts inside vLLM's pool, vLLM's share, its config key)."""
     m, t = cfg.model, cfg.training
     kv_token = shape.kv_bytes_per_token(2)
@@ -440,6 +456,7 @@ def _generation_parts(
             (f"vLLM LoRA slot (max_lora_rank {m.max_lora_rank})", shape.layers * slot / GIB),
             runtime,
         ]
+        # None: Unsloth's standby share for the GPU's size (training/models.py vllm_memory_share)
         return [], inside, m.gpu_memory_utilization, "model.gpu_memory_utilization"
     if backend == "trl" and cfg.vllm.use:
         if cfg.vllm.mode == "server":
@@ -513,14 +530,15 @@ def _fit(est: MemoryEstimate, gpu: Gpu, cfg: GrpoConfig | None) -> GpuFit:
 def _verdict(est: MemoryEstimate, gpu: Gpu, quantization: str) -> tuple[bool, str]:
     need = est.on_gpu(gpu.memory_gib)
     of = f"{need:.1f} of {gpu.memory_gib:.1f} GiB"
-    if est.vllm_share:
-        of += f", vLLM's share {max(est.vllm_min_gib, est.vllm_share * gpu.memory_gib):.1f}"
+    share = est.share_on(gpu.memory_gib)
+    if est.colocated:
+        of += f", vLLM's share {max(est.vllm_min_gib, share * gpu.memory_gib):.1f}"
     if quantization == "fp8" and gpu.capability < (8, 9):
         major, minor = gpu.capability
         return False, f"no: fp8 weights need compute capability 8.9+, this GPU has {major}.{minor}"
-    if est.vllm_share and est.vllm_share * gpu.memory_gib < est.vllm_min_gib:
+    if est.colocated and share * gpu.memory_gib < est.vllm_min_gib:
         return False, (
-            f"no: vLLM's share ({est.vllm_share} x {gpu.memory_gib:.1f} GiB) is under the "
+            f"no: vLLM's share ({share:.3g} x {gpu.memory_gib:.1f} GiB) is under the "
             f"{est.vllm_min_gib:.1f} GiB its weights and one sequence need"
         )
     if need > gpu.memory_gib:
@@ -583,8 +601,8 @@ def _candidates(est: MemoryEstimate, cfg: GrpoConfig, gpu: Gpu) -> list[list[Cha
     """Single changes worth trying, grouped by kind, mildest first."""
     m, t = cfg.model, cfg.training
     groups: list[list[Change]] = []
-    if est.vllm_share:
-        now = round(est.vllm_share * 100)
+    if est.colocated:
+        now = round(est.share_on(gpu.memory_gib) * 100)
         # Lower first (frees memory for training), then higher (room for vLLM's weights).
         shares = [*range(now - (now % 5 or 5), 9, -5), *range(now + 5, 96, 5)]
         groups.append([_change(cfg, est.vllm_key, share / 100) for share in shares])

@@ -526,3 +526,135 @@ def test_a_damaged_checkpoint_names_its_file_and_the_one_to_resume_from(
     resumed = cli(*shlex.split(resume)[1:])
     assert resumed.code == 0, resumed.err
     assert steps(run / "metrics.jsonl") == [1, 2, 3, 4]
+
+
+# --- what the trainer really runs: vLLM's memory share, settings a backend rewrites ----------
+
+
+class FakeFastLanguageModel:
+    """unsloth.FastLanguageModel recording what grpo asks of it, and the environment then."""
+
+    calls: list[tuple[dict, str | None]] = []
+
+    @classmethod
+    def from_pretrained(cls, **kwargs):
+        from types import SimpleNamespace
+
+        cls.calls.append((kwargs, os.environ.get("UNSLOTH_VLLM_STANDBY_UTIL_OVERRIDE")))
+        return object(), SimpleNamespace(pad_token="<pad>")
+
+    @classmethod
+    def get_peft_model(cls, model, **kwargs):
+        return model
+
+
+def unsloth_load(monkeypatch, gpu_gib, *overrides):
+    """`load_model` of the seed recipe on a faked GPU of GPU_GIB with a fake Unsloth: the
+    line it prints, the kwargs from_pretrained got and the override variable at that moment."""
+    from types import ModuleType
+
+    from rich.console import Console
+
+    from grpo_cli.commands.train import Plan, load_model
+    from grpo_cli.config import load_config
+    from grpo_cli.hardware import Hardware
+
+    fake = ModuleType("unsloth")
+    fake.FastLanguageModel = FakeFastLanguageModel  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "unsloth", fake)
+    FakeFastLanguageModel.calls = []
+    loaded = load_config(CONFIGS / "qwen3b_gsm8k.yaml", list(overrides))
+    hw = Hardware(device="cuda", gpu_name="Tesla T4", gpu_memory_gib=gpu_gib, capability=(7, 5))
+    console = Console(record=True, width=200)
+    load_model(Plan(loaded, hw, "unsloth", "test", "fp16", "test"), None, console)
+    ((kwargs, override),) = FakeFastLanguageModel.calls
+    return console.export_text().strip(), kwargs, override
+
+
+def test_a_gpu_memory_share_the_user_sets_is_the_share_vllm_gets(monkeypatch):
+    monkeypatch.setenv("UNSLOTH_VLLM_STANDBY", "1")
+    monkeypatch.setenv("UNSLOTH_VLLM_STANDBY_UTIL_OVERRIDE", "0")
+    line, kwargs, override = unsloth_load(monkeypatch, 14.7)  # the recipe says 0.7
+    assert line == "vLLM gpu_memory_utilization: 0.7 (model.gpu_memory_utilization)"
+    assert kwargs["gpu_memory_utilization"] == 0.7 and kwargs["fast_inference"] is True
+    # unsloth_zoo/vllm_utils.py (load_vllm) keeps the value only with this set at load time
+    assert override == "1"
+
+
+@pytest.mark.parametrize(
+    ("gib", "share"), [(14.7, 0.76), (21.5, 0.784), (39.4, 0.855), (79.2, 0.879)]
+)
+def test_left_unset_the_share_is_unsloths_standby_tier_and_the_run_says_which(
+    monkeypatch, gib, share
+):
+    """T4, L4, A100 40 GB, H100 80 GB as torch reports their memory."""
+    monkeypatch.setenv("UNSLOTH_VLLM_STANDBY", "1")
+    monkeypatch.setenv("UNSLOTH_VLLM_STANDBY_UTIL_OVERRIDE", "1")  # left by an earlier load
+    line, kwargs, override = unsloth_load(monkeypatch, gib, "model.gpu_memory_utilization=null")
+    assert line == (
+        f"vLLM gpu_memory_utilization: {share:g} (Unsloth's standby share for a {gib:.0f} GiB "
+        "GPU; model.gpu_memory_utilization sets it)"
+    )
+    assert "gpu_memory_utilization" not in kwargs and override == "0"
+
+
+def test_without_standby_unsloth_takes_its_own_default_share(monkeypatch):
+    monkeypatch.setenv("UNSLOTH_VLLM_STANDBY", "0")
+    line, _, _ = unsloth_load(monkeypatch, 14.7, "model.gpu_memory_utilization=null")
+    assert line.startswith("vLLM gpu_memory_utilization: 0.5 (Unsloth's default")
+
+
+def test_without_fast_inference_nothing_is_said_of_vllm(monkeypatch):
+    line, kwargs, _ = unsloth_load(monkeypatch, 14.7, "model.fast_inference=false")
+    assert line == "" and "gpu_memory_utilization" not in kwargs
+
+
+@pytest.mark.usefixtures("no_weights")
+def test_a_trainer_config_that_rewrites_a_setting_is_refused_before_the_model_loads(
+    cli, tiny_model, tmp_path, monkeypatch
+):
+    """As Unsloth's UnslothGRPOConfig does for loss_type dapo when epsilon_high is unset."""
+    import dataclasses
+
+    import trl
+
+    @dataclasses.dataclass
+    class Rewriting(trl.GRPOConfig):
+        def __post_init__(self):
+            super().__post_init__()
+            self.epsilon_high = 0.28
+
+    monkeypatch.setattr(trl, "GRPOConfig", Rewriting)
+    result = cli(*smoke_args(tiny_model, tmp_path))
+    assert result.code == 2 and "Traceback" not in result.err, result.err
+    assert (
+        "smoke_cpu.yaml:32: training.epsilon_high: trl would train with epsilon_high 0.28, not "
+        "the 0.2 set here" in result.err
+    )
+    assert "Hint: if trl's value is what you want, set it in the config" in result.err
+    assert not (tmp_path / "outputs").exists()
+
+
+@pytest.mark.usefixtures("no_weights")
+def test_settings_trl_refuses_are_refused_before_the_model_loads(cli, tiny_model, tmp_path):
+    bounds = "{vllm_importance_sampling_clip_min: 5.0, vllm_importance_sampling_clip_max: 2.0}"
+    result = cli(*smoke_args(tiny_model, tmp_path, "--set", f"training.trl={bounds}"))
+    assert result.code == 2 and "TRL refused the training settings" in result.err, result.err
+    assert "must be less than" in result.err and not (tmp_path / "outputs").exists()
+
+
+def test_a_setting_the_trainer_rewrites_after_the_model_loads_is_refused(
+    cli, tiny_model, tmp_path, monkeypatch
+):
+    import trl
+
+    class Rewriting(trl.GRPOTrainer):
+        def __init__(self, *args, **kwargs):
+            kwargs["args"].temperature = 0.7  # as a patched trainer might, in its constructor
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(trl, "GRPOTrainer", Rewriting)
+    result = cli(*smoke_args(tiny_model, tmp_path))
+    assert result.code == 2 and "Traceback" not in result.err, result.err
+    assert "training.temperature: trl would train with temperature 0.7, not the 1.0" in result.err
+    assert not (tmp_path / "outputs/smoke-cpu/metrics.jsonl").exists()

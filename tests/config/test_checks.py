@@ -158,10 +158,8 @@ def test_trl_passthrough_refuses_fields_grpo_owns(write):
 
 
 def test_trl_passthrough_keeps_other_fields(write):
-    cfg = passes(
-        write, "training:\n  trl: {scale_rewards: batch, mask_truncated_completions: true}\n"
-    )
-    assert cfg.training.trl == {"scale_rewards": "batch", "mask_truncated_completions": True}
+    cfg = passes(write, "training:\n  trl: {scale_rewards: batch, top_entropy_quantile: 0.2}\n")
+    assert cfg.training.trl == {"scale_rewards": "batch", "top_entropy_quantile": 0.2}
 
 
 def test_owned_fields_point_to_keys_that_exist():

@@ -326,7 +326,7 @@ def memory_table(est: MemoryEstimate) -> Table:
     for label, gib in est.parts:
         table.add_row(escape(label), f"{gib:.1f}")
     table.add_section()
-    total = "total, vLLM at its least (estimate)" if est.vllm_share else "total (estimate)"
+    total = "total, vLLM at its least (estimate)" if est.colocated else "total (estimate)"
     table.add_row(total, f"{est.total_gib:.1f}")
     return table
 

@@ -157,7 +157,7 @@ def recipe(
     stage.enter("reading the data")
     data, eval_rows = load_data(cfg, tokenizer, run, console)
     stage.enter("loading the model")
-    model, tokenizer = load_model(plan, tokenizer)
+    model, tokenizer = load_model(plan, tokenizer, console)
     stage.enter("building the trainer")
     trainer, recorder, stop = build_trainer(
         plan, model, tokenizer, data, eval_rows, rewards, run, console
@@ -238,6 +238,9 @@ def resolve(loaded: LoadedConfig, console: Console) -> Plan:
     from grpo_cli.training.trl_args import grpo_config_fields, trl_passthrough_problems
 
     refuse(trl_passthrough_problems(cfg, grpo_config_fields()))
+    from grpo_cli.training.trl_args import check_construction
+
+    check_construction(loaded, backend, checked.precision, checked.hardware.device, checked.tracker)
     return Plan(
         loaded,
         checked.hardware,
@@ -288,11 +291,13 @@ def load_tokenizer(plan: Plan) -> Any:
     return models.load_tokenizer(plan.loaded.config)
 
 
-def load_model(plan: Plan, tokenizer: Any) -> tuple[Any, Any]:
+def load_model(plan: Plan, tokenizer: Any, console: Console) -> tuple[Any, Any]:
     from grpo_cli.training import models
 
     cfg = plan.loaded.config
     if plan.backend == "unsloth":
+        if cfg.model.fast_inference:  # said before vLLM starts, which is when it runs short
+            console.print(models.vllm_memory_line(cfg, plan.hardware.gpu_memory_gib), markup=False)
         return models.load_unsloth_model(cfg, plan.precision)
     return models.load_trl_model(cfg, plan.precision), tokenizer
 
@@ -375,22 +380,28 @@ def build_trainer(
 
     from grpo_cli.training.callbacks import GracefulStop, MarkCheckpoints, RunRecorder
     from grpo_cli.training.cpu_kernels import install_if_missing
-    from grpo_cli.training.trl_args import build_grpo_config, grpo_config_kwargs
+    from grpo_cli.training.trl_args import (
+        build_grpo_config,
+        grpo_config_kwargs,
+        rewritten_settings,
+    )
 
     cfg = plan.loaded.config
     if plan.hardware.device != "cuda" and install_if_missing():
         console.print("note: TRL's Triton log-prob kernel is unavailable here; using plain torch")
     weights = [reward.weight for reward in rewards]
-    args = build_grpo_config(
-        grpo_config_kwargs(
-            cfg,
-            str(run.checkpoints),
-            plan.precision,
-            plan.hardware.device,
-            weights,
-            tracker=plan.tracker,
-        )
+    asked = grpo_config_kwargs(
+        cfg,
+        str(run.checkpoints),
+        plan.precision,
+        plan.hardware.device,
+        weights,
+        tracker=plan.tracker,
     )
+    args = build_grpo_config(asked)
+    # Unsloth's GRPOConfig rewrites settings inside its own construction: checked before the
+    # trainer is built, then again for what the trainer itself changes.
+    check_rewrites(plan.backend, rewritten_settings(asked, args), set(asked), console)
     log = cfg.logging
     recorder = RunRecorder(run, log.completion_samples, log.completion_samples_every, console)
     stop = GracefulStop()
@@ -411,8 +422,9 @@ def build_trainer(
     recorder.trainer = trainer
     if periodic is not None:
         periodic.trainer = trainer
-    for key, (before, after) in changed_settings(requested, trainer.args.to_dict()).items():
-        console.print(f"note: {plan.backend} changed {key}: {before!r} -> {after!r}", markup=False)
+    check_rewrites(
+        plan.backend, changed_settings(requested, trainer.args.to_dict()), set(asked), console
+    )
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     trainer.remove_callback(PrinterCallback)  # RunRecorder prints one line per step instead
@@ -423,6 +435,22 @@ def build_trainer(
 def changed_settings(before: dict[str, Any], after: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
     """Training settings the trainer (Unsloth's patch, or TRL itself) changed on its own."""
     return {k: (before[k], after.get(k)) for k in before if before[k] != after.get(k)}
+
+
+def check_rewrites(
+    backend: str, changes: dict[str, tuple[Any, Any]], explicit: set[str], console: Console
+) -> None:
+    """Refuse a run whose trainer changed a setting that decides what is learned; note the
+    other changes."""
+    from grpo_cli.training.trl_args import rewrite_hint, rewrite_problems
+
+    refusals, notes = rewrite_problems(backend, changes, explicit)
+    for line in notes:
+        console.print(line, markup=False)
+    if refusals:
+        raise GrpoError(
+            "; ".join(f"{key}: {message}" for key, message in refusals), rewrite_hint(backend)
+        )
 
 
 def dry_run_report(plan: Plan, rewards: list[TrainingReward], console: Console) -> int:

@@ -36,6 +36,8 @@ OWNED_TRL_FIELDS = {
     "seed": "training.seed",
     "beta": "training.beta",
     "epsilon": "training.epsilon",
+    "epsilon_high": "training.epsilon_high",
+    "mask_truncated_completions": "training.mask_truncated_completions",
     "loss_type": "training.loss_type",
     "temperature": "training.temperature",
     "top_p": "training.top_p",

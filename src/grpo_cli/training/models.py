@@ -27,9 +27,48 @@ def quiet_progress_bars() -> None:
     transformers.utils.logging.disable_progress_bar()
 
 
+STANDBY = "UNSLOTH_VLLM_STANDBY"
+STANDBY_OVERRIDE = "UNSLOTH_VLLM_STANDBY_UTIL_OVERRIDE"
+UNSLOTH_VLLM_SHARE = 0.5  # FastLanguageModel.from_pretrained's gpu_memory_utilization default
+
+
+def vllm_memory_share(cfg: GrpoConfig, gpu_memory_gib: float | None) -> tuple[float | None, str]:
+    """The share of GPU memory Unsloth's colocated vLLM takes (model.fast_inference), and where
+    it comes from; None when only the GPU, unknown here, decides. Pure, so `grpo doctor` can
+    size a run before anything is loaded."""
+    if cfg.model.gpu_memory_utilization is not None:
+        return cfg.model.gpu_memory_utilization, "model.gpu_memory_utilization"
+    if os.environ.get(STANDBY, "1") == "0":  # the user turned standby off: unsloth's default
+        return UNSLOTH_VLLM_SHARE, f"Unsloth's default, as {STANDBY}=0"
+    tail = "model.gpu_memory_utilization sets it"
+    if gpu_memory_gib is None:
+        return None, f"Unsloth's standby share for this GPU; {tail}"
+    share = standby_share(gpu_memory_gib)
+    return share, f"Unsloth's standby share for a {gpu_memory_gib:.0f} GiB GPU; {tail}"
+
+
+def vllm_memory_line(cfg: GrpoConfig, gpu_memory_gib: float | None) -> str:
+    """The line `grpo train` prints: vLLM gpu_memory_utilization: 0.7 (model.gpu_memory_...)."""
+    share, source = vllm_memory_share(cfg, gpu_memory_gib)
+    if share is None:
+        return f"vLLM gpu_memory_utilization: {source}"
+    return f"vLLM gpu_memory_utilization: {share:.3g} ({source})"
+
+
+def standby_share(gpu_memory_gib: float) -> float:
+    """The share unsloth_zoo gives vLLM in standby mode (vLLM >= 0.11), by the GPU's size:
+    unsloth_zoo/vllm_utils.py (load_vllm: standby_target_gpu_util, its tiers by a tenth of
+    the memory, times 0.95). 0.76 on a 16 GB T4, 0.78 on a 24 GB L4, 0.86 on a 40 GB A100,
+    0.88 on 80 GB."""
+    tenth = gpu_memory_gib * 0.1
+    tiers = ((4.0, 0.925), (2.5, 0.9), (2.0, 0.825), (1.4, 0.8), (1.0, 0.775))
+    share = next((s for floor, s in tiers if tenth >= floor), 0.75)
+    return share * 0.95
+
+
 def import_unsloth_first() -> Any:
     """Import unsloth before trl / transformers / peft so its patches apply to them."""
-    os.environ.setdefault("UNSLOTH_VLLM_STANDBY", "1")  # vLLM sleeps while the trainer steps
+    os.environ.setdefault(STANDBY, "1")  # vLLM sleeps while the trainer steps
     try:
         import unsloth
     except Exception as exc:  # unsloth raises plain exceptions when the GPU stack is off
@@ -124,9 +163,13 @@ def load_unsloth_model(cfg: GrpoConfig, precision: str) -> tuple[Any, Any]:
     if m.revision:
         kwargs["revision"] = m.revision
     if m.fast_inference:
-        kwargs.update(
-            max_lora_rank=m.max_lora_rank, gpu_memory_utilization=m.gpu_memory_utilization
-        )
+        kwargs["max_lora_rank"] = m.max_lora_rank
+        if m.gpu_memory_utilization is not None:
+            kwargs["gpu_memory_utilization"] = m.gpu_memory_utilization
+        # unsloth_zoo/vllm_utils.py (load_vllm) replaces the share by its standby tier unless
+        # UNSLOTH_VLLM_STANDBY_UTIL_OVERRIDE is set; it reads the variable at each load, so the
+        # config decides it here, both ways (a value left from an earlier load does not leak).
+        os.environ[STANDBY_OVERRIDE] = "0" if m.gpu_memory_utilization is None else "1"
     try:
         model, tokenizer = FastLanguageModel.from_pretrained(**kwargs)
     except Exception as exc:

@@ -15,6 +15,8 @@ from grpo_cli.geometry import batch_geometry
 if TYPE_CHECKING:
     import trl
 
+    from grpo_cli.config import LoadedConfig
+
 
 def grpo_config_fields() -> set[str]:
     from trl import GRPOConfig
@@ -68,6 +70,11 @@ def grpo_config_kwargs(
         "data_seed": t.seed,
         "beta": t.beta,
         "epsilon": t.epsilon,
+        # Never left to the library: for an explicit loss_type dapo, Unsloth's GRPOConfig turns
+        # on masking and epsilon_high 0.28 when these are unset (unsloth/models/rl.py, the
+        # `loss_type.lower() == 'dapo'` block of the generated config), TRL does not.
+        "epsilon_high": epsilon_high(cfg),
+        "mask_truncated_completions": t.mask_truncated_completions,
         "loss_type": t.loss_type,
         "temperature": t.temperature,
         "top_p": t.top_p,
@@ -98,8 +105,23 @@ def grpo_config_kwargs(
         # Unset, TRL's colocated vLLM takes the model's whole context (32k for Qwen2.5) and
         # sizes its KV cache for it (trl/trainer/grpo_config.py, vllm_max_model_length)
         kwargs["vllm_max_model_length"] = cfg.model.max_seq_length
+    if t.loss_type == "dr_grpo":
+        # Unsloth's GRPOConfig replaces scale_rewards group (TRL's default) by False for dr_grpo
+        # (unsloth/models/rl.py, check_dr_grpo); the Dr. GRPO paper scales by no standard
+        # deviation (trl/trainer/grpo_config.py, scale_rewards). Both backends do that here.
+        kwargs["scale_rewards"] = "none"
     kwargs.update(cfg.training.trl)
     return kwargs
+
+
+def epsilon_high(cfg: GrpoConfig) -> float:
+    """training.epsilon_high, or its default: epsilon (symmetric clipping), and for cispo 5.0,
+    because there it caps the importance weight itself, not 1 + epsilon (trl/trainer/
+    grpo_config.py, epsilon_high: the ScaleRL value; unsloth/models/rl.py sets the same)."""
+    t = cfg.training
+    if t.epsilon_high is not None:
+        return t.epsilon_high
+    return 5.0 if t.loss_type == "cispo" else t.epsilon
 
 
 def build_grpo_config(kwargs: dict[str, Any]) -> trl.GRPOConfig:
@@ -113,3 +135,97 @@ def build_grpo_config(kwargs: dict[str, Any]) -> trl.GRPOConfig:
             f"TRL refused the training settings: {exc}",
             "check training.trl and the batch settings (`grpo config show` prints them)",
         ) from exc
+
+
+# Rewrites of a setting grpo passed that change how a run computes, not what it learns: said as
+# notes. Unsloth's trainer trains a model it forces to float32 (Gemma 3, gpt-oss) in float32,
+# whatever bf16 / fp16 say; fast_inference makes it generate with its colocated vLLM (use_vllm,
+# vllm_mode); top_k 0 and -1 both mean no top-k, and vLLM takes only -1
+# (unsloth/models/rl.py: the mixed-precision block and the `args.use_vllm = True` setter;
+# unsloth/models/rl_replacements.py: grpo_config_fix_vllm_top_k). Any other rewrite of a value
+# grpo set is refused: the run would train something other than what its config says, and
+# other than the same config trains on the other backend.
+HOW_NOT_WHAT = frozenset({"bf16", "fp16", "use_vllm", "vllm_mode", "top_k"})
+
+
+# Two names for one setting. GRPOConfig stores scale_rewards True as "group" and False as
+# "none" (trl/trainer/grpo_config.py, __post_init__); Unsloth's CPU fallback swaps AdamW for the
+# same AdamW in one fused kernel (unsloth_zoo/cpu/trainer.py, normalize_cpu_training_arguments).
+SAME_SETTING: dict[str, dict[Any, Any]] = {
+    "scale_rewards": {True: "group", False: "none"},
+    "optim": {"adamw_torch_fused": "adamw_torch"},
+}
+
+
+def same_setting(key: str, asked: Any, now: Any) -> bool:
+    if key in SAME_SETTING:
+        names = SAME_SETTING[key]
+        # an enum member (transformers' OptimizerNames) hashes by its name, not its value
+        asked, now = getattr(asked, "value", asked), getattr(now, "value", now)
+        asked, now = names.get(asked, asked), names.get(now, now)
+    return bool(asked == now)
+
+
+def rewritten_settings(asked: dict[str, Any], args: Any) -> dict[str, tuple[Any, Any]]:
+    """The settings ARGS (a built GRPOConfig, or the trainer's args) holds with another value
+    than grpo passed for them: {field: (asked, now)}. This sees what a config class changes in
+    its own construction (Unsloth's generated UnslothGRPOConfig.__init__), which comparing
+    `to_dict()` before and after the trainer cannot."""
+    missing = object()
+    changes = {}
+    for key, value in asked.items():
+        now = getattr(args, key, missing)
+        if now is missing or not same_setting(key, value, now):
+            changes[key] = (value, None if now is missing else now)
+    return changes
+
+
+def config_key(field: str) -> str:
+    """The grpo config key a GRPOConfig field comes from."""
+    from grpo_cli.config.checks import OWNED_TRL_FIELDS
+
+    owner = OWNED_TRL_FIELDS.get(field)
+    return owner.split()[0] if owner else f"training.trl.{field}"
+
+
+def rewrite_problems(
+    backend: str, changes: dict[str, tuple[Any, Any]], explicit: set[str]
+) -> tuple[list[tuple[str, str]], list[str]]:
+    """(refusals as (config key, message), notes) for settings the trainer changed: a value
+    grpo passed (EXPLICIT) that decides what is learned is refused; the rest, and settings grpo
+    left to the library, are noted."""
+    refusals, notes = [], []
+    for field, (before, after) in changes.items():
+        if field in explicit and field not in HOW_NOT_WHAT:
+            message = f"{backend} would train with {field} {after!r}, not the {before!r} set here"
+            refusals.append((config_key(field), message))
+        else:
+            notes.append(f"note: {backend} changed {field}: {before!r} -> {after!r}")
+    return refusals, notes
+
+
+def rewrite_hint(backend: str) -> str:
+    other = "trl" if backend == "unsloth" else "unsloth"
+    return (
+        f"if {backend}'s value is what you want, set it in the config; else train with "
+        f"model.backend: {other}"
+    )
+
+
+def check_construction(
+    loaded: LoadedConfig, backend: str, precision: str, device: str, tracker: str = "none"
+) -> None:
+    """Refuse, before any weights are downloaded, a config whose settings the backend's
+    GRPOConfig rewrites in its own construction, by building one (TRL's own refusals of the
+    settings come out here too). What the trainer changes is seen only once the model loads."""
+    from grpo_cli.config.loader import config_error
+
+    cfg = loaded.config
+    weights = [1.0] * len(cfg.rewards)  # only their number is checked
+    asked = grpo_config_kwargs(cfg, "grpo-check", precision, device, weights, tracker=tracker)
+    changes = rewritten_settings(asked, build_grpo_config(asked))
+    refusals = rewrite_problems(backend, changes, set(asked))[0]
+    if refusals:
+        error = config_error(loaded, refusals)
+        error.hint = rewrite_hint(backend)
+        raise error
