@@ -283,7 +283,7 @@ def run_cli(args: list[str], log: Path, timeout: float = STEP_TIMEOUT_S) -> str 
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("w", encoding="utf-8") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "grpo_cli", *args],
+            child_command(args),
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -299,6 +299,11 @@ def run_cli(args: list[str], log: Path, timeout: float = STEP_TIMEOUT_S) -> str 
     if code == 0:
         return None
     return failure_detail(log.read_text(encoding="utf-8", errors="replace"), code)
+
+
+def child_command(args: list[str]) -> list[str]:
+    """The real CLI of this installation, as a user would run it."""
+    return [sys.executable, "-m", "grpo_cli", *args]
 
 
 def child_env() -> dict[str, str]:
