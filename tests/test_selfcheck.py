@@ -99,6 +99,13 @@ def test_every_training_path_writes_a_config_the_schema_accepts(hw, tmp_path):
     assert load_config(tmp_path / "configs" / "trl-native.yaml").config.model.backend == "trl"
 
 
+def test_the_check_model_has_heads_every_vllm_backend_on_a_t4_serves():
+    sizes = selfcheck.CHECK_MODEL_SIZES
+    # FlashInfer: 64, 128, 256, 512; Triton: 32 or more; FlashAttention needs capability 8.0.
+    assert sizes["hidden_size"] // sizes["num_attention_heads"] == 64
+    assert sizes["num_attention_heads"] > sizes["num_key_value_heads"]  # grouped-query, as Qwen
+
+
 def test_children_run_offline_with_this_grpo_cli():
     env = selfcheck.child_env()
     assert env["HF_HUB_OFFLINE"] == "1" and env["HF_DATASETS_OFFLINE"] == "1"
@@ -184,6 +191,8 @@ def test_the_check_trains_evaluates_and_merges_for_real_on_cpu(cpu_check):
         if row.path not in ("trl fp32", "merge (PEFT)"):
             assert row.status == "skipped" and row.seconds is None
             assert row.detail.startswith("needs a CUDA GPU"), row
+    model = json.loads((workdir / selfcheck.TINY_MODEL / "config.json").read_text())
+    assert model["hidden_size"] == selfcheck.CHECK_MODEL_SIZES["hidden_size"]
     run = workdir / "runs" / "trl-native"
     steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert max(steps) == 2

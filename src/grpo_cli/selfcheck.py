@@ -18,19 +18,33 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-from rich.console import Console
+from typing import TYPE_CHECKING, Any
 
 from grpo_cli.hardware import Hardware, choose_precision, installed
+from grpo_cli.tiny_model import MODEL_SIZES, write_tiny_model
 
 # A path's child gets this long; Unsloth's fast_inference on a T4 spends most of it starting vLLM.
 STEP_TIMEOUT_S = 300
 EVAL_ROWS = 2
 EVAL_TOKENS = 8
+if TYPE_CHECKING:
+    from rich.console import Console
+
 INSTALL = "pip install -e '.[gpu]'"
 PACKAGES = ("unsloth", "vllm", "bitsandbytes")
 TINY_MODEL = "tiny-qwen2"
+# The tests' tiny model has heads of 16 dimensions, which a T4's vLLM cannot serve: FlashAttention
+# needs compute capability 8.0, FlashInfer takes 64, 128, 256 or 512 and the Triton backend 32 or
+# more (vllm/v1/attention/backends/flashinfer.py and triton_attn.py, get_supported_head_sizes /
+# supports_head_size). 2 query heads of 64 over 1 key-value head keep grouped-query attention, fit
+# every backend, and train on CPU as fast as the tests' model.
+CHECK_MODEL_SIZES = {
+    **MODEL_SIZES,
+    "hidden_size": 128,
+    "intermediate_size": 256,
+    "num_attention_heads": 2,
+    "num_key_value_heads": 1,
+}
 _UNSLOTH = {"backend": "unsloth"}
 
 
@@ -145,13 +159,12 @@ def run_checks(console: Console, workdir: Path, hw: Hardware) -> list[CheckRow]:
     """Run every path `planned_paths` allows here, one child process per step, and return one row
     per path. WORKDIR holds the tiny model, the configs, runs, evals, merges and one log per step;
     a second check in the same WORKDIR replaces the first one's files."""
-    from grpo_cli.tiny_model import write_tiny_model
     from grpo_cli.training.models import quiet_progress_bars
 
     workdir.mkdir(parents=True, exist_ok=True)
     model = workdir / TINY_MODEL
     quiet_progress_bars()  # saving the tiny model would draw a bar between the check's lines
-    write_tiny_model(model, overwrite=True)
+    write_tiny_model(model, overwrite=True, sizes=CHECK_MODEL_SIZES)
     console.print(f"check: tiny model in {model}; logs in {workdir / 'logs'}", markup=False)
     native = choose_precision("auto", hw)[0]
     trained: dict[str, Path] = {}  # path -> its run directory, once training passed
