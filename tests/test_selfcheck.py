@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -146,25 +147,58 @@ def test_a_failed_child_is_reported_in_one_line(output, code, detail):
     assert failure_detail(output, code) == detail
 
 
-def test_a_step_that_hangs_is_stopped_with_everything_it_started(tmp_path, monkeypatch):
-    """vLLM starts an engine-core process; a timeout must not leave it holding the GPU."""
+HANG = (
+    "import subprocess, sys, time\n"
+    "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
+    "open(sys.argv[1], 'w').write(str(p.pid))\n"
+    "time.sleep(600)\n"
+)
+
+
+def running(pid: int) -> bool:
+    """After SIGKILL a process is gone, or a zombie until init reaps it."""
+    state = subprocess.run(["ps", "-o", "stat=", "-p", str(pid)], capture_output=True, text=True)
+    return state.stdout.strip() not in ("", "Z")
+
+
+@pytest.fixture
+def hanging_step(tmp_path, monkeypatch) -> Path:
+    """Every step runs a child that starts a grandchild (as vLLM starts its engine core) and
+    hangs; returns the file where the grandchild's pid appears."""
     pid_file = tmp_path / "grandchild.pid"
-    hang = (
-        "import subprocess, sys, time\n"
-        "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
-        f"open({str(pid_file)!r}, 'w').write(str(p.pid))\n"
-        "time.sleep(600)\n"
+    monkeypatch.setattr(
+        selfcheck, "child_command", lambda args: [sys.executable, "-c", HANG, str(pid_file)]
     )
-    monkeypatch.setattr(selfcheck, "child_command", lambda args: [sys.executable, "-c", hang])
-    # The grandchild's pid must be on disk before the timeout, or there is nothing to check.
+    return pid_file
+
+
+def test_a_step_that_hangs_is_stopped_with_everything_it_started(hanging_step, tmp_path):
+    """A timeout must not leave vLLM's engine core holding the GPU."""
+    # 5 s: time enough for the child to write the grandchild's pid, or there is nothing to check.
     detail = selfcheck.run_cli(["train"], tmp_path / "hang.log", timeout=5)
     assert detail == "train timed out after 5 s"
-    grandchild = int(pid_file.read_text())
-    # After SIGKILL the grandchild is a zombie of init at worst; `ps` says whether it still runs.
-    state = subprocess.run(
-        ["ps", "-o", "stat=", "-p", str(grandchild)], capture_output=True, text=True
-    ).stdout.strip()
-    assert state in ("", "Z"), state
+    assert not running(int(hanging_step.read_text()))
+
+
+def test_ctrl_c_during_a_step_ends_the_step_and_what_it_started(
+    hanging_step, tmp_path, monkeypatch
+):
+    """The child has a session of its own, so the terminal's Ctrl-C reaches only the check."""
+
+    class InterruptedOnceStarted(subprocess.Popen):
+        def wait(self, timeout=None):
+            if timeout is not None:  # the check waiting for the step, not the cleanup
+                while self.poll() is None and not (
+                    hanging_step.is_file() and hanging_step.read_text()
+                ):
+                    time.sleep(0.05)
+                raise KeyboardInterrupt
+            return super().wait()
+
+    monkeypatch.setattr(selfcheck.subprocess, "Popen", InterruptedOnceStarted)
+    with pytest.raises(KeyboardInterrupt):
+        selfcheck.run_cli(["train"], tmp_path / "hang.log")
+    assert not running(int(hanging_step.read_text()))
 
 
 def rows_by_path(rows: list[CheckRow]) -> dict[str, CheckRow]:

@@ -8,6 +8,7 @@ the check exercises exactly what a user runs. `planned_paths` is pure; `run_chec
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -23,8 +24,9 @@ from typing import TYPE_CHECKING, Any
 from grpo_cli.hardware import Hardware, choose_precision, installed
 from grpo_cli.tiny_model import MODEL_SIZES, write_tiny_model
 
-# A path's child gets this long; Unsloth's fast_inference on a T4 spends most of it starting vLLM.
-STEP_TIMEOUT_S = 300
+# One step's limit: the whole check must end within 5 minutes on a T4, and a step that takes
+# this long has hung (Unsloth's fast_inference, the slowest, spends most of it starting vLLM).
+STEP_TIMEOUT_S = 180
 EVAL_ROWS = 2
 EVAL_TOKENS = 8
 if TYPE_CHECKING:
@@ -292,7 +294,8 @@ def write_config(workdir: Path, spec: _Path, model: Path) -> Path:
 def run_cli(args: list[str], log: Path, timeout: float = STEP_TIMEOUT_S) -> str | None:
     """Run `grpo ARGS` in a child process, its output in LOG; None when it exits 0, else the
     reason in one line. The child gets a session of its own so that a timeout also ends the
-    processes it started (vLLM's engine core)."""
+    processes it started (vLLM's engine core); being out of the terminal's process group, it
+    would miss a Ctrl-C, so an interrupted check ends it too."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("w", encoding="utf-8") as out:
         proc = subprocess.Popen(
@@ -306,12 +309,21 @@ def run_cli(args: list[str], log: Path, timeout: float = STEP_TIMEOUT_S) -> str 
         try:
             code = proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+            _end_session(proc)
             return f"{args[0]} timed out after {timeout:.0f} s"
+        except BaseException:
+            _end_session(proc)
+            raise
     if code == 0:
         return None
     return failure_detail(log.read_text(encoding="utf-8", errors="replace"), code)
+
+
+def _end_session(proc: subprocess.Popen[bytes]) -> None:
+    """Kill a child and every process of its session."""
+    with contextlib.suppress(ProcessLookupError):  # it ended on its own just now
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
 
 
 def child_command(args: list[str]) -> list[str]:
