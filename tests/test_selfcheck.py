@@ -38,8 +38,11 @@ def test_cpu_runs_trl_in_fp32_and_the_peft_merge_and_says_why_not_the_rest():
         if why is not None:
             assert why.startswith("needs a CUDA GPU"), (path, why)
     # unsloth/_cpu_init.py: installed, Unsloth still imports on CPU, but it trains SFT only.
-    assert "SFT only" in plan["unsloth 16-bit"]
-    assert "SFT only" in plan["merge (Unsloth)"]
+    assert plan["unsloth 16-bit"] == (
+        "needs a CUDA GPU, not CPU; Unsloth's CPU fallback trains SFT only"
+    )
+    assert plan["merge (Unsloth)"] == plan["unsloth 16-bit"]
+    assert plan["trl 4-bit (bitsandbytes)"] == "needs a CUDA GPU, not CPU"
 
 
 def test_t4_without_vllm_runs_fp16_and_every_path_but_the_vllm_ones():

@@ -145,11 +145,12 @@ def _paths(hw: Hardware, has: dict[str, bool]) -> list[_Path]:
 def _needs(hw: Hardware, has: dict[str, bool], *packages: str) -> str | None:
     """Why a GPU path cannot run here, or None."""
     if hw.device != "cuda":
-        if "unsloth" in packages:
+        why = f"needs a CUDA GPU, not {hw.describe()}"
+        if "unsloth" in packages and hw.device == "cpu":
             # unsloth/_cpu_init.py: without a GPU Unsloth falls back to stock transformers and
-            # "supported: text LoRA / full finetuning with SFTTrainer", no GRPO and no vLLM.
-            return f"needs a CUDA GPU (Unsloth's CPU fallback runs SFT only), not {hw.describe()}"
-        return f"needs a CUDA GPU, not {hw.describe()}"
+            # "supported: text LoRA / full finetuning with SFTTrainer": no GRPO, no vLLM.
+            why += "; Unsloth's CPU fallback trains SFT only"
+        return why
     missing = [p for p in packages if not has.get(p)]
     if missing:
         verb = "is" if len(missing) == 1 else "are"
