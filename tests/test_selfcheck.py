@@ -110,6 +110,62 @@ def test_the_check_model_has_heads_every_vllm_backend_on_a_t4_serves():
     assert sizes["num_attention_heads"] > sizes["num_key_value_heads"]  # grouped-query, as Qwen
 
 
+@pytest.fixture
+def fake_steps(monkeypatch):
+    """run_checks with every package installed and each step recorded instead of run:
+    returns (steps as (log name, arguments), failures to give by log name)."""
+    steps: list[tuple[str, list[str]]] = []
+    failures: dict[str, str] = {}
+
+    def run_cli(args, log, timeout=selfcheck.STEP_TIMEOUT_S):
+        steps.append((log.stem, args))
+        return failures.get(log.stem)
+
+    monkeypatch.setattr(selfcheck, "run_cli", run_cli)
+    monkeypatch.setattr(selfcheck, "installed_packages", lambda: EVERYTHING)
+    monkeypatch.setattr(selfcheck, "write_tiny_model", lambda *a, **k: "built")
+    return steps, failures
+
+
+def option(args: list[str], name: str) -> str:
+    return args[args.index(name) + 1]
+
+
+def test_on_a_gpu_each_path_trains_then_evaluates_and_merges_start_from_the_4bit_runs(
+    fake_steps, tmp_path
+):
+    steps, _ = fake_steps
+    rows = run_checks(Console(stderr=True), tmp_path, H100)
+    assert [(row.status, row.detail) for row in rows] == [("passed", "")] * 8
+    by_log = dict(steps)
+    for slug in ("trl-native", "trl-4bit", "unsloth-16bit", "unsloth-4bit"):
+        assert by_log[f"{slug}-train"][:2] == ["train", str(tmp_path / "configs" / f"{slug}.yaml")]
+        assert option(by_log[f"{slug}-eval"], "--engine") == "transformers"
+        assert option(by_log[f"{slug}-eval"], "-m") == str(tmp_path / "runs" / slug)
+    assert option(by_log["eval-vllm-eval"], "--engine") == "vllm"
+    assert option(by_log["eval-vllm-eval"], "-m") == str(tmp_path / "runs" / "trl-native")
+    # Train in 4-bit, merge into the 16-bit base: the step users take after the seed recipe.
+    assert by_log["merge-peft-merge"][1] == str(tmp_path / "runs" / "trl-4bit")
+    assert by_log["merge-unsloth-merge"][1] == str(tmp_path / "runs" / "unsloth-4bit")
+    assert option(by_log["merge-peft-merge"], "--dtype") == "bf16"  # native on an H100
+    assert option(by_log["merge-peft-eval"], "-m") == str(tmp_path / "merged" / "merge-peft")
+
+
+def test_a_t4_merges_in_fp16_and_a_failed_4bit_run_leaves_the_merge_to_the_16bit_one(
+    fake_steps, tmp_path
+):
+    steps, failures = fake_steps
+    failures["trl-4bit-train"] = "CUDA error: no kernel image is available"
+    by_path = rows_by_path(run_checks(Console(stderr=True), tmp_path, T4))
+    assert by_path["trl 4-bit (bitsandbytes)"].status == "failed"
+    assert by_path["trl 4-bit (bitsandbytes)"].detail == failures["trl-4bit-train"]
+    assert by_path["merge (PEFT)"].status == "passed"
+    merge = dict(steps)["merge-peft-merge"]
+    assert merge[1] == str(tmp_path / "runs" / "trl-native")
+    assert option(merge, "--dtype") == "fp16"
+    assert "trl-4bit-eval" not in dict(steps)  # no eval of a run that did not train
+
+
 def test_children_run_offline_with_this_grpo_cli():
     env = selfcheck.child_env()
     assert env["HF_HUB_OFFLINE"] == "1" and env["HF_DATASETS_OFFLINE"] == "1"

@@ -69,7 +69,8 @@ class _Path:
     model: dict[str, Any] = field(default_factory=dict)  # model.* of a training path
     lora: dict[str, Any] = field(default_factory=dict)
     optim: str = "adamw_torch"
-    uses: str | None = None  # the path whose trained run eval_vllm and merge work on
+    # The paths whose trained run eval_vllm and merge work on: the first that trained.
+    uses: tuple[str, ...] = ()
 
 
 def installed_packages() -> dict[str, bool]:
@@ -85,18 +86,19 @@ def planned_paths(hw: Hardware, has: dict[str, bool]) -> list[tuple[str, str | N
 
 def _paths(hw: Hardware, has: dict[str, bool]) -> list[_Path]:
     native = choose_precision("auto", hw)[0]
-    trl_native = f"trl {native}"
-    unsloth_16 = "unsloth 16-bit"
+    trl_native, trl_4bit = f"trl {native}", "trl 4-bit (bitsandbytes)"
+    unsloth_16, unsloth_4bit = "unsloth 16-bit", "unsloth 4-bit"
     # The seed recipe's geometry where it matters: 4-bit base weights with the 8-bit optimizer and
     # Unsloth's offloaded checkpointing, fast_inference on top of 4-bit weights.
     recipe_lora = {"gradient_checkpointing": "unsloth"}
     recipe_optim = "adamw_8bit" if has.get("bitsandbytes") else "adamw_torch"
     fast_quant = "4bit" if has.get("bitsandbytes") else "none"
+    no_vllm = _needs(hw, has, "vllm")
     fast_label = f"unsloth fast_inference (vLLM, {'4-bit' if fast_quant == '4bit' else '16-bit'})"
     return [
         _Path(trl_native, None, "train", "trl-native", {"backend": "trl"}),
         _Path(
-            "trl 4-bit (bitsandbytes)",
+            trl_4bit,
             _needs(hw, has, "bitsandbytes"),
             "train",
             "trl-4bit",
@@ -105,7 +107,7 @@ def _paths(hw: Hardware, has: dict[str, bool]) -> list[_Path]:
         ),
         _Path(unsloth_16, _needs(hw, has, "unsloth"), "train", "unsloth-16bit", _UNSLOTH),
         _Path(
-            "unsloth 4-bit",
+            unsloth_4bit,
             _needs(hw, has, "unsloth", "bitsandbytes"),
             "train",
             "unsloth-4bit",
@@ -128,16 +130,15 @@ def _paths(hw: Hardware, has: dict[str, bool]) -> list[_Path]:
             recipe_lora,
             optim=recipe_optim,
         ),
-        _Path(
-            "eval vLLM engine", _needs(hw, has, "vllm"), "eval_vllm", "eval-vllm", uses=trl_native
-        ),
-        _Path("merge (PEFT)", None, "merge", "merge-peft", uses=trl_native),
+        _Path("eval vLLM engine", no_vllm, "eval_vllm", "eval-vllm", uses=(trl_native,)),
+        # A merge of a 4-bit run into a 16-bit base first: what users do after the seed recipe.
+        _Path("merge (PEFT)", None, "merge", "merge-peft", uses=(trl_4bit, trl_native)),
         _Path(
             "merge (Unsloth)",
             _needs(hw, has, "unsloth"),
             "merge",
             "merge-unsloth",
-            uses=unsloth_16,
+            uses=(unsloth_4bit, unsloth_16),
         ),
     ]
 
@@ -172,14 +173,18 @@ def run_checks(console: Console, workdir: Path, hw: Hardware) -> list[CheckRow]:
     native = choose_precision("auto", hw)[0]
     trained: dict[str, Path] = {}  # path -> its run directory, once training passed
     configs: dict[str, Path] = {}
+    ran: set[str] = set()
     rows: list[CheckRow] = []
     for spec in _paths(hw, installed_packages()):
         if spec.skip is not None:
             row = CheckRow(spec.path, "skipped", spec.skip, None)
-        elif spec.uses is not None and spec.uses not in trained:
-            row = CheckRow(spec.path, "skipped", f"{spec.uses} did not train", None)
+        elif spec.uses and not any(u in trained for u in spec.uses):
+            tried = " or ".join(u for u in spec.uses if u in ran)
+            row = CheckRow(spec.path, "skipped", f"{tried} did not train", None)
         else:
-            row = _run_path(spec, workdir, model, native, trained, configs)
+            source = next((u for u in spec.uses if u in trained), None)
+            row = _run_path(spec, workdir, model, native, source, trained, configs)
+            ran.add(spec.path)
         rows.append(row)
         _report(console, row)
     return rows
@@ -190,11 +195,12 @@ def _run_path(
     workdir: Path,
     model: Path,
     native: str,
+    source: str | None,
     trained: dict[str, Path],
     configs: dict[str, Path],
 ) -> CheckRow:
     started = time.perf_counter()
-    for label, args in _steps(spec, workdir, model, native, trained, configs):
+    for label, args in _steps(spec, workdir, model, native, source, trained, configs):
         error = run_cli(args, workdir / "logs" / f"{spec.slug}-{label}.log")
         if error is not None:
             return CheckRow(spec.path, "failed", error, time.perf_counter() - started)
@@ -208,6 +214,7 @@ def _steps(
     workdir: Path,
     model: Path,
     native: str,
+    source: str | None,
     trained: dict[str, Path],
     configs: dict[str, Path],
 ) -> Iterator[tuple[str, list[str]]]:
@@ -220,17 +227,17 @@ def _steps(
         yield "train", ["train", str(config), "--overwrite"]
         yield "eval", eval_args(config, trained[spec.path], evals / spec.slug, "transformers")
     elif spec.action == "eval_vllm":
-        assert spec.uses is not None
-        yield "eval", eval_args(configs[spec.uses], trained[spec.uses], evals / spec.slug, "vllm")
+        assert source is not None
+        yield "eval", eval_args(configs[source], trained[source], evals / spec.slug, "vllm")
     else:
-        assert spec.uses is not None
+        assert source is not None
         merged = workdir / "merged" / spec.slug
         # The run's own precision: fp32 on CPU reproduces the adapter exactly, and a GPU merge
         # writes what `grpo merge` ships there.
-        run = trained[spec.uses]
+        run = trained[source]
         yield "merge", ["merge", str(run), "-o", str(merged), "--dtype", native, "--force"]
         # The merged folder must load and generate, as a user's next command would.
-        yield "eval", eval_args(configs[spec.uses], merged, evals / spec.slug, "transformers")
+        yield "eval", eval_args(configs[source], merged, evals / spec.slug, "transformers")
 
 
 def eval_args(config: Path, model: Path, output: Path, engine: str) -> list[str]:
