@@ -59,7 +59,7 @@ class CheckRow:
 
 
 @dataclass(frozen=True)
-class _Path:
+class _CheckPath:
     """One row of the check: what it needs, and what it runs."""
 
     path: str
@@ -84,7 +84,7 @@ def planned_paths(hw: Hardware, has: dict[str, bool]) -> list[tuple[str, str | N
     return [(p.path, p.skip) for p in _paths(hw, has)]
 
 
-def _paths(hw: Hardware, has: dict[str, bool]) -> list[_Path]:
+def _paths(hw: Hardware, has: dict[str, bool]) -> list[_CheckPath]:
     native = choose_precision("auto", hw)[0]
     trl_native, trl_4bit = f"trl {native}", "trl 4-bit (bitsandbytes)"
     unsloth_16, unsloth_4bit = "unsloth 16-bit", "unsloth 4-bit"
@@ -96,8 +96,8 @@ def _paths(hw: Hardware, has: dict[str, bool]) -> list[_Path]:
     no_vllm = _needs(hw, has, "vllm")
     fast_label = f"unsloth fast_inference (vLLM, {'4-bit' if fast_quant == '4bit' else '16-bit'})"
     return [
-        _Path(trl_native, None, "train", "trl-native", {"backend": "trl"}),
-        _Path(
+        _CheckPath(trl_native, None, "train", "trl-native", {"backend": "trl"}),
+        _CheckPath(
             trl_4bit,
             _needs(hw, has, "bitsandbytes"),
             "train",
@@ -105,8 +105,8 @@ def _paths(hw: Hardware, has: dict[str, bool]) -> list[_Path]:
             {"backend": "trl", "quantization": "4bit"},
             optim=recipe_optim,
         ),
-        _Path(unsloth_16, _needs(hw, has, "unsloth"), "train", "unsloth-16bit", _UNSLOTH),
-        _Path(
+        _CheckPath(unsloth_16, _needs(hw, has, "unsloth"), "train", "unsloth-16bit", _UNSLOTH),
+        _CheckPath(
             unsloth_4bit,
             _needs(hw, has, "unsloth", "bitsandbytes"),
             "train",
@@ -115,7 +115,7 @@ def _paths(hw: Hardware, has: dict[str, bool]) -> list[_Path]:
             recipe_lora,
             optim=recipe_optim,
         ),
-        _Path(
+        _CheckPath(
             fast_label,
             _needs(hw, has, "unsloth", "vllm"),
             "train",
@@ -130,10 +130,10 @@ def _paths(hw: Hardware, has: dict[str, bool]) -> list[_Path]:
             recipe_lora,
             optim=recipe_optim,
         ),
-        _Path("eval vLLM engine", no_vllm, "eval_vllm", "eval-vllm", uses=(trl_native,)),
+        _CheckPath("eval vLLM engine", no_vllm, "eval_vllm", "eval-vllm", uses=(trl_native,)),
         # A merge of a 4-bit run into a 16-bit base first: what users do after the seed recipe.
-        _Path("merge (PEFT)", None, "merge", "merge-peft", uses=(trl_4bit, trl_native)),
-        _Path(
+        _CheckPath("merge (PEFT)", None, "merge", "merge-peft", uses=(trl_4bit, trl_native)),
+        _CheckPath(
             "merge (Unsloth)",
             _needs(hw, has, "unsloth"),
             "merge",
@@ -191,7 +191,7 @@ def run_checks(console: Console, workdir: Path, hw: Hardware) -> list[CheckRow]:
 
 
 def _run_path(
-    spec: _Path,
+    spec: _CheckPath,
     workdir: Path,
     model: Path,
     native: str,
@@ -210,7 +210,7 @@ def _run_path(
 
 
 def _steps(
-    spec: _Path,
+    spec: _CheckPath,
     workdir: Path,
     model: Path,
     native: str,
@@ -262,7 +262,7 @@ def eval_args(config: Path, model: Path, output: Path, engine: str) -> list[str]
     ]
 
 
-def check_config(spec: _Path, model: Path, runs: Path) -> dict[str, Any]:
+def check_config(spec: _CheckPath, model: Path, runs: Path) -> dict[str, Any]:
     """The config of a training path: configs/smoke_cpu.yaml cut to 2 steps of 2 prompts x 2
     completions on local synthetic rows, with the path's model settings."""
     return {
@@ -289,7 +289,7 @@ def check_config(spec: _Path, model: Path, runs: Path) -> dict[str, Any]:
     }
 
 
-def write_config(workdir: Path, spec: _Path, model: Path) -> Path:
+def write_config(workdir: Path, spec: _CheckPath, model: Path) -> Path:
     import yaml
 
     path = workdir / "configs" / f"{spec.slug}.yaml"
