@@ -174,9 +174,18 @@ def resolve_problems(pyproject_text: str, table: dict[str, Any]) -> list[str]:
         requirements.write_text("\n".join(lines) + "\n", encoding="utf-8")
         report = Path(tmp) / "report.json"
         # fast-deps reads each wheel's METADATA by HTTP range instead of downloading GBs.
-        _pip("install", "--dry-run", "--ignore-installed", "--use-feature=fast-deps",
-             f"--report={report}", f"--target={tmp}/target", f"--index-url={INDEX}",
-             *PIP_TARGET, "-r", str(requirements))  # fmt: skip
+        _pip(
+            "install",
+            "--dry-run",
+            "--ignore-installed",
+            "--use-feature=fast-deps",
+            f"--report={report}",
+            f"--target={tmp}/target",
+            f"--index-url={INDEX}",
+            *PIP_TARGET,
+            "-r",
+            str(requirements),
+        )
         chosen = {
             canonicalize_name(item["metadata"]["name"]): item["metadata"]["version"]
             for item in json.loads(report.read_text(encoding="utf-8"))["install"]
@@ -219,8 +228,15 @@ def available_versions(name: str) -> list[str]:
 
 def download_metadata(name: str, version: str, folder: Path) -> tuple[str, list[str]]:
     """(wheel file name, Requires-Dist) from `pip download --no-deps`."""
-    _pip("download", "--no-deps", f"--index-url={INDEX}", *PIP_TARGET, "-d", str(folder),
-         f"{name}=={version}")  # fmt: skip
+    _pip(
+        "download",
+        "--no-deps",
+        f"--index-url={INDEX}",
+        *PIP_TARGET,
+        "-d",
+        str(folder),
+        f"{name}=={version}",
+    )
     wheel = next(p for p in folder.glob("*.whl") if canonicalize_name(p.name.split("-")[0]) == name)
     with zipfile.ZipFile(wheel) as z:
         return wheel.name, _requires_dist(z)

@@ -69,8 +69,14 @@ def test_a_box_with_the_tested_versions_is_all_ok(monkeypatch, tmp_path):
 def test_rows_are_core_first_then_the_runtime_extras_and_not_dev(monkeypatch, tmp_path):
     rows = list(report(monkeypatch, tmp_path, GPU_BOX).values())
     assert [r.name for r in rows] == [
-        "torch", "trl", "typer", "vllm", "bitsandbytes", "xformers", "wandb"
-    ]  # fmt: skip
+        "torch",
+        "trl",
+        "typer",
+        "vllm",
+        "bitsandbytes",
+        "xformers",
+        "wandb",
+    ]
     assert [r.required for r in rows] == [True] * 3 + [False] * 4
 
 

@@ -164,17 +164,18 @@ def preflight(
     )
 
 
-def installed_packages(cfg: GrpoConfig) -> dict[str, bool]:
+def installed_packages(cfg: GrpoConfig | None = None) -> dict[str, bool]:
     """Which optional packages are installed (found, not imported), and "wandb_login": whether
-    wandb can log, checked only when the config may use it. "torchao" counts only from 0.15,
-    the release Unsloth's on-the-fly FP8 needs (unsloth/models/loader_utils.py,
+    wandb can log, checked only when the config (if given) may use it. "torchao" counts only
+    from 0.15, the release Unsloth's on-the-fly FP8 needs (unsloth/models/loader_utils.py,
     _get_fp8_mode_and_check_settings)."""
     has = {name: installed(name) for name in ("unsloth", "vllm", "bitsandbytes", *TRACKERS)}
     has["torchao"] = _version_at_least("torchao", (0, 15))
     # vLLM 0.28 moved bitsandbytes out of tree: 4-bit weights through vLLM need the plugin
     # (unsloth_zoo/vllm_utils.py raises "pip install vllm-bnb-plugin" after the download).
     has["vllm_4bit"] = installed("vllm_bnb_plugin") or not _version_at_least("vllm", (0, 28))
-    has["wandb_login"] = cfg.logging.report_to not in ("wandb", "auto") or wandb_can_log()
+    uses_wandb = cfg is None or cfg.logging.report_to in ("wandb", "auto")
+    has["wandb_login"] = not uses_wandb or wandb_can_log()
     return has
 
 

@@ -67,8 +67,15 @@ def build_tiny_model(out_dir: str | Path, seed: int = 0, *, overwrite: bool = Fa
     return Path(out_dir)
 
 
-def write_tiny_model(out_dir: str | Path, seed: int = 0, *, overwrite: bool = False) -> str:
-    """Write the tiny model to out_dir; returns "built", "kept" or "replaced".
+def write_tiny_model(
+    out_dir: str | Path,
+    seed: int = 0,
+    *,
+    overwrite: bool = False,
+    sizes: dict[str, Any] | None = None,
+) -> str:
+    """Write the tiny model to out_dir; returns "built", "kept" or "replaced". `sizes` replaces
+    MODEL_SIZES (the GPU self-check needs heads of 64 dimensions, which every vLLM backend takes).
 
     The same seed gives byte-identical files; the tokenizer does not depend on the seed, only the
     weights do. So a directory that already holds exactly the files this seed builds is kept as
@@ -87,7 +94,7 @@ def write_tiny_model(out_dir: str | Path, seed: int = 0, *, overwrite: bool = Fa
     try:
         tokenizer = _build_tokenizer()
         tokenizer.save_pretrained(staging)
-        _build_model(tokenizer, seed).save_pretrained(staging)
+        _build_model(tokenizer, seed, sizes or MODEL_SIZES).save_pretrained(staging)
         if not target.is_dir() or not any(target.iterdir()):
             _move_into_place(staging, target)
             return "built"
@@ -201,19 +208,19 @@ def _build_tokenizer() -> Any:
     )
 
 
-def _build_model(tokenizer: Any, seed: int) -> Any:
+def _build_model(tokenizer: Any, seed: int, sizes: dict[str, Any]) -> Any:
     import torch
     from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
 
     eos, pad = tokenizer.convert_tokens_to_ids([IM_END, ENDOFTEXT])
     config = Qwen2Config(
-        **MODEL_SIZES,
+        **sizes,
         vocab_size=len(tokenizer),
         tie_word_embeddings=True,
         rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0},
         rms_norm_eps=1e-6,
         use_sliding_window=False,
-        max_window_layers=MODEL_SIZES["num_hidden_layers"],
+        max_window_layers=sizes["num_hidden_layers"],
         bos_token_id=None,
         eos_token_id=eos,
         pad_token_id=pad,

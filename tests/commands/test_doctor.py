@@ -172,7 +172,7 @@ def test_a_library_outside_the_tested_range_is_a_problem_with_its_fix(cli, no_gp
             False,
             "pip install 'transformers<=5.17.0,>=5.16.1'",
             True,
-        ),  # fmt: skip
+        ),
         StackRow("vllm", None, "==0.31.0", True, None, False),
     ]
     monkeypatch.setattr("grpo_cli.commands.doctor.stack_report", lambda: rows)
@@ -365,11 +365,17 @@ def test_check_prints_one_table_and_exits_1_when_a_path_failed(cli, no_gpu, monk
     assert ["unsloth fast_inference", "skipped: vllm is not installed", "-"] in rows
     assert "--check: 1 passed, 1 failed, 1 skipped" in result.out
     assert seen["hw"] == Hardware(device="cpu")
-    assert not seen["workdir"].exists()  # the tiny model and its runs are cleaned up
+    # a failed path keeps every step's log, and says where
+    failed_in = seen["workdir"]
+    assert failed_in.is_dir() and str(failed_in / "logs") in result.out.replace("\n", "")
+    shutil.rmtree(failed_in)
 
-    monkeypatch.setattr(selfcheck, "run_checks", lambda console, workdir, hw: run_checks(
-        console, workdir, hw)[::2])  # fmt: skip
+    def passing(console, workdir, hw):
+        return run_checks(console, workdir, hw)[::2]
+
+    monkeypatch.setattr(selfcheck, "run_checks", passing)
     assert cli("doctor", "--check").code == 0
+    assert not seen["workdir"].exists()  # the tiny model and its runs are cleaned up
 
 
 # --- reading the tables back --------------------------------------------------------------------

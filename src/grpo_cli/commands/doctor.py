@@ -15,6 +15,7 @@ that does not load (as in every command).
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -375,11 +376,15 @@ def run_self_check(out: Console) -> bool:
     from grpo_cli.hardware import probe
     from grpo_cli.selfcheck import run_checks
 
-    with tempfile.TemporaryDirectory(prefix="grpo-doctor-check-") as workdir:
-        rows = run_checks(out, Path(workdir), probe())
+    workdir = Path(tempfile.mkdtemp(prefix="grpo-doctor-check-"))
+    rows = run_checks(out, workdir, probe())
     out.print(check_table(rows))
     counts = {s: sum(row.status == s for row in rows) for s in ("passed", "failed", "skipped")}
     out.print("--check: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    if counts["failed"]:  # each step's whole output, for the report or the fix
+        out.print(f"the logs of every step are in {workdir / 'logs'}", markup=False)
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
     return counts["failed"] > 0
 
 

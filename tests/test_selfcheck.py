@@ -1,0 +1,342 @@
+"""`grpo doctor --check`'s engine: which paths run on which machine and why the others are
+skipped, the configs the GPU paths train with, the one-line reason a failed child gives, and the
+whole check on this CPU machine, for real, with one path broken on purpose."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from grpo_cli import hardware, selfcheck
+from grpo_cli.config import load_config
+from grpo_cli.hardware import Hardware
+from grpo_cli.selfcheck import CheckRow, failure_detail, planned_paths, run_checks
+
+CPU = Hardware(device="cpu")
+T4 = Hardware("cuda", "Tesla T4", 15.0, (7, 5), 1, bf16=False)
+H100 = Hardware("cuda", "NVIDIA H100 80GB HBM3", 79.2, (9, 0), 1, bf16=True)
+EVERYTHING = {"unsloth": True, "vllm": True, "bitsandbytes": True}
+NOTHING = {"unsloth": False, "vllm": False, "bitsandbytes": False}
+INSTALL = "pip install -e '.[gpu]'"
+
+
+def skips(hw: Hardware, has: dict[str, bool]) -> dict[str, str | None]:
+    return dict(planned_paths(hw, has))
+
+
+def test_cpu_runs_trl_in_fp32_and_the_peft_merge_and_says_why_not_the_rest():
+    plan = skips(CPU, EVERYTHING)
+    assert [path for path, why in plan.items() if why is None] == ["trl fp32", "merge (PEFT)"]
+    for path, why in plan.items():
+        if why is not None:
+            assert why.startswith("needs a CUDA GPU"), (path, why)
+    # unsloth/_cpu_init.py: installed, Unsloth still imports on CPU, but it trains SFT only.
+    assert plan["unsloth 16-bit"] == (
+        "needs a CUDA GPU, not CPU; Unsloth's CPU fallback trains SFT only"
+    )
+    assert plan["merge (Unsloth)"] == plan["unsloth 16-bit"]
+    assert plan["trl 4-bit (bitsandbytes)"] == "needs a CUDA GPU, not CPU"
+
+
+def test_t4_without_vllm_runs_fp16_and_every_path_but_the_vllm_ones():
+    plan = skips(T4, {**EVERYTHING, "vllm": False})
+    assert list(plan) == [
+        "trl fp16",  # a T4 has no native bfloat16
+        "trl 4-bit (bitsandbytes)",
+        "unsloth 16-bit",
+        "unsloth 4-bit",
+        "unsloth fast_inference (vLLM, 4-bit)",
+        "eval vLLM engine",
+        "merge (PEFT)",
+        "merge (Unsloth)",
+    ]
+    skipped = {path: why for path, why in plan.items() if why is not None}
+    assert skipped == {
+        "unsloth fast_inference (vLLM, 4-bit)": f"vllm is not installed: {INSTALL}",
+        "eval vLLM engine": f"vllm is not installed: {INSTALL}",
+    }
+
+
+def test_h100_with_the_gpu_extra_runs_every_path_in_bf16():
+    plan = skips(H100, EVERYTHING)
+    assert all(why is None for why in plan.values()), plan
+    assert list(plan)[0] == "trl bf16"
+    assert len(plan) == 8
+
+
+def test_a_gpu_without_the_gpu_extra_names_each_missing_package_and_the_install():
+    plan = skips(T4, NOTHING)
+    assert plan["trl fp16"] is None and plan["merge (PEFT)"] is None
+    assert plan["trl 4-bit (bitsandbytes)"] == f"bitsandbytes is not installed: {INSTALL}"
+    assert plan["unsloth 4-bit"] == f"unsloth and bitsandbytes are not installed: {INSTALL}"
+    # Without bitsandbytes, fast_inference is checked on 16-bit weights rather than not at all.
+    assert plan["unsloth fast_inference (vLLM, 16-bit)"] == (
+        f"unsloth and vllm are not installed: {INSTALL}"
+    )
+
+
+@pytest.mark.parametrize("hw", [H100, T4], ids=["H100", "T4"])
+def test_every_training_path_writes_a_config_the_schema_accepts(hw, tmp_path):
+    """The GPU paths never run here; their configs are still checked here, so a GPU box does not
+    discover a typo in them after ten minutes of installs."""
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")  # the schema checks a local model folder has one
+    specs = [p for p in selfcheck._paths(hw, EVERYTHING) if p.action == "train"]
+    assert len(specs) == 5
+    for spec in specs:
+        config = load_config(selfcheck.write_config(tmp_path, spec, model)).config
+        assert config.training.max_steps == 2
+        assert config.logging.report_to == "none"
+        assert config.data.source == "synthetic"  # local rows: nothing to download
+        assert config.output.run_name == spec.slug
+    fast = load_config(tmp_path / "configs" / "unsloth-fast-inference.yaml").config
+    assert fast.model.fast_inference and fast.model.quantization == "4bit"  # the seed recipe's
+    assert fast.model.backend == "unsloth"
+    assert load_config(tmp_path / "configs" / "trl-native.yaml").config.model.backend == "trl"
+
+
+def test_the_check_model_has_heads_every_vllm_backend_on_a_t4_serves():
+    sizes = selfcheck.CHECK_MODEL_SIZES
+    # FlashInfer: 64, 128, 256, 512; Triton: 32 or more; FlashAttention needs capability 8.0.
+    assert sizes["hidden_size"] // sizes["num_attention_heads"] == 64
+    assert sizes["num_attention_heads"] > sizes["num_key_value_heads"]  # grouped-query, as Qwen
+
+
+@pytest.fixture
+def fake_steps(monkeypatch):
+    """run_checks with every package installed and each step recorded instead of run:
+    returns (steps as (log name, arguments), failures to give by log name)."""
+    steps: list[tuple[str, list[str]]] = []
+    failures: dict[str, str] = {}
+
+    def run_cli(args, log, timeout=selfcheck.STEP_TIMEOUT_S):
+        steps.append((log.stem, args))
+        return failures.get(log.stem)
+
+    monkeypatch.setattr(selfcheck, "run_cli", run_cli)
+    monkeypatch.setattr(hardware, "installed_packages", lambda: EVERYTHING)
+    monkeypatch.setattr(selfcheck, "write_tiny_model", lambda *a, **k: "built")
+    return steps, failures
+
+
+def option(args: list[str], name: str) -> str:
+    return args[args.index(name) + 1]
+
+
+def test_on_a_gpu_each_path_trains_then_evaluates_and_merges_start_from_the_4bit_runs(
+    fake_steps, tmp_path
+):
+    steps, _ = fake_steps
+    rows = run_checks(Console(stderr=True), tmp_path, H100)
+    assert [(row.status, row.detail) for row in rows] == [("passed", "")] * 8
+    by_log = dict(steps)
+    for slug in ("trl-native", "trl-4bit", "unsloth-16bit", "unsloth-4bit"):
+        assert by_log[f"{slug}-train"][:2] == ["train", str(tmp_path / "configs" / f"{slug}.yaml")]
+        assert option(by_log[f"{slug}-eval"], "--engine") == "transformers"
+        assert option(by_log[f"{slug}-eval"], "-m") == str(tmp_path / "runs" / slug)
+    assert option(by_log["eval-vllm-eval"], "--engine") == "vllm"
+    assert option(by_log["eval-vllm-eval"], "-m") == str(tmp_path / "runs" / "trl-native")
+    # Train in 4-bit, merge into the 16-bit base: the step users take after the seed recipe.
+    assert by_log["merge-peft-merge"][1] == str(tmp_path / "runs" / "trl-4bit")
+    assert by_log["merge-unsloth-merge"][1] == str(tmp_path / "runs" / "unsloth-4bit")
+    assert option(by_log["merge-peft-merge"], "--dtype") == "bf16"  # native on an H100
+    assert option(by_log["merge-peft-eval"], "-m") == str(tmp_path / "merged" / "merge-peft")
+
+
+def test_a_t4_merges_in_fp16_and_a_failed_4bit_run_leaves_the_merge_to_the_16bit_one(
+    fake_steps, tmp_path
+):
+    steps, failures = fake_steps
+    failures["trl-4bit-train"] = "CUDA error: no kernel image is available"
+    by_path = rows_by_path(run_checks(Console(stderr=True), tmp_path, T4))
+    assert by_path["trl 4-bit (bitsandbytes)"].status == "failed"
+    assert by_path["trl 4-bit (bitsandbytes)"].detail == failures["trl-4bit-train"]
+    assert by_path["merge (PEFT)"].status == "passed"
+    merge = dict(steps)["merge-peft-merge"]
+    assert merge[1] == str(tmp_path / "runs" / "trl-native")
+    assert option(merge, "--dtype") == "fp16"
+    assert "trl-4bit-eval" not in dict(steps)  # no eval of a run that did not train
+
+
+def test_children_run_offline_with_this_grpo_cli():
+    env = selfcheck.child_env()
+    assert env["HF_HUB_OFFLINE"] == "1" and env["HF_DATASETS_OFFLINE"] == "1"
+    assert env["WANDB_MODE"] == "disabled"
+    package_root = Path(selfcheck.__file__).resolve().parents[1]
+    assert env["PYTHONPATH"].split(os.pathsep)[0] == str(package_root)
+
+
+@pytest.mark.parametrize(
+    ("output", "code", "detail"),
+    [
+        (
+            "loading...\nError: model.name: cannot load the model of x: OSError: boom\n"
+            "Hint: check the folder\n",
+            2,
+            "model.name: cannot load the model of x: OSError: boom",
+        ),
+        (
+            "Error: 2 problems in c.yaml:\n  c.yaml:3: model.quantization: not one of ...\n"
+            "  c.yaml:9: training.max_steps: ...\nHint: `grpo config schema` ...\n",
+            2,
+            "2 problems in c.yaml: c.yaml:3: model.quantization: not one of ...",
+        ),
+        (
+            'Traceback (most recent call last):\n  File "x.py", line 1, in <module>\n'
+            "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB\n",
+            1,
+            "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB",
+        ),
+        ("step 1/2\n", -9, "killed by SIGKILL (out of memory?)"),
+        ("Fatal Python error: Segmentation fault\n", -11, "killed by SIGSEGV"),
+        ("half a line of output\n", 3, "exit code 3: half a line of output"),
+        ("", 1, "exit code 1"),
+    ],
+    ids=["error-line", "several-problems", "traceback", "sigkill", "sigsegv", "other", "silent"],
+)
+def test_a_failed_child_is_reported_in_one_line(output, code, detail):
+    assert failure_detail(output, code) == detail
+
+
+HANG = (
+    "import subprocess, sys, time\n"
+    "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
+    "open(sys.argv[1], 'w').write(str(p.pid))\n"
+    "time.sleep(600)\n"
+)
+
+
+def running(pid: int) -> bool:
+    """After SIGKILL a process is gone, or a zombie until init reaps it."""
+    state = subprocess.run(["ps", "-o", "stat=", "-p", str(pid)], capture_output=True, text=True)
+    return state.stdout.strip() not in ("", "Z")
+
+
+@pytest.fixture
+def hanging_step(tmp_path, monkeypatch) -> Path:
+    """Every step runs a child that starts a grandchild (as vLLM starts its engine core) and
+    hangs; returns the file where the grandchild's pid appears."""
+    pid_file = tmp_path / "grandchild.pid"
+    monkeypatch.setattr(
+        selfcheck, "child_command", lambda args: [sys.executable, "-c", HANG, str(pid_file)]
+    )
+    return pid_file
+
+
+def test_a_step_that_hangs_is_stopped_with_everything_it_started(hanging_step, tmp_path):
+    """A timeout must not leave vLLM's engine core holding the GPU."""
+    # 5 s: time enough for the child to write the grandchild's pid, or there is nothing to check.
+    detail = selfcheck.run_cli(["train"], tmp_path / "hang.log", timeout=5)
+    assert detail == "train timed out after 5 s"
+    assert not running(int(hanging_step.read_text()))
+
+
+def test_ctrl_c_during_a_step_ends_the_step_and_what_it_started(
+    hanging_step, tmp_path, monkeypatch
+):
+    """The child has a session of its own, so the terminal's Ctrl-C reaches only the check."""
+
+    class InterruptedOnceStarted(subprocess.Popen):
+        def wait(self, timeout=None):
+            if timeout is not None:  # the check waiting for the step, not the cleanup
+                while self.poll() is None and not (
+                    hanging_step.is_file() and hanging_step.read_text()
+                ):
+                    time.sleep(0.05)
+                raise KeyboardInterrupt
+            return super().wait()
+
+    monkeypatch.setattr(selfcheck.subprocess, "Popen", InterruptedOnceStarted)
+    with pytest.raises(KeyboardInterrupt):
+        selfcheck.run_cli(["train"], tmp_path / "hang.log")
+    assert not running(int(hanging_step.read_text()))
+
+
+def rows_by_path(rows: list[CheckRow]) -> dict[str, CheckRow]:
+    return {row.path: row for row in rows}
+
+
+@pytest.fixture(scope="module")
+def cpu_check(tmp_path_factory) -> tuple[Path, list[CheckRow]]:
+    """The whole check on this machine, once for the module."""
+    workdir = tmp_path_factory.mktemp("selfcheck")
+    return workdir, run_checks(Console(stderr=True), workdir, CPU)
+
+
+@pytest.mark.slow
+def test_the_check_trains_evaluates_and_merges_for_real_on_cpu(cpu_check):
+    workdir, rows = cpu_check
+    assert [row.path for row in rows] == [path for path, _ in planned_paths(CPU, NOTHING)]
+    by_path = rows_by_path(rows)
+    for path in ("trl fp32", "merge (PEFT)"):
+        row = by_path[path]
+        assert (row.status, row.detail) == ("passed", ""), row
+        assert row.seconds is not None and row.seconds > 0
+    for row in rows:
+        if row.path not in ("trl fp32", "merge (PEFT)"):
+            assert row.status == "skipped" and row.seconds is None
+            assert row.detail.startswith("needs a CUDA GPU"), row
+    model = json.loads((workdir / selfcheck.TINY_MODEL / "config.json").read_text())
+    assert model["hidden_size"] == selfcheck.CHECK_MODEL_SIZES["hidden_size"]
+    run = workdir / "runs" / "trl-native"
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert max(steps) == 2
+    assert (run / "adapter" / "adapter_model.safetensors").is_file()
+    predictions = workdir / "eval" / "trl-native" / "trl-native" / "predictions.jsonl"
+    assert len(predictions.read_text().splitlines()) == selfcheck.EVAL_ROWS
+    merged = workdir / "merged" / "merge-peft"
+    assert (merged / "model.safetensors").is_file()
+    # The merged folder loads and generates, as a user's next command would.
+    merged_predictions = workdir / "eval" / "merge-peft" / "merge-peft" / "predictions.jsonl"
+    assert len(merged_predictions.read_text().splitlines()) == selfcheck.EVAL_ROWS
+
+
+@pytest.mark.slow
+def test_a_broken_step_fails_its_path_with_the_error_line_and_the_others_still_run(
+    cpu_check, monkeypatch
+):
+    """Run again in the same folder (train --overwrite, merge --force) with the trl eval given a
+    setting the schema refuses: that path fails with grpo's Error line, the merge still runs."""
+    workdir, _ = cpu_check
+    real_eval_args = selfcheck.eval_args
+
+    def broken_for_trl(config: Path, model: Path, output: Path, engine: str) -> list[str]:
+        args = real_eval_args(config, model, output, engine)
+        if output.name == "trl-native":
+            args += ["--set", "model.quantization=fp9"]
+        return args
+
+    monkeypatch.setattr(selfcheck, "eval_args", broken_for_trl)
+    by_path = rows_by_path(run_checks(Console(stderr=True), workdir, CPU))
+    trl = by_path["trl fp32"]
+    assert trl.status == "failed"
+    assert "model.quantization" in trl.detail and "fp9" in trl.detail
+    assert not trl.detail.startswith("Error")  # the table says failed; the line is the reason
+    assert trl.seconds is not None and trl.seconds > 0
+    assert by_path["merge (PEFT)"].status == "passed", by_path["merge (PEFT)"]
+    assert (workdir / "logs" / "trl-native-eval.log").read_text().count("Error:") == 1
+
+
+def test_a_path_that_does_not_train_skips_the_merge_that_needs_its_run(tmp_path, monkeypatch):
+    real_config = selfcheck.check_config
+
+    def no_steps(spec, model, runs):
+        config = real_config(spec, model, runs)
+        config["training"]["max_steps"] = 0
+        return config
+
+    monkeypatch.setattr(selfcheck, "check_config", no_steps)
+    by_path = rows_by_path(run_checks(Console(stderr=True), tmp_path, CPU))
+    assert by_path["trl fp32"].status == "failed"
+    assert "training.max_steps" in by_path["trl fp32"].detail
+    assert by_path["merge (PEFT)"] == CheckRow(
+        "merge (PEFT)", "skipped", "trl fp32 did not train", None
+    )
