@@ -195,6 +195,8 @@ def load_engine(source: ModelSource, cfg: GrpoConfig, engine: str, console: Cons
 
     tokenizer = ready_for_generation(load_tokenizer(source), source.base)
     console.print(f"{source.label}: generating with {engine} on {hw.describe()}", markup=False)
+    if source.base_note("evaluating on"):
+        console.print(f"{source.label}: {source.base_note('evaluating on')}", markup=False)
     if engine == "vllm":
         adapter = str(source.adapter) if source.adapter else None
         return VllmEngine(
