@@ -470,6 +470,32 @@ def test_a_hub_base_neither_cached_nor_downloadable_is_a_user_error(
     assert not (tmp_path / "adapter-merged").exists()
 
 
+def test_an_adapter_saved_on_unsloths_4bit_copy_merges_into_the_16bit_original(
+    cli, run, tiny_model, reference_logits, tmp_path, monkeypatch
+):
+    """Unsloth records the pre-quantized copy it loaded as the adapter's base; the merge loads
+    the 16-bit original instead (here from the local Hub cache, offline)."""
+    repo = tmp_path / "hub" / "models--unsloth--tiny-qwen2"
+    shutil.copytree(tiny_model, repo / "snapshots" / ("0" * 40))
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    adapter = bare_adapter(run, tmp_path, "unsloth/tiny-qwen2-unsloth-bnb-4bit")
+    result = cli("merge", adapter, "--dtype", "fp32")
+    assert result.code == 0, result.err
+    assert (
+        "base: unsloth/tiny-qwen2 (the run trained on unsloth/tiny-qwen2-unsloth-bnb-4bit; "
+        "merging into the 16-bit original)"
+    ) in result.err
+    adapted, _, tokenizer = reference_logits
+    assert max_diff(last_logits(tmp_path / "adapter-merged", tokenizer), adapted) <= 1e-4
+    assert (
+        "base_model: unsloth/tiny-qwen2\n"
+        in (tmp_path / "adapter-merged" / "README.md").read_text()
+    )
+
+
 def test_refusals_load_no_ml_library(tmp_path):
     code = (
         "import sys\nfrom grpo_cli.cli import main\n"
