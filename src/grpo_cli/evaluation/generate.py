@@ -165,10 +165,10 @@ class VllmEngine:
             max_tokens=sampling.max_new_tokens,
             seed=sampling.seed,
         )
-        # Token ids, not text: vLLM tokenizes a text prompt with add_special_tokens=True
+        # Token ids, not text: vLLM 0.31 tokenizes a text prompt with add_special_tokens=True
         # (vllm/renderers/base.py, default_cmpl_tok_params), which puts a second BOS before
         # Llama 3's rendered chat. A dict with prompt_token_ids is vLLM's TokensPrompt
-        # (vllm/inputs/llm.py), passed to the model as it is.
+        # (vllm/inputs/llm.py), which _tokenize_singleton_prompt passes on untokenized.
         tokens = [{"prompt_token_ids": ids} for ids in prompt_ids(self.tokenizer, prompts)]
         outputs = self.llm.generate(tokens, params, lora_request=lora, use_tqdm=False)
         return [
