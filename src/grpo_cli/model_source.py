@@ -295,16 +295,16 @@ def _unsloth_originals() -> dict[str, str]:
             if isinstance(node, ast.Assign)
             and any(getattr(t, "id", None) == "__INT_TO_FLOAT_MAPPER" for t in node.targets)
         )
-    except (ImportError, ValueError, IndexError, OSError, SyntaxError, StopIteration):
+        originals: dict[str, str] = {}
+        for key, values in table.items():
+            sixteen = values["16"] if isinstance(values, dict) else values
+            eight = (values.get("8") or ()) if isinstance(values, dict) else ()
+            quantized = [key, *sixteen[2:]] if key.lower().endswith("bnb-4bit") else sixteen[2:]
+            for name in [*quantized, *eight]:
+                if name and name != sixteen[0]:
+                    originals[name.lower()] = sixteen[0]
+    except (ImportError, OSError, SyntaxError, StopIteration, LookupError, TypeError, ValueError):
         return {}  # not installed, or a layout this reader does not know: the suffix rule
-    originals: dict[str, str] = {}
-    for key, values in table.items():
-        sixteen = values["16"] if isinstance(values, dict) else values
-        eight = (values.get("8") or ()) if isinstance(values, dict) else ()
-        quantized = [key, *sixteen[2:]] if key.lower().endswith("bnb-4bit") else [*sixteen[2:]]
-        for name in [*quantized, *eight]:
-            if name and name != sixteen[0]:
-                originals[name.lower()] = sixteen[0]
     return originals
 
 
