@@ -58,15 +58,26 @@ def test_seed_recipe():
 
 
 def test_llama_fp8_recipe():
+    """Unsloth's ungated copy of Llama-3.2-1B-Instruct (the meta-llama id asks for a licence and
+    a token before any download), with the LoRA of Unsloth's Llama FP8 GRPO notebook."""
     cfg = load_config(CONFIGS / "llama1b_fp8_gsm8k.yaml").config
     m, lora, t = cfg.model, cfg.lora, cfg.training
     assert (m.name, m.quantization, m.backend, m.dtype) == (
-        "meta-llama/Llama-3.2-1B-Instruct",
+        "unsloth/Llama-3.2-1B-Instruct",
         "fp8",
         "unsloth",
         "bf16",
     )
-    assert (lora.r, lora.alpha) == (16, 16)
-    assert lora.target_modules == ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj"]
+    assert (m.max_seq_length, m.max_lora_rank, lora.r, lora.alpha) == (2048, 32, 32, 64)
+    assert lora.target_modules == [
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+    ]
     assert (t.num_generations, t.max_completion_length, t.learning_rate) == (8, 1024, 5e-6)
+    assert t.max_prompt_length + t.max_completion_length <= m.max_seq_length
     assert t.save_steps == 250

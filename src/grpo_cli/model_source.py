@@ -11,7 +11,11 @@ Hub id, with the run's config and the base model (and revision) its weights belo
 
 from __future__ import annotations
 
+import ast
+import functools
+import importlib.util
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -58,6 +62,9 @@ class ModelSource:
     config_file: Path | None = None
     env: dict[str, Any] = field(default_factory=dict)  # that run's env.json
     path: Path | None = None  # the folder given
+    # the pre-quantized copy (bnb-4bit, FP8) the weights were trained on or the config names,
+    # when `base` is its 16-bit original
+    quantized_base: str | None = None
 
     @property
     def label(self) -> str:
@@ -77,6 +84,18 @@ class ModelSource:
         """`base model Qwen/...`, `run outputs/x`, `checkpoint outputs/x/checkpoints/...`"""
         what = KIND_NAMES[self.kind]
         return f"{what} {self.base if self.kind == 'base' else self.arg}"
+
+    def base_note(self, doing: str) -> str | None:
+        """`base: Qwen/... (the run trained on unsloth/...-bnb-4bit; merging into the 16-bit
+        original)` when the base was mapped back from a pre-quantized copy; DOING is what the
+        command does with it."""
+        if self.quantized_base is None:
+            return None
+        if self.kind == "base":
+            why = f"model.name {self.quantized_base} is pre-quantized"
+        else:
+            why = f"the run trained on {self.quantized_base}"
+        return f"base: {self.base} ({why}; {doing} the 16-bit original)"
 
     @property
     def base_origin(self) -> str:
@@ -121,7 +140,7 @@ def resolve_model(arg: str, config: GrpoConfig | None = None, flag: str = "") ->
     name = f"{flag} {arg}" if flag else arg
     if config is not None and arg == "base":
         m = config.model
-        return ModelSource(arg, "base", m.name, m.revision, m.trust_remote_code)
+        return with_16bit_base(ModelSource(arg, "base", m.name, m.revision, m.trust_remote_code))
     path = Path(arg).expanduser()
     if not path.exists():
         if config is not None and is_hub_id(arg) and not looks_like_path(arg):
@@ -216,7 +235,77 @@ def _adapter(
         # records Unsloth's quantized copy instead).
         _with_config(source, run.config)
         source.env = read_json(run.env)
+    return with_16bit_base(source, recorded=base)
+
+
+# The suffixes of Unsloth's pre-quantized uploads: unsloth/X-bnb-4bit, unsloth/X-unsloth-bnb-4bit
+# (dynamic 4-bit), unsloth/X-FP8-Block, unsloth/X-FP8-Dynamic; X is the 16-bit original's name.
+QUANTIZED_SUFFIX = re.compile(r"-(unsloth-)?bnb-4bit$|-fp8(-block|-dynamic)?$", re.IGNORECASE)
+
+
+def with_16bit_base(source: ModelSource, recorded: str | None = None) -> ModelSource:
+    """SOURCE with its base mapped back to the 16-bit original when it names a pre-quantized
+    copy, so that merge merges into 16-bit weights and eval measures the 16-bit base. RECORDED
+    is the base an adapter's adapter_config.json names, for the note when the run's config named
+    the original already.
+
+    Unsloth loads `Qwen/Qwen2.5-3B-Instruct` with load_in_4bit as
+    `unsloth/Qwen2.5-3B-Instruct-unsloth-bnb-4bit` (unsloth/models/loader_utils.py,
+    get_model_name), and PEFT records the loaded model's name_or_path as the adapter's
+    base_model_name_or_path (peft/mapping_func.py, get_peft_model); Unsloth's own rewrite of
+    that name back to 16 bit is disabled (`if False:` in unsloth/models/llama.py)."""
+    original = sixteen_bit_original(source.base)
+    if original is not None:
+        source.quantized_base, source.base = source.base, original
+        source.revision = None  # a revision of the quantized repo; Unsloth drops it too
+    elif recorded and recorded != source.base and sixteen_bit_original(recorded) is not None:
+        source.quantized_base = recorded
     return source
+
+
+def sixteen_bit_original(name: str) -> str | None:
+    """The 16-bit model a pre-quantized Hub id was made from, as Unsloth loads it with
+    load_in_4bit=False; None when NAME is not a pre-quantized id (or is a folder)."""
+    if looks_like_path(name):
+        return None
+    known = _unsloth_originals().get(name.lower())
+    if known is not None:
+        return known
+    owner, _, repo = name.partition("/")
+    if owner.lower() == "unsloth" and QUANTIZED_SUFFIX.search(repo):
+        return f"{owner}/{QUANTIZED_SUFFIX.sub('', repo)}"
+    return None
+
+
+@functools.lru_cache(maxsize=1)
+def _unsloth_originals() -> dict[str, str]:
+    """pre-quantized name (lower case) -> 16-bit original, from the installed Unsloth's mapper
+    table (unsloth/models/mapper.py, __INT_TO_FLOAT_MAPPER), read as data without importing
+    unsloth (its import patches torch and transformers, and needs a GPU stack); {} without it.
+    Each entry is `4-bit name: (16-bit, official 16-bit, other 4-bit ...)`, or a dict whose
+    "16" is that tuple and whose "8" is (official FP8, FP8-Block, FP8-Dynamic); the first 16-bit
+    name is what Unsloth itself loads for any of them (INT_TO_FLOAT_MAPPER)."""
+    try:
+        spec = importlib.util.find_spec("unsloth")
+        folders = list(spec.submodule_search_locations or []) if spec else []
+        tree = ast.parse((Path(folders[0]) / "models" / "mapper.py").read_text(encoding="utf-8"))
+        table = next(
+            ast.literal_eval(node.value)
+            for node in tree.body
+            if isinstance(node, ast.Assign)
+            and any(getattr(t, "id", None) == "__INT_TO_FLOAT_MAPPER" for t in node.targets)
+        )
+        originals: dict[str, str] = {}
+        for key, values in table.items():
+            sixteen = values["16"] if isinstance(values, dict) else values
+            eight = (values.get("8") or ()) if isinstance(values, dict) else ()
+            quantized = [key, *sixteen[2:]] if key.lower().endswith("bnb-4bit") else sixteen[2:]
+            for name in [*quantized, *eight]:
+                if name and name != sixteen[0]:
+                    originals[name.lower()] = sixteen[0]
+    except (ImportError, OSError, SyntaxError, StopIteration, LookupError, TypeError, ValueError):
+        return {}  # not installed, or a layout this reader does not know: the suffix rule
+    return originals
 
 
 def _merged(arg: str, path: Path, config: GrpoConfig | None) -> ModelSource:

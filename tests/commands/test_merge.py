@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import httpx
@@ -469,6 +470,32 @@ def test_a_hub_base_neither_cached_nor_downloadable_is_a_user_error(
     assert not (tmp_path / "adapter-merged").exists()
 
 
+def test_an_adapter_saved_on_unsloths_4bit_copy_merges_into_the_16bit_original(
+    cli, run, tiny_model, reference_logits, tmp_path, monkeypatch
+):
+    """Unsloth records the pre-quantized copy it loaded as the adapter's base; the merge loads
+    the 16-bit original instead (here from the local Hub cache, offline)."""
+    repo = tmp_path / "hub" / "models--unsloth--tiny-qwen2"
+    shutil.copytree(tiny_model, repo / "snapshots" / ("0" * 40))
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    adapter = bare_adapter(run, tmp_path, "unsloth/tiny-qwen2-unsloth-bnb-4bit")
+    result = cli("merge", adapter, "--dtype", "fp32")
+    assert result.code == 0, result.err
+    assert (
+        "base: unsloth/tiny-qwen2 (the run trained on unsloth/tiny-qwen2-unsloth-bnb-4bit; "
+        "merging into the 16-bit original)"
+    ) in result.err
+    adapted, _, tokenizer = reference_logits
+    assert max_diff(last_logits(tmp_path / "adapter-merged", tokenizer), adapted) <= 1e-4
+    assert (
+        "base_model: unsloth/tiny-qwen2\n"
+        in (tmp_path / "adapter-merged" / "README.md").read_text()
+    )
+
+
 def test_refusals_load_no_ml_library(tmp_path):
     code = (
         "import sys\nfrom grpo_cli.cli import main\n"
@@ -502,12 +529,89 @@ def test_a_run_trained_with_unsloth_is_merged_by_unsloth(run, reference_logits, 
         env=env,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "Unsloth merged_16bit" in result.stderr
+    assert "fp16 safetensors (Unsloth merged_16bit)" in result.stderr
     merged = run / "merged"
+    assert stored_dtypes(merged) == {"F16"}, "the tiny base is stored in fp32; fp16 was asked"
     assert "model.safetensors" in files_in(merged) and "README.md" in files_in(merged)
     assert "- unsloth" in (merged / "README.md").read_text()
     adapted, _, tokenizer = reference_logits
     assert max_diff(last_logits(merged, tokenizer), adapted) < 1e-2
+
+
+class FakeUnsloth:
+    """unsloth's FastLanguageModel as `grpo merge` uses it: from_pretrained records its kwargs;
+    save_pretrained_merged records its own and writes what Unsloth writes for a base stored in
+    STORED (float32 only when asked for; else the stored dtype, whatever the loaded model's)."""
+
+    def __init__(self, stored: str, value: float = 0.5):
+        self.stored, self.value = stored, value
+        self.loaded: dict = {}
+        self.saved: dict = {}
+        self.FastLanguageModel = types.SimpleNamespace(from_pretrained=self.from_pretrained)
+
+    def from_pretrained(self, **kwargs):
+        self.loaded = kwargs
+        model = types.SimpleNamespace(save_pretrained_merged=self.save_pretrained_merged)
+        return model, None
+
+    def save_pretrained_merged(self, folder, tokenizer, **kwargs):
+        import torch
+        from safetensors.torch import save_file
+
+        self.saved = kwargs
+        written = "float32" if kwargs.get("dtype") is torch.float32 else self.stored
+        weights = {"lm_head.weight": torch.full((4, 4), self.value, dtype=getattr(torch, written))}
+        save_file(weights, Path(folder) / "model.safetensors", metadata={"format": "pt"})
+        loaded = str(self.loaded["dtype"]).removeprefix("torch.")
+        (Path(folder) / "config.json").write_text(json.dumps({"dtype": loaded}))
+
+
+@pytest.fixture
+def fake_unsloth(run, monkeypatch):
+    """The run marked as trained with Unsloth, and a FakeUnsloth (bf16 base) importable."""
+    env_file = run / "env.json"
+    env_file.write_text(json.dumps({**json.loads(env_file.read_text()), "backend": "unsloth"}))
+    fake = FakeUnsloth("bfloat16")
+    monkeypatch.setattr(merge_weights, "unsloth_installed", lambda: True)
+    monkeypatch.setitem(sys.modules, "unsloth", fake)
+    return fake
+
+
+def stored_dtypes(folder: Path) -> set[str]:
+    """The dtypes in the safetensors header, as written on disk."""
+    raw = (folder / "model.safetensors").read_bytes()
+    header = json.loads(raw[8 : 8 + int.from_bytes(raw[:8], "little")])
+    return {v["dtype"] for k, v in header.items() if k != "__metadata__"}
+
+
+@pytest.mark.parametrize(
+    ("dtype", "stored", "config"),
+    [("fp16", "F16", "float16"), ("bf16", "BF16", "bfloat16"), ("fp32", "F32", "float32")],
+)
+def test_the_unsloth_merge_writes_the_dtype_it_reports(
+    cli, run, fake_unsloth, tmp_path, dtype, stored, config
+):
+    import torch
+
+    out = tmp_path / "merged"
+    result = cli("merge", run, "--dtype", dtype, "-o", out)
+    assert result.code == 0, result.err
+    assert f"{dtype} safetensors (Unsloth merged_16bit)" in result.err
+    assert fake_unsloth.loaded["load_in_4bit"] is False
+    assert fake_unsloth.saved["save_method"] == "merged_16bit"
+    assert fake_unsloth.saved["dtype"] is getattr(torch, config)  # unsloth/save.py's kwarg
+    assert stored_dtypes(out) == {stored}
+    assert json.loads((out / "config.json").read_text())["dtype"] == config
+
+
+def test_weights_beyond_the_fp16_range_are_refused_not_written_as_inf(
+    cli, run, fake_unsloth, tmp_path
+):
+    fake_unsloth.value = 1e6  # fine in bf16, infinite in fp16
+    result = cli("merge", run, "--dtype", "fp16", "-o", tmp_path / "m16")
+    assert result.code == 2, result.err
+    assert "exceeds the fp16 range" in result.err and "--dtype bf16" in result.err
+    assert not (tmp_path / "m16").exists()
 
 
 def dead_pid() -> int:

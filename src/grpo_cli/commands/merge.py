@@ -66,7 +66,9 @@ def merge(
     elif merger == "unsloth":
         check_local_base(src)  # Unsloth maps a quantized Hub base to its 16-bit weights itself
     trained_on = src.config.get("model", {}).get("quantization", "none")
-    if merger and trained_on != "none":
+    if merger and src.base_note("merging into"):
+        console.print(src.base_note("merging into"), markup=False)
+    elif merger and trained_on != "none":
         console.print(f"note: training used {trained_on} base weights; merging into a 16-bit copy")
 
     quiet_progress_bars()

@@ -50,12 +50,17 @@ class Engine(Protocol):
     ) -> list[list[Completion]]: ...
 
 
-def render(tokenizer: Any, prompts: list[list[Message]]) -> list[str]:
-    """Chat prompts as text with the generation prompt, as the model saw them in training."""
-    return [
+def prompt_ids(tokenizer: Any, prompts: list[list[Message]]) -> list[list[int]]:
+    """Chat prompts as token ids with the generation prompt, as the model saw them in training;
+    both engines generate from these. The rendered chat already holds every special token it
+    needs (Llama 3's starts with <|begin_of_text|>), so tokenizing it adds none: a tokenizer that
+    adds its BOS by default would otherwise begin the prompt with two."""
+    texts = [
         tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True)
         for p in prompts
     ]
+    ids: list[list[int]] = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    return ids
 
 
 def stop_token_ids(model: Any, tokenizer: Any) -> list[int]:
@@ -83,9 +88,8 @@ class TransformersEngine:
         import torch
 
         tok = self.tokenizer
-        batch = tok(
-            render(tok, prompts), return_tensors="pt", padding=True, add_special_tokens=False
-        ).to(self.model.device)
+        ids = prompt_ids(tok, prompts)
+        batch = tok.pad({"input_ids": ids}, padding=True, return_tensors="pt").to(self.model.device)
         kwargs: dict[str, Any] = {
             "max_new_tokens": sampling.max_new_tokens,
             "num_return_sequences": sampling.samples,
@@ -161,9 +165,12 @@ class VllmEngine:
             max_tokens=sampling.max_new_tokens,
             seed=sampling.seed,
         )
-        outputs = self.llm.generate(
-            render(self.tokenizer, prompts), params, lora_request=lora, use_tqdm=False
-        )
+        # Token ids, not text: vLLM 0.31 tokenizes a text prompt with add_special_tokens=True
+        # (vllm/renderers/base.py, default_cmpl_tok_params), which puts a second BOS before
+        # Llama 3's rendered chat. A dict with prompt_token_ids is vLLM's TokensPrompt
+        # (vllm/inputs/llm.py), which _tokenize_singleton_prompt passes on untokenized.
+        tokens = [{"prompt_token_ids": ids} for ids in prompt_ids(self.tokenizer, prompts)]
+        outputs = self.llm.generate(tokens, params, lora_request=lora, use_tqdm=False)
         return [
             [Completion(c.text, len(c.token_ids), c.finish_reason == "length") for c in o.outputs]
             for o in outputs
@@ -188,6 +195,8 @@ def load_engine(source: ModelSource, cfg: GrpoConfig, engine: str, console: Cons
 
     tokenizer = ready_for_generation(load_tokenizer(source), source.base)
     console.print(f"{source.label}: generating with {engine} on {hw.describe()}", markup=False)
+    if source.base_note("evaluating on"):
+        console.print(f"{source.label}: {source.base_note('evaluating on')}", markup=False)
     if engine == "vllm":
         adapter = str(source.adapter) if source.adapter else None
         return VllmEngine(

@@ -4,6 +4,8 @@ files through Unsloth, or the adapter alone for --adapter-only."""
 from __future__ import annotations
 
 import difflib
+import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -11,6 +13,7 @@ from typing import Any
 from rich.console import Console
 
 from grpo_cli.errors import GrpoError
+from grpo_cli.files import write_atomic
 from grpo_cli.hardware import installed
 from grpo_cli.model_loading import GPU_EXTRA, load_model, load_tokenizer
 from grpo_cli.model_source import ModelSource
@@ -123,11 +126,60 @@ def merge_with_unsloth(src: ModelSource, folder: Path, dtype: str, quants: list[
         trust_remote_code=src.trust_remote_code,
     )
     # safe_serialization=None: Unsloth's default falls back to pickles on hosts with two CPUs.
+    # dtype: unsloth/save.py (unsloth_generic_save_pretrained_merged) keeps the base checkpoint's
+    # stored dtype when it is None, and widens to float32 when asked; a 16-bit value changes
+    # nothing, since unsloth_zoo/saving_utils.py (_merge_and_overwrite_lora) writes every merged
+    # tensor back in its stored dtype. So the files are cast afterwards to what --dtype says.
     model.save_pretrained_merged(
-        str(folder), tokenizer, save_method="merged_16bit", safe_serialization=None
+        str(folder),
+        tokenizer,
+        save_method="merged_16bit",
+        safe_serialization=None,
+        dtype=getattr(torch, DTYPES[dtype]),
     )
+    cast_saved_weights(folder, dtype)
     if quants:
         export_gguf(model, tokenizer, folder, quants)
+
+
+def cast_saved_weights(folder: Path, dtype: str) -> None:
+    """The floating-point tensors of FOLDER's safetensors, and config.json's dtype, in DTYPE, one
+    shard in memory at a time; a shard already in DTYPE is left as written."""
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    target = getattr(torch, DTYPES[dtype])
+    total = 0
+    for path in sorted(folder.glob("*.safetensors")):
+        with safe_open(path, "pt") as f:
+            metadata = f.metadata() or {"format": "pt"}
+        tensors = load_file(path)
+        stale = [n for n, t in tensors.items() if t.is_floating_point() and t.dtype != target]
+        for name in stale:
+            cast = tensors[name].to(target)
+            if not torch.isfinite(cast).all() and torch.isfinite(tensors[name]).all():
+                raise GrpoError(
+                    f"--dtype {dtype}: weight {name} exceeds the {dtype} range",
+                    "use --dtype bf16 (the range of fp32 at half the size) or --dtype fp32",
+                )
+            tensors[name] = cast
+        total += sum(t.numel() * t.element_size() for t in tensors.values())
+        if stale:  # beside, then renamed: the tensors left as they were may map the old file
+            save_file(tensors, path.with_name(f".{path.name}.cast"), metadata=metadata)
+            os.replace(path.with_name(f".{path.name}.cast"), path)
+        del tensors
+    config = folder / "config.json"
+    if config.is_file():  # transformers 5 reads `dtype`; an older writer's `torch_dtype` too
+        data = json.loads(config.read_text(encoding="utf-8"))
+        for key in ["dtype"] + [k for k in ("torch_dtype",) if k in data]:
+            data[key] = DTYPES[dtype]
+        write_atomic(config, json.dumps(data, indent=2, sort_keys=True) + "\n")
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        data = json.loads(index.read_text(encoding="utf-8"))
+        data.setdefault("metadata", {})["total_size"] = total
+        write_atomic(index, json.dumps(data, indent=2) + "\n")
 
 
 def export_gguf(model: Any, tokenizer: Any, folder: Path, quants: list[str]) -> None:
