@@ -334,7 +334,7 @@ def test_a_revision_unsloth_would_drop_for_its_own_copy_is_refused(overrides, re
 
 def test_unsloth_repo_follows_unsloths_mapper_both_ways():
     require("unsloth", "the mapper is read from the installed unsloth")
-    from grpo_cli.hardware import unsloth_repo
+    from grpo_cli.unsloth_names import unsloth_repo
 
     four = "unsloth/Qwen2.5-3B-Instruct-unsloth-bnb-4bit"
     assert unsloth_repo("Qwen/Qwen2.5-3B-Instruct", "4bit") == four

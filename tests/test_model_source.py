@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from grpo_cli import model_source
+from grpo_cli import unsloth_names
 from grpo_cli.config.schema import GrpoConfig
 from grpo_cli.errors import GrpoError
 from grpo_cli.model_source import resolve_model
@@ -153,9 +153,9 @@ def originals(request, monkeypatch):
         from tests.optional import require
 
         require("unsloth", "its mapper table is read (scripts/test.sh installs it)")
-        assert model_source._unsloth_originals(), "the installed mapper table was read"
+        assert unsloth_names.originals(), "the installed mapper table was read"
     else:
-        monkeypatch.setattr(model_source, "_unsloth_originals", dict)
+        monkeypatch.setattr(unsloth_names, "originals", dict)
     return request.param
 
 
@@ -172,22 +172,22 @@ def originals(request, monkeypatch):
     ],
 )
 def test_pre_quantized_names_map_back_to_their_16bit_original(originals, name, original):
-    assert model_source.sixteen_bit_original(name) == original
+    assert unsloth_names.sixteen_bit_original(name) == original
 
 
 def test_the_installed_mapper_knows_what_the_rule_cannot():
     from tests.optional import require
 
     require("unsloth", "its mapper table is read (scripts/test.sh installs it)")
-    assert model_source.sixteen_bit_original("RedHatAI/Llama-3.2-1B-Instruct-FP8") == (
+    assert unsloth_names.sixteen_bit_original("RedHatAI/Llama-3.2-1B-Instruct-FP8") == (
         "unsloth/Llama-3.2-1B-Instruct"
     )
     # a 4-bit upload whose 16-bit original Unsloth does not host: the official repo
-    assert model_source.sixteen_bit_original("unsloth/llama-3-70b-bnb-4bit") == (
+    assert unsloth_names.sixteen_bit_original("unsloth/llama-3-70b-bnb-4bit") == (
         "meta-llama/Meta-Llama-3-70B"
     )
     # 16-bit uploads that are keys of the table are not pre-quantized
-    assert model_source.sixteen_bit_original("unsloth/Kimi-K2-Instruct-BF16") is None
+    assert unsloth_names.sixteen_bit_original("unsloth/Kimi-K2-Instruct-BF16") is None
 
 
 def unsloth_mapper():
@@ -217,9 +217,9 @@ def test_the_mapping_agrees_with_what_unsloth_loads():
     keys = [k for k in mapper.INT_TO_FLOAT_MAPPER if k.endswith("bnb-4bit")]
     assert len(keys) > 200
     wrong = {
-        k: model_source.sixteen_bit_original(k)
+        k: unsloth_names.sixteen_bit_original(k)
         for k in keys
-        if model_source.sixteen_bit_original(k) != mapper.INT_TO_FLOAT_MAPPER[k]
+        if unsloth_names.sixteen_bit_original(k) != mapper.INT_TO_FLOAT_MAPPER[k]
     }
     assert wrong == {}
 
@@ -232,10 +232,10 @@ IRREGULAR = {"unsloth/pixtral-12b-2409-base-bnb-4bit"}  # its original: Pixtral-
 def test_the_suffix_rule_agrees_with_the_mapper_wherever_unsloth_hosts_the_original(
     monkeypatch,
 ):
-    table = dict(model_source._unsloth_originals())
+    table = dict(unsloth_names.originals())
     if not table:
         unsloth_mapper()  # skips, or fails under CI, without unsloth
-    monkeypatch.setattr(model_source, "_unsloth_originals", dict)
+    monkeypatch.setattr(unsloth_names, "originals", dict)
     hosted = {
         q: o for q, o in table.items() if q.startswith("unsloth/") and o.startswith("unsloth/")
     }
@@ -243,7 +243,7 @@ def test_the_suffix_rule_agrees_with_the_mapper_wherever_unsloth_hosts_the_origi
     disagree = {
         q
         for q, o in hosted.items()
-        if (model_source.sixteen_bit_original(q) or "").lower() != o.lower()
+        if (unsloth_names.sixteen_bit_original(q) or "").lower() != o.lower()
     }
     assert disagree == IRREGULAR
 

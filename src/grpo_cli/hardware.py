@@ -8,7 +8,6 @@ the one entry: `grpo train` and `grpo doctor CONFIG` both call it.
 
 from __future__ import annotations
 
-import functools
 import importlib.util
 import re
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from grpo_cli import unsloth_names
 from grpo_cli.config.schema import looks_like_path
 
 if TYPE_CHECKING:
@@ -208,33 +208,6 @@ def choose_tracker(requested: str, has: dict[str, bool]) -> tuple[str, str | Non
     return "none", f"logging: none (report_to is auto: {'; '.join(skipped)})"
 
 
-def unsloth_repo(name: str, quantization: str) -> str | None:
-    """The repo Unsloth's FastLanguageModel loads instead of NAME for this quantization (its
-    4-bit, 16-bit or FP8 copy), or None when it loads NAME itself. Mirrors
-    unsloth/models/loader_utils.py, __get_model_name, over the installed mapper tables; read
-    without importing unsloth, which needs a GPU."""
-    tables, lower = _unsloth_mapper(), name.lower()
-    if quantization == "fp8":
-        found = _fp8_copy(name)
-    elif quantization == "4bit":
-        found = (
-            None
-            if lower.endswith("-bnb-4bit")
-            else tables.get("FLOAT_TO_INT_MAPPER", {}).get(lower)
-        )
-    else:
-        found = tables.get("INT_TO_FLOAT_MAPPER", {}).get(lower) or tables.get(
-            "MAP_TO_UNSLOTH_16bit", {}
-        ).get(lower)
-    return found if found is not None and found.lower() != lower else None
-
-
-def _fp8_copy(name: str) -> str | None:
-    """Unsloth's pre-quantized FP8 repo for NAME (NAME itself when it is one). The block and
-    row tables hold the same names; the row one is used only with FBGEMM."""
-    return _unsloth_mapper().get("FLOAT_TO_FP8_BLOCK_MAPPER", {}).get(name.lower())
-
-
 def _already_quantized(name: str) -> bool:
     """A local model folder whose config.json says it is quantized: Unsloth loads it as it is
     (loader_utils._fp8_load_as_is). A Hub id's config is not fetched here."""
@@ -249,23 +222,6 @@ def _already_quantized(name: str) -> bool:
         return True  # unreadable: the loader's own fallbacks decide, as Unsloth's do
     text = config.get("text_config") or {}
     return bool(config.get("quantization_config") or text.get("quantization_config"))
-
-
-@functools.cache
-def _unsloth_mapper() -> dict[str, dict[str, str]]:
-    from pathlib import Path
-
-    spec = importlib.util.find_spec("unsloth")
-    folders = list(spec.submodule_search_locations or []) if spec else []
-    path = Path(folders[0]) / "models" / "mapper.py" if folders else None
-    if path is None or not path.is_file():
-        return {}
-    module_spec = importlib.util.spec_from_file_location("_grpo_unsloth_mapper", path)
-    if module_spec is None or module_spec.loader is None:
-        return {}
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    return {name: getattr(module, name) for name in module.__all__}
 
 
 def hardware_problems(
@@ -287,7 +243,7 @@ def _hardware_problems(
     if m.quantization == "fp8" and gpu:
         yield from _fp8_problems(m.name, hw, has)
     if backend == "unsloth" and m.revision and has.get("unsloth") and not m.fast_inference:
-        copy = unsloth_repo(m.name, m.quantization)
+        copy = unsloth_names.unsloth_repo(m.name, m.quantization)
         if copy is not None:
             # unsloth/models/loader.py, _revision_for_resolved_repo: a revision is dropped (a
             # warning) once the mapper moved the name, so the run would train other weights.
@@ -377,9 +333,9 @@ def _fp8_problems(name: str, hw: Hardware, has: dict[str, bool]) -> Iterator[tup
             "use quantization: 4bit",
         )
         return
-    if not (has.get("unsloth") and _unsloth_mapper()):
+    if not (has.get("unsloth") and unsloth_names.tables()):
         return  # without unsloth's mapper nothing says which models it ships in FP8
-    if _already_quantized(name) or _fp8_copy(name) is not None:
+    if _already_quantized(name) or unsloth_names.fp8_copy(name) is not None:
         return
     if hw.capability is not None and hw.capability < (9, 0):
         yield (

@@ -11,17 +11,14 @@ Hub id, with the run's config and the base model (and revision) its weights belo
 
 from __future__ import annotations
 
-import ast
-import functools
-import importlib.util
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from grpo_cli import unsloth_names
 from grpo_cli.config.schema import is_hub_id, looks_like_path
 from grpo_cli.config.yamlio import load_text
 from grpo_cli.errors import GrpoError, first_line
@@ -238,11 +235,6 @@ def _adapter(
     return with_16bit_base(source, recorded=base)
 
 
-# The suffixes of Unsloth's pre-quantized uploads: unsloth/X-bnb-4bit, unsloth/X-unsloth-bnb-4bit
-# (dynamic 4-bit), unsloth/X-FP8-Block, unsloth/X-FP8-Dynamic; X is the 16-bit original's name.
-QUANTIZED_SUFFIX = re.compile(r"-(unsloth-)?bnb-4bit$|-fp8(-block|-dynamic)?$", re.IGNORECASE)
-
-
 def with_16bit_base(source: ModelSource, recorded: str | None = None) -> ModelSource:
     """SOURCE with its base mapped back to the 16-bit original when it names a pre-quantized
     copy, so that merge merges into 16-bit weights and eval measures the 16-bit base. RECORDED
@@ -254,58 +246,17 @@ def with_16bit_base(source: ModelSource, recorded: str | None = None) -> ModelSo
     get_model_name), and PEFT records the loaded model's name_or_path as the adapter's
     base_model_name_or_path (peft/mapping_func.py, get_peft_model); Unsloth's own rewrite of
     that name back to 16 bit is disabled (`if False:` in unsloth/models/llama.py)."""
-    original = sixteen_bit_original(source.base)
+    original = unsloth_names.sixteen_bit_original(source.base)
     if original is not None:
         source.quantized_base, source.base = source.base, original
         source.revision = None  # a revision of the quantized repo; Unsloth drops it too
-    elif recorded and recorded != source.base and sixteen_bit_original(recorded) is not None:
+    elif (
+        recorded
+        and recorded != source.base
+        and unsloth_names.sixteen_bit_original(recorded) is not None
+    ):
         source.quantized_base = recorded
     return source
-
-
-def sixteen_bit_original(name: str) -> str | None:
-    """The 16-bit model a pre-quantized Hub id was made from, as Unsloth loads it with
-    load_in_4bit=False; None when NAME is not a pre-quantized id (or is a folder)."""
-    if looks_like_path(name):
-        return None
-    known = _unsloth_originals().get(name.lower())
-    if known is not None:
-        return known
-    owner, _, repo = name.partition("/")
-    if owner.lower() == "unsloth" and QUANTIZED_SUFFIX.search(repo):
-        return f"{owner}/{QUANTIZED_SUFFIX.sub('', repo)}"
-    return None
-
-
-@functools.lru_cache(maxsize=1)
-def _unsloth_originals() -> dict[str, str]:
-    """pre-quantized name (lower case) -> 16-bit original, from the installed Unsloth's mapper
-    table (unsloth/models/mapper.py, __INT_TO_FLOAT_MAPPER), read as data without importing
-    unsloth (its import patches torch and transformers, and needs a GPU stack); {} without it.
-    Each entry is `4-bit name: (16-bit, official 16-bit, other 4-bit ...)`, or a dict whose
-    "16" is that tuple and whose "8" is (official FP8, FP8-Block, FP8-Dynamic); the first 16-bit
-    name is what Unsloth itself loads for any of them (INT_TO_FLOAT_MAPPER)."""
-    try:
-        spec = importlib.util.find_spec("unsloth")
-        folders = list(spec.submodule_search_locations or []) if spec else []
-        tree = ast.parse((Path(folders[0]) / "models" / "mapper.py").read_text(encoding="utf-8"))
-        table = next(
-            ast.literal_eval(node.value)
-            for node in tree.body
-            if isinstance(node, ast.Assign)
-            and any(getattr(t, "id", None) == "__INT_TO_FLOAT_MAPPER" for t in node.targets)
-        )
-        originals: dict[str, str] = {}
-        for key, values in table.items():
-            sixteen = values["16"] if isinstance(values, dict) else values
-            eight = (values.get("8") or ()) if isinstance(values, dict) else ()
-            quantized = [key, *sixteen[2:]] if key.lower().endswith("bnb-4bit") else sixteen[2:]
-            for name in [*quantized, *eight]:
-                if name and name != sixteen[0]:
-                    originals[name.lower()] = sixteen[0]
-    except (ImportError, OSError, SyntaxError, StopIteration, LookupError, TypeError, ValueError):
-        return {}  # not installed, or a layout this reader does not know: the suffix rule
-    return originals
 
 
 def _merged(arg: str, path: Path, config: GrpoConfig | None) -> ModelSource:
