@@ -566,7 +566,7 @@ def unsloth_load(monkeypatch, gpu_gib, *overrides):
     loaded = load_config(CONFIGS / "qwen3b_gsm8k.yaml", list(overrides))
     hw = Hardware(device="cuda", gpu_name="Tesla T4", gpu_memory_gib=gpu_gib, capability=(7, 5))
     console = Console(record=True, width=200)
-    load_model(Plan(loaded, hw, "unsloth", "test", "fp16", "test"), None, console)
+    load_model(Plan(loaded, hw, "unsloth", "test", "fp16", "test", "none"), None, console)
     ((kwargs, override),) = FakeFastLanguageModel.calls
     return console.export_text().strip(), kwargs, override
 
