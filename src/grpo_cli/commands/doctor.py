@@ -300,7 +300,7 @@ def print_plan(out: Console, loaded: LoadedConfig, plan: Preflight) -> None:
     table.add_row("precision", escape(f"{plan.precision} ({plan.precision_reason})"))
     table.add_row("tracker", escape(plan.tracker))
     for note in plan.notes:
-        table.add_row("note", escape(note))
+        table.add_row("note", escape(note.removeprefix("note: ")))
     out.print(table)
 
 
