@@ -1,0 +1,273 @@
+"""The Hugging Face Hub, as the loaders meet it: is it reachable, is a token there, is a model or
+dataset already in the local cache, and `cache_first`, which loads a Hub id from the cache with
+no network when it is there and otherwise fails in seconds, not after a minute of retries, when
+the Hub does not answer.
+
+Why: offline, every file huggingface_hub asks for is retried 5 times with 1+2+4+8+8 s of sleep
+(huggingface_hub/utils/_http.py: `_http_backoff_base`), and transformers asks for several files:
+52 s for a tokenizer, 25 s for a dataset, 2.5 min for a model that is already cached (measured,
+scripts/bench_offline.py).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from grpo_cli.config.schema import looks_like_path
+from grpo_cli.errors import GrpoError, first_line
+
+T = TypeVar("T")
+
+PROBE_TIMEOUT = 3.0  # seconds: the Hub answers in well under 1 s where it can be reached
+WEIGHTS = ("model.safetensors", "pytorch_model.bin")
+
+
+def hub_reachable(timeout: float = PROBE_TIMEOUT) -> tuple[bool, str]:
+    """(reachable, one phrase saying why) within TIMEOUT seconds, whatever the network does.
+    Asks HF_ENDPOINT through huggingface_hub's own HTTP client (its proxies, certificates and
+    offline switch), without its retries; never raises."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False, "HF_HUB_OFFLINE=1 is set"
+    endpoint = constants.ENDPOINT
+    host = endpoint.split("://", 1)[-1].split("/", 1)[0]
+    answer: list[tuple[bool, str]] = []
+    started = time.perf_counter()
+
+    def ask() -> None:
+        try:
+            answer.append(_ask(endpoint, host, timeout, started))
+        except BaseException as exc:  # a probe must not raise, whatever the client does
+            answer.append((False, f"{host}: {type(exc).__name__}: {first_line(exc, 120)}"))
+
+    # A thread, because httpx's timeout does not cover name resolution: a resolver that never
+    # answers would hold getaddrinfo for 5 s per nameserver and attempt.
+    thread = threading.Thread(target=ask, name="grpo-hub-probe", daemon=True)
+    thread.start()
+    thread.join(timeout + 0.2)
+    return answer[0] if answer else (False, f"no answer from {host} in {timeout:g} s")
+
+
+def _ask(endpoint: str, host: str, timeout: float, started: float) -> tuple[bool, str]:
+    import httpx
+    from huggingface_hub.utils import get_session
+
+    try:
+        response = get_session().head(endpoint, timeout=timeout, follow_redirects=False)
+    except httpx.TimeoutException:
+        return False, f"no answer from {host} in {timeout:g} s"
+    except httpx.ConnectError as exc:
+        return False, f"{host}: {_connect_failure(exc)}"
+    except httpx.HTTPError as exc:
+        return False, f"{host}: {type(exc).__name__}: {first_line(exc, 120)}"
+    seconds = time.perf_counter() - started
+    if response.status_code >= 400:  # e.g. a proxy that refuses (403, 407)
+        return False, f"{host} answered HTTP {response.status_code} in {seconds:.1f} s"
+    return True, f"{host} answered in {seconds:.1f} s"
+
+
+def _connect_failure(exc: BaseException) -> str:
+    text = str(exc)
+    if "Name or service not known" in text or "nodename nor servname" in text:
+        return "name not resolved (no DNS)"
+    if "Connection refused" in text:
+        return "connection refused"
+    if "Network is unreachable" in text or "No route to host" in text:
+        return "network unreachable"
+    return f"cannot connect: {first_line(exc, 120)}"
+
+
+def token_present() -> bool:
+    """HF_TOKEN or a token stored by `hf auth login`; the token itself is never returned."""
+    from huggingface_hub import get_token
+
+    return bool(get_token())
+
+
+def model_in_cache(name: str, revision: str | None = None) -> bool:
+    """A local model folder, or a Hub model whose config.json and complete weights (every shard
+    of a sharded checkpoint) are in the local Hugging Face cache at REVISION."""
+    if looks_like_path(name) or Path(name).expanduser().is_dir():
+        folder = Path(name).expanduser()
+        return (folder / "config.json").is_file() and any(
+            folder.glob(pattern) for pattern in ("*.safetensors", "*.bin")
+        )
+    from huggingface_hub import try_to_load_from_cache
+
+    def cached(filename: str) -> str | None:
+        # a str is a file; None or the "known missing" marker is not
+        path = try_to_load_from_cache(name, filename, revision=revision)
+        return path if isinstance(path, str) else None
+
+    if cached("config.json") is None:
+        return False
+    for weights in WEIGHTS:
+        if cached(weights) is not None:
+            return True
+        index = cached(f"{weights}.index.json")
+        if index is not None:
+            return _all_shards(index, cached)
+    return False
+
+
+def _all_shards(index: str, cached: Callable[[str], str | None]) -> bool:
+    import json
+
+    try:
+        shards = set(json.loads(Path(index).read_text(encoding="utf-8"))["weight_map"].values())
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
+    return bool(shards) and all(cached(shard) is not None for shard in shards)
+
+
+def dataset_in_cache(source: str, subset: str | None = None) -> bool:
+    """Rows that load with no network: synthetic ones, a local file or folder, or a Hub dataset
+    (SUBSET of it) that `datasets` has prepared before. That is datasets' own cache, not the Hub
+    cache: offline, load_dataset reads only it (datasets/load.py: CachedDatasetModuleFactory),
+    so a dataset fetched with `hf download` does not load offline by its id."""
+    if source == "synthetic":
+        return True
+    if looks_like_path(source) or Path(source).expanduser().exists():
+        return Path(source).expanduser().exists()
+    # datasets/packaged_modules/cache/cache.py: the rule load_dataset itself applies offline
+    # (a private name: tests/test_hub_access.py prepares a dataset and checks it is found)
+    from datasets.packaged_modules.cache.cache import _find_hash_in_cache
+
+    try:
+        _find_hash_in_cache(source, subset, None, {}, None)
+    except Exception:  # not there, or several subsets and none named: not loadable offline
+        return False
+    return True
+
+
+@contextmanager
+def no_network() -> Iterator[None]:
+    """huggingface_hub's offline mode for the calls inside: every Hub request fails at once, and
+    transformers, datasets, PEFT and Unsloth read their local caches instead."""
+    from huggingface_hub import constants
+
+    datasets_config: Any = sys.modules.get("datasets.config")
+    saved_env = os.environ.get("HF_HUB_OFFLINE")
+    saved_hub = constants.HF_HUB_OFFLINE
+    saved_datasets = saved_hub if datasets_config is None else datasets_config.HF_HUB_OFFLINE
+    # huggingface_hub's request hook reads constants.HF_HUB_OFFLINE on every request
+    # (huggingface_hub/utils/_http.py: hf_request_event_hook); datasets keeps its own copy
+    # (datasets/config.py); Unsloth reads the environment (unsloth/models/loader_utils.py:
+    # _env_says_offline), and so does a vLLM engine started inside the call.
+    constants.HF_HUB_OFFLINE = True
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    if datasets_config is not None:
+        datasets_config.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = saved_hub
+        if saved_env is None:
+            os.environ.pop("HF_HUB_OFFLINE", None)
+        else:
+            os.environ["HF_HUB_OFFLINE"] = saved_env
+        # datasets imported inside the call copied the switch when it was imported
+        datasets_config = sys.modules.get("datasets.config")
+        if datasets_config is not None:
+            datasets_config.HF_HUB_OFFLINE = saved_datasets
+
+
+def wanted_network(exc: BaseException) -> bool:
+    """EXC (or an exception it came from) says a file was not in the cache and the loader wanted
+    the Hub for it: an offline-mode refusal, a missing cache entry, a failed connection."""
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ConnectionError | LocalEntryNotFoundError):
+            return True  # huggingface_hub's OfflineModeIsEnabled is a ConnectionError
+        text = str(current)
+        if isinstance(current, OSError) and ("offline mode" in text or "cached files" in text):
+            return True  # transformers' cached_file: "... couldn't find them in the cached files"
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def cache_first(
+    load: Callable[[], T],
+    name: str,
+    *,
+    key: str,
+    revision: str | None = None,
+    subset: str | None = None,
+    kind: str = "model",
+) -> T:
+    """LOAD() of Hub id NAME (KIND model or dataset, named by config KEY): from the local cache
+    with no network when it is there; else, once the Hub answered a short probe, from the Hub.
+    When it is not cached and the Hub does not answer, a user error in seconds saying what to
+    do. A local path is loaded as it is. A library that maps NAME to another repo (Unsloth's
+    4-bit copies) is tried on the cache too before the Hub is refused."""
+    if kind == "model" and (looks_like_path(name) or Path(name).expanduser().is_dir()):
+        return load()
+    cached = model_in_cache(name, revision) if kind == "model" else dataset_in_cache(name, subset)
+    detail = ""
+    if not cached:
+        reachable, detail = hub_reachable()
+        if reachable:
+            return load()
+    try:
+        with no_network():
+            return load()
+    except Exception as exc:
+        if not wanted_network(exc):
+            raise
+        missing = exc
+    if cached:  # part of it is cached (a tokenizer file the loader also wants is not)
+        reachable, detail = hub_reachable()
+        if reachable:
+            return load()
+    raise offline_error(name, kind, key, detail) from missing
+
+
+def offline_error(name: str, kind: str, key: str, detail: str) -> GrpoError:
+    """NAME is not (completely) in the local cache and the Hub cannot be asked: the three ways
+    on, for a model or a dataset."""
+    if kind == "dataset":
+        fill = (
+            f"load it once where the Hub is reachable and copy {_datasets_cache()} (where the "
+            "prepared rows stay) here"
+        )
+        local = f"point {key} at a local .jsonl file or folder"
+    else:
+        fill = (
+            f"fetch it where the Hub is reachable (`hf download {name}`) and copy "
+            f"{_hub_cache()} here"
+        )
+        local = f"point {key} at a local model folder"
+    if detail == "HF_HUB_OFFLINE=1 is set":
+        fill += ", or unset HF_HUB_OFFLINE to download it"
+    else:
+        fill += " (then HF_HUB_OFFLINE=1 skips the Hub on every run)"
+    return GrpoError(
+        f"{key}: {name} is not (completely) in the local cache, and the Hugging Face Hub cannot "
+        f"be asked ({detail})",
+        f"{fill}; or {local}; or connect this machine to the network (HF_ENDPOINT and "
+        "HTTPS_PROXY are honoured)",
+    )
+
+
+def _hub_cache() -> str:
+    from huggingface_hub import constants
+
+    return constants.HF_HUB_CACHE
+
+
+def _datasets_cache() -> str:
+    import datasets
+
+    return str(datasets.config.HF_DATASETS_CACHE)
