@@ -89,7 +89,12 @@ def token_present() -> bool:
     """HF_TOKEN or a token stored by `hf auth login`; the token itself is never returned."""
     from huggingface_hub import get_token
 
-    return bool(get_token())
+    try:
+        # offline: a stored OAuth token near expiry is refreshed over the network otherwise
+        with no_network():
+            return bool(get_token())
+    except Exception:  # HF_OIDC_RESOURCE set and its exchange failed: no token to use
+        return False
 
 
 def model_in_cache(name: str, revision: str | None = None) -> bool:
