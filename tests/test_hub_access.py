@@ -7,6 +7,7 @@ the kind asked for (and counts them), so these tests behave the same on a connec
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import threading
@@ -20,11 +21,13 @@ import pytest
 from grpo_cli import hub_access
 from grpo_cli.errors import GrpoError
 from grpo_cli.hub_access import (
+    HubItem,
     cache_first,
     dataset_in_cache,
     hub_reachable,
     model_in_cache,
     no_network,
+    refuse_unreachable,
     token_present,
 )
 from tests.conftest import smoke_args
@@ -64,7 +67,8 @@ def hub(monkeypatch, tmp_path) -> FakeHub:
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "token"))
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "datasets")
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf" / "datasets")
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf" / "datasets"))
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
@@ -358,3 +362,62 @@ def test_offline_mode_is_restored_after_the_call(hub):
         assert os.environ["HF_HUB_OFFLINE"] == "1"
     assert not constants.HF_HUB_OFFLINE and not datasets.config.HF_HUB_OFFLINE
     assert "HF_HUB_OFFLINE" not in os.environ
+
+
+# -- refuse_unreachable: before the libraries are imported ----------------------------------
+
+
+def test_eval_of_an_uncached_model_is_refused_before_any_ml_library_is_imported(tmp_path):
+    """What makes an offline refusal take seconds, not the imports' seconds as well. (grpo train
+    imports torch first, to report what this machine cannot run before what it cannot fetch;
+    its probe runs meanwhile.)"""
+    import subprocess
+    import sys
+
+    from tests.conftest import CONFIGS
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{s.getsockname()[1]}"
+    code = (
+        "import sys\nfrom grpo_cli.cli import main\n"
+        f"rc = main(['eval', {str(CONFIGS / 'smoke_cpu.yaml')!r}, "
+        "'--set', 'model.name=nobody/uncached'])\n"
+        "heavy = ('torch', 'transformers', 'datasets', 'trl', 'peft')\n"
+        "print('HEAVY', [m for m in heavy if m in sys.modules], rc, file=sys.stderr)\n"
+    )
+    env = {**os.environ, "HF_ENDPOINT": closed, "HF_HOME": str(tmp_path / "hf")}
+    for variable in ("HF_HUB_CACHE", "HF_DATASETS_CACHE", "HF_HUB_OFFLINE"):
+        env.pop(variable, None)
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert "HEAVY [] 2" in done.stderr, done.stderr
+    assert "Error: model.name: nobody/uncached is not (completely) in the local cache" in (
+        done.stderr
+    )
+    assert "connection refused" in done.stderr
+
+
+def test_a_copy_unsloth_would_load_or_a_prepared_dataset_is_not_refused(hub, tmp_path):
+    from huggingface_hub import constants
+
+    model = HubItem("Qwen/Qwen2.5-3B-Instruct", "model.name")
+    data = HubItem("openai/gsm8k", "data.source", "dataset", subset="main")
+    (Path(constants.HF_HUB_CACHE) / "models--unsloth--Qwen2.5-3B-Instruct-unsloth-bnb-4bit").mkdir(
+        parents=True
+    )
+    refuse_unreachable([model])
+    with pytest.raises(GrpoError, match="data.source: openai/gsm8k is not"):
+        refuse_unreachable([model, data])
+    assert len(hub.requests) == 1
+    (tmp_path / "hf" / "datasets" / "openai___gsm8k").mkdir(parents=True)
+    refuse_unreachable([model, data])
+    assert len(hub.requests) == 1
+
+
+def test_local_and_synthetic_sources_never_ask_the_hub(hub, tiny_model):
+    refuse_unreachable(
+        [HubItem(str(tiny_model), "model.name"), HubItem("synthetic", "data.source", "dataset")]
+    )
+    assert hub.requests == []

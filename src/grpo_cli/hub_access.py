@@ -17,11 +17,15 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from grpo_cli.config.schema import looks_like_path
 from grpo_cli.errors import GrpoError, first_line
+
+if TYPE_CHECKING:
+    from grpo_cli.config.schema import GrpoConfig
 
 T = TypeVar("T")
 
@@ -33,10 +37,16 @@ def hub_reachable(timeout: float = PROBE_TIMEOUT) -> tuple[bool, str]:
     """(reachable, one phrase saying why) within TIMEOUT seconds, whatever the network does.
     Asks HF_ENDPOINT through huggingface_hub's own HTTP client (its proxies, certificates and
     offline switch), without its retries; never raises."""
+    return ask_hub(timeout)()
+
+
+def ask_hub(timeout: float = PROBE_TIMEOUT) -> Callable[[], tuple[bool, str]]:
+    """`hub_reachable`, asked now in the background: calling the result waits for the answer,
+    until TIMEOUT seconds after the question at most."""
     from huggingface_hub import constants
 
     if constants.HF_HUB_OFFLINE:
-        return False, "HF_HUB_OFFLINE=1 is set"
+        return lambda: (False, "HF_HUB_OFFLINE=1 is set")
     endpoint = constants.ENDPOINT
     host = endpoint.split("://", 1)[-1].split("/", 1)[0]
     answer: list[tuple[bool, str]] = []
@@ -52,8 +62,12 @@ def hub_reachable(timeout: float = PROBE_TIMEOUT) -> tuple[bool, str]:
     # answers would hold getaddrinfo for 5 s per nameserver and attempt.
     thread = threading.Thread(target=ask, name="grpo-hub-probe", daemon=True)
     thread.start()
-    thread.join(timeout + 0.2)
-    return answer[0] if answer else (False, f"no answer from {host} in {timeout:g} s")
+
+    def wait() -> tuple[bool, str]:
+        thread.join(max(0.0, started + timeout + 0.2 - time.perf_counter()))
+        return answer[0] if answer else (False, f"no answer from {host} in {timeout:g} s")
+
+    return wait
 
 
 def _ask(endpoint: str, host: str, timeout: float, started: float) -> tuple[bool, str]:
@@ -151,6 +165,87 @@ def dataset_in_cache(source: str, subset: str | None = None) -> bool:
     except Exception:  # not there, or several subsets and none named: not loadable offline
         return False
     return True
+
+
+@dataclass(frozen=True)
+class HubItem:
+    """A model or dataset a command will load, as the config names it."""
+
+    name: str
+    key: str  # the config key (or file) that names it, for the message
+    kind: str = "model"  # or "dataset"
+    revision: str | None = None
+    subset: str | None = None
+
+
+def config_items(cfg: GrpoConfig) -> list[HubItem]:
+    """The config's model and dataset."""
+    m, d = cfg.model, cfg.data
+    return [
+        HubItem(m.name, "model.name", revision=m.revision),
+        HubItem(d.source, "data.source", "dataset", subset=d.subset),
+    ]
+
+
+def start_probe(items: list[HubItem]) -> Callable[[], tuple[bool, str]]:
+    """The Hub asked now, in the background, when ITEMS need it (see `refuse_unreachable`), so
+    that the answer is in by the time the libraries are imported."""
+    if not _uncached(items):
+        return lambda: (True, "not asked: nothing to download")
+    return ask_hub()
+
+
+def refuse_unreachable(
+    items: list[HubItem], answer: Callable[[], tuple[bool, str]] = hub_reachable
+) -> None:
+    """Before the weights and rows are loaded (and, given a `start_probe` ANSWER, without waiting
+    for the Hub on top of the imports): refuse at once when an item is a Hub id with nothing of
+    it in the local caches and the Hub does not answer. The look here is lenient, so that
+    nothing loadable is refused: any cached copy of the name counts (Unsloth's 4-bit ones among
+    them); `cache_first` decides at the load."""
+    wanted = _uncached(items)
+    if not wanted:
+        return
+    reachable, detail = answer()
+    if not reachable:
+        item = wanted[0]
+        raise offline_error(item.name, item.kind, item.key, detail)
+
+
+def _uncached(items: list[HubItem]) -> list[HubItem]:
+    return [i for i in items if _is_hub_id(i.name, i.kind) and not _maybe_cached(i)]
+
+
+def _is_hub_id(name: str, kind: str) -> bool:
+    if kind == "dataset" and name == "synthetic":
+        return False
+    return not (looks_like_path(name) or Path(name).expanduser().exists())
+
+
+def _maybe_cached(item: HubItem) -> bool:
+    """Some of ITEM is in the local cache: a folder of its name (any spelling: the loaders and
+    their versions differ on case and separators), or for a model one of Unsloth's copies."""
+    from huggingface_hub import constants
+
+    if item.kind == "model":
+        if model_in_cache(item.name, item.revision):
+            return True
+        root, prefixes = Path(constants.HF_HUB_CACHE), ["models" + item.name]
+        prefixes.append("modelsunsloth" + item.name.split("/")[-1])  # unsloth/<name>-bnb-4bit
+    else:
+        # datasets/config.py: HF_DATASETS_CACHE, else HF_HOME/datasets (the rule of
+        # huggingface_hub's HF_HOME); not imported here: importing datasets takes seconds
+        root = Path(os.environ.get("HF_DATASETS_CACHE") or Path(constants.HF_HOME) / "datasets")
+        prefixes = [item.name]
+    keys = [_letters(p) for p in prefixes]
+    try:
+        return any(_letters(f.name).startswith(tuple(keys)) for f in root.expanduser().iterdir())
+    except OSError:  # no cache folder yet
+        return False
+
+
+def _letters(name: str) -> str:
+    return "".join(c for c in name.lower() if c.isalnum())
 
 
 @contextmanager

@@ -129,8 +129,12 @@ def recipe(
         # Before torch and trl are imported: a run that is refused is refused at once.
         run_path = find_run_dir(cfg, config_path, resume)
         rundir.check(run_path, resume=resume, overwrite=overwrite)
+    from grpo_cli.hub_access import config_items, refuse_unreachable, start_probe
+
+    hub = start_probe(config_items(cfg))  # answered while the libraries import
     stage.enter("checking this machine")
     plan = resolve(loaded, console)
+    refuse_unreachable(config_items(cfg), hub)
     from grpo_cli.training.models import quiet_progress_bars
 
     quiet_progress_bars()
