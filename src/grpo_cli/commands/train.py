@@ -32,6 +32,8 @@ from grpo_cli.hardware import (
 )
 
 if TYPE_CHECKING:  # heavy imports (transformers, datasets): for the checker only
+    from collections.abc import Callable
+
     from datasets import Dataset
     from transformers import TrainerCallback
 
@@ -42,6 +44,7 @@ if TYPE_CHECKING:  # heavy imports (transformers, datasets): for the checker onl
     from grpo_cli.training.rundir import RunDir
 
     TrainingReward = BoundReward | AccuracyProbe
+    HubAnswer = Callable[[], tuple[bool, str]]
 
 
 @dataclass
@@ -129,12 +132,11 @@ def recipe(
         # Before torch and trl are imported: a run that is refused is refused at once.
         run_path = find_run_dir(cfg, config_path, resume)
         rundir.check(run_path, resume=resume, overwrite=overwrite)
-    from grpo_cli.hub_access import config_items, refuse_unreachable, start_probe
+    from grpo_cli.hub_access import config_items, start_probe
 
-    hub = start_probe(config_items(cfg))  # answered while the libraries import
+    hub = start_probe(config_items(cfg))  # answered while torch imports
     stage.enter("checking this machine")
-    plan = resolve(loaded, console)
-    refuse_unreachable(config_items(cfg), hub)
+    plan = resolve(loaded, console, hub)
     from grpo_cli.training.models import quiet_progress_bars
 
     quiet_progress_bars()
@@ -221,9 +223,10 @@ def point_tracker_at(cfg: GrpoConfig, run: RunDir) -> None:
     os.environ["WANDB_DIR"] = str(run.path)
 
 
-def resolve(loaded: LoadedConfig, console: Console) -> Plan:
-    """The config, checked against this machine: backend, precision, installed packages.
-    Unsloth, when chosen, is imported here: after torch, before trl / transformers / peft."""
+def resolve(loaded: LoadedConfig, console: Console, hub: HubAnswer | None = None) -> Plan:
+    """The config, checked against this machine: backend, precision, installed packages; then
+    whether the Hub is needed and answers (HUB, a probe started earlier). Unsloth, when
+    chosen, is imported here: after torch, before trl / transformers / peft."""
     cfg = loaded.config
     hw = probe()
     has = {
@@ -241,6 +244,10 @@ def resolve(loaded: LoadedConfig, console: Console) -> Plan:
             raise error
 
     refuse(hardware_problems(cfg, hw, backend, precision, has))
+    if hub is not None:  # before unsloth's and trl's imports: offline, the refusal comes at once
+        from grpo_cli.hub_access import config_items, refuse_unreachable
+
+        refuse_unreachable(config_items(cfg), hub)
     console.print(f"backend: {backend} ({backend_reason})")
     console.print(f"precision: {precision} ({precision_reason})")
     if backend == "unsloth":
