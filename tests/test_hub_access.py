@@ -421,3 +421,39 @@ def test_local_and_synthetic_sources_never_ask_the_hub(hub, tiny_model):
         [HubItem(str(tiny_model), "model.name"), HubItem("synthetic", "data.source", "dataset")]
     )
     assert hub.requests == []
+
+
+def test_the_vllm_eval_engine_loads_a_cached_model_with_no_network(
+    hub, tiny_model, tmp_path, monkeypatch
+):
+    """vLLM fetches weights itself; a fake vllm records whether it was asked to stay offline."""
+    import sys
+    import types
+
+    from rich.console import Console
+
+    from grpo_cli import hardware
+    from grpo_cli.config.schema import GrpoConfig
+    from grpo_cli.evaluation.generate import load_engine
+    from grpo_cli.model_source import resolve_model
+
+    cache_model(tiny_model, CACHED, tmp_path / "hub")
+    seen = []
+
+    class LLM:
+        def __init__(self, model: str, **kwargs: object) -> None:
+            from huggingface_hub import constants
+
+            seen.append((model, os.environ.get("HF_HUB_OFFLINE"), constants.HF_HUB_OFFLINE))
+
+    vllm = types.ModuleType("vllm")
+    vllm.LLM = LLM  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "vllm", vllm)
+    l4 = hardware.Hardware("cuda", "NVIDIA L4", 22.0, (8, 9), gpu_count=1, bf16=True)
+    monkeypatch.setattr(hardware, "probe", lambda: l4)
+    monkeypatch.setattr(hardware, "installed", lambda name: name == "vllm")
+    cfg = GrpoConfig.model_validate({"model": {"name": CACHED}, "rewards": ["correctness"]})
+    load_engine(resolve_model("base", cfg), cfg, "vllm", Console(stderr=True))
+    assert seen == [(CACHED, "1", True)]
+    assert hub.requests == []
+    assert "HF_HUB_OFFLINE" not in os.environ  # for the load only
