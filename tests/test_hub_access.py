@@ -162,7 +162,9 @@ class Answer(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.mark.parametrize(("status", "reachable"), [(200, True), (407, False)])
+@pytest.mark.parametrize(
+    ("status", "reachable"), [(200, True), (404, True), (407, False), (503, False)]
+)
 def test_hf_endpoint_is_asked_and_a_refusing_proxy_is_no_hub(monkeypatch, status, reachable):
     from huggingface_hub import constants
 
@@ -177,7 +179,7 @@ def test_hf_endpoint_is_asked_and_a_refusing_proxy_is_no_hub(monkeypatch, status
     finally:
         server.shutdown()
     assert ok is reachable
-    assert detail.startswith(f"{host} answered " + ("in" if reachable else "HTTP 407"))
+    assert detail.startswith(f"{host} answered " + ("in" if reachable else f"HTTP {status}"))
 
 
 def test_a_server_that_accepts_but_never_answers_is_unreachable(monkeypatch):

@@ -4,9 +4,11 @@ no network when it is there and otherwise fails in seconds, not after a minute o
 the Hub does not answer.
 
 Why: offline, every file huggingface_hub asks for is retried 5 times with 1+2+4+8+8 s of sleep
-(huggingface_hub/utils/_http.py: `_http_backoff_base`), and transformers asks for several files:
-52 s for a tokenizer, 25 s for a dataset, 2.5 min for a model that is already cached (measured,
-scripts/bench_offline.py).
+(huggingface_hub/utils/_http.py: `_http_backoff_base`), and transformers asks for several files.
+Measured on a machine without DNS: 53 s for an uncached tokenizer, 24 s for an uncached dataset
+(`scripts/bench_offline.py --before`), 156 s for a model and its tokenizer that are cached, and
+24 s even with local_files_only=True (transformers 5.17 still looks for an adapter_config.json
+online: models/auto/auto_factory.py passes the user's adapter_kwargs, not local_files_only).
 """
 
 from __future__ import annotations
@@ -83,7 +85,9 @@ def _ask(endpoint: str, host: str, timeout: float, started: float) -> tuple[bool
     except httpx.HTTPError as exc:
         return False, f"{host}: {type(exc).__name__}: {first_line(exc, 120)}"
     seconds = time.perf_counter() - started
-    if response.status_code >= 400:  # e.g. a proxy that refuses (403, 407)
+    # 407: a proxy that wants credentials; 5xx: a gateway that cannot reach the Hub. Any other
+    # answer is the endpoint itself (a mirror may answer 401 or 404 at its root and serve files).
+    if response.status_code == 407 or response.status_code >= 500:
         return False, f"{host} answered HTTP {response.status_code} in {seconds:.1f} s"
     return True, f"{host} answered in {seconds:.1f} s"
 
@@ -233,10 +237,7 @@ def _maybe_cached(item: HubItem) -> bool:
         root, prefixes = Path(constants.HF_HUB_CACHE), ["models" + item.name]
         prefixes.append("modelsunsloth" + item.name.split("/")[-1])  # unsloth/<name>-bnb-4bit
     else:
-        # datasets/config.py: HF_DATASETS_CACHE, else HF_HOME/datasets (the rule of
-        # huggingface_hub's HF_HOME); not imported here: importing datasets takes seconds
-        root = Path(os.environ.get("HF_DATASETS_CACHE") or Path(constants.HF_HOME) / "datasets")
-        prefixes = [item.name]
+        root, prefixes = Path(_datasets_cache()), [item.name]
     keys = [_letters(p) for p in prefixes]
     try:
         return any(_letters(f.name).startswith(tuple(keys)) for f in root.expanduser().iterdir())
@@ -368,6 +369,11 @@ def _hub_cache() -> str:
 
 
 def _datasets_cache() -> str:
-    import datasets
+    """datasets' cache folder by datasets' rule (datasets/config.py: HF_DATASETS_CACHE, else
+    HF_HOME/datasets, HF_HOME as huggingface_hub reads it); datasets itself is not imported: its
+    import takes seconds, too many before an offline refusal."""
+    from huggingface_hub import constants
 
-    return str(datasets.config.HF_DATASETS_CACHE)
+    return os.path.expanduser(
+        os.environ.get("HF_DATASETS_CACHE") or os.path.join(constants.HF_HOME, "datasets")
+    )
