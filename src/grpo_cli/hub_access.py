@@ -1,62 +1,379 @@
-"""The Hugging Face Hub from this machine: reachable or not, a token or not, and what is already
-in the local cache, each answered in seconds and without downloading anything."""
+"""The Hugging Face Hub, as the loaders meet it: is it reachable, is a token there, is a model or
+dataset already in the local cache, and `cache_first`, which loads a Hub id from the cache with
+no network when it is there and otherwise fails in seconds, not after a minute of retries, when
+the Hub does not answer.
+
+Why: offline, every file huggingface_hub asks for is retried 5 times with 1+2+4+8+8 s of sleep
+(huggingface_hub/utils/_http.py: `_http_backoff_base`), and transformers asks for several files.
+Measured on a machine without DNS: 53 s for an uncached tokenizer, 24 s for an uncached dataset
+(`scripts/bench_offline.py --before`), 156 s for a model and its tokenizer that are cached, and
+24 s even with local_files_only=True (transformers 5.17 still looks for an adapter_config.json
+online: models/auto/auto_factory.py passes the user's adapter_kwargs, not local_files_only).
+"""
 
 from __future__ import annotations
 
 import os
+import sys
+import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from grpo_cli.config.schema import looks_like_path
+from grpo_cli.errors import GrpoError, first_line
+
+if TYPE_CHECKING:
+    from grpo_cli.config.schema import GrpoConfig
+
+T = TypeVar("T")
+
+PROBE_TIMEOUT = 3.0  # seconds: the Hub answers in well under 1 s where it can be reached
+WEIGHTS = ("model.safetensors", "pytorch_model.bin")
 
 
-def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+def hub_reachable(timeout: float = PROBE_TIMEOUT) -> tuple[bool, str]:
+    """(reachable, one phrase saying why) within TIMEOUT seconds, whatever the network does.
+    Asks HF_ENDPOINT through huggingface_hub's own HTTP client (its proxies, certificates and
+    offline switch), without its retries; never raises."""
+    return ask_hub(timeout)()
 
 
-def hub_reachable(timeout: float = 3.0) -> tuple[bool, str]:
-    """(reachable, why): one HTTPS request to the Hub's endpoint, answered within `timeout`."""
-    import urllib.error
-    import urllib.request
+def ask_hub(timeout: float = PROBE_TIMEOUT) -> Callable[[], tuple[bool, str]]:
+    """`hub_reachable`, asked now in the background: calling the result waits for the answer,
+    until TIMEOUT seconds after the question at most."""
+    from huggingface_hub import constants
 
-    if _offline():
-        return False, "HF_HUB_OFFLINE=1: the Hub is not asked"
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+    if constants.HF_HUB_OFFLINE:
+        return lambda: (False, "HF_HUB_OFFLINE=1 is set")
+    endpoint = constants.ENDPOINT
+    host = endpoint.split("://", 1)[-1].split("/", 1)[0]
+    answer: list[tuple[bool, str]] = []
     started = time.perf_counter()
+
+    def ask() -> None:
+        try:
+            answer.append(_ask(endpoint, host, timeout, started))
+        except BaseException as exc:  # a probe must not raise, whatever the client does
+            answer.append((False, f"{host}: {type(exc).__name__}: {first_line(exc, 120)}"))
+
+    # A thread, because httpx's timeout does not cover name resolution: a resolver that never
+    # answers would hold getaddrinfo for 5 s per nameserver and attempt.
+    thread = threading.Thread(target=ask, name="grpo-hub-probe", daemon=True)
+    thread.start()
+
+    def wait() -> tuple[bool, str]:
+        thread.join(max(0.0, started + timeout + 0.2 - time.perf_counter()))
+        return answer[0] if answer else (False, f"no answer from {host} in {timeout:g} s")
+
+    return wait
+
+
+def _ask(endpoint: str, host: str, timeout: float, started: float) -> tuple[bool, str]:
+    import httpx
+    from huggingface_hub.utils import get_session
+
     try:
-        request = urllib.request.Request(f"{endpoint}/api/whoami-v2", method="HEAD")
-        urllib.request.urlopen(request, timeout=timeout).close()
-    except urllib.error.HTTPError:
-        pass  # an answer (401 without a token) is a reachable Hub
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        return False, f"{endpoint} did not answer: {reason}"
-    return True, f"{endpoint} answered in {time.perf_counter() - started:.1f} s"
+        response = get_session().head(endpoint, timeout=timeout, follow_redirects=False)
+    except httpx.TimeoutException:
+        return False, f"no answer from {host} in {timeout:g} s"
+    except httpx.ConnectError as exc:
+        return False, f"{host}: {_connect_failure(exc)}"
+    except httpx.HTTPError as exc:
+        return False, f"{host}: {type(exc).__name__}: {first_line(exc, 120)}"
+    seconds = time.perf_counter() - started
+    # 407: a proxy that wants credentials; 5xx: a gateway that cannot reach the Hub. Any other
+    # answer is the endpoint itself (a mirror may answer 401 or 404 at its root and serve files).
+    if response.status_code == 407 or response.status_code >= 500:
+        return False, f"{host} answered HTTP {response.status_code} in {seconds:.1f} s"
+    return True, f"{host} answered in {seconds:.1f} s"
+
+
+def _connect_failure(exc: BaseException) -> str:
+    text = str(exc)
+    if "Name or service not known" in text or "nodename nor servname" in text:
+        return "name not resolved (no DNS)"
+    if "Connection refused" in text:
+        return "connection refused"
+    if "Network is unreachable" in text or "No route to host" in text:
+        return "network unreachable"
+    return f"cannot connect: {first_line(exc, 120)}"
 
 
 def token_present() -> bool:
-    """A Hub token in HF_TOKEN or saved by `hf auth login`; the token itself is never read out."""
+    """HF_TOKEN or a token stored by `hf auth login`; the token itself is never returned."""
     from huggingface_hub import get_token
 
-    return get_token() is not None
+    try:
+        # offline: a stored OAuth token near expiry is refreshed over the network otherwise
+        with no_network():
+            return bool(get_token())
+    except Exception:  # HF_OIDC_RESOURCE set and its exchange failed: no token to use
+        return False
 
 
 def model_in_cache(name: str, revision: str | None = None) -> bool:
-    """The model's config.json is in the Hub cache (its weights may still be partial)."""
+    """A local model folder, or a Hub model whose config.json and complete weights (every shard
+    of a sharded checkpoint) are in the local Hugging Face cache at REVISION."""
+    if looks_like_path(name) or Path(name).expanduser().is_dir():
+        folder = Path(name).expanduser()
+        return (folder / "config.json").is_file() and any(
+            folder.glob(pattern) for pattern in ("*.safetensors", "*.bin")
+        )
     from huggingface_hub import try_to_load_from_cache
 
-    found = try_to_load_from_cache(name, "config.json", revision=revision)
-    return isinstance(found, str)
+    def cached(filename: str) -> str | None:
+        # a str is a file; None or the "known missing" marker is not
+        path = try_to_load_from_cache(name, filename, revision=revision)
+        return path if isinstance(path, str) else None
+
+    if cached("config.json") is None:
+        return False
+    for weights in WEIGHTS:
+        if cached(weights) is not None:
+            return True
+        index = cached(f"{weights}.index.json")
+        if index is not None:
+            return _all_shards(index, cached)
+    return False
+
+
+def _all_shards(index: str, cached: Callable[[str], str | None]) -> bool:
+    import json
+
+    try:
+        shards = set(json.loads(Path(index).read_text(encoding="utf-8"))["weight_map"].values())
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
+    return bool(shards) and all(cached(shard) is not None for shard in shards)
 
 
 def dataset_in_cache(source: str, subset: str | None = None) -> bool:
-    """The dataset was downloaded before: files in the Hub cache, or tables `datasets` built."""
-    from huggingface_hub.constants import HF_HUB_CACHE
-
-    hub_folder = Path(HF_HUB_CACHE) / f"datasets--{source.replace('/', '--')}" / "snapshots"
-    if hub_folder.is_dir() and any(hub_folder.iterdir()):
+    """Rows that load with no network: synthetic ones, a local file or folder, or a Hub dataset
+    (SUBSET of it) that `datasets` has prepared before. That is datasets' own cache, not the Hub
+    cache: offline, load_dataset reads only it (datasets/load.py: CachedDatasetModuleFactory),
+    so a dataset fetched with `hf download` does not load offline by its id."""
+    if source == "synthetic":
         return True
-    tables = Path(
-        os.environ.get("HF_DATASETS_CACHE")
-        or Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")) / "datasets"
+    if looks_like_path(source) or Path(source).expanduser().exists():
+        return Path(source).expanduser().exists()
+    # datasets/packaged_modules/cache/cache.py: the rule load_dataset itself applies offline
+    # (a private name: tests/test_hub_access.py prepares a dataset and checks it is found)
+    from datasets.packaged_modules.cache.cache import _find_hash_in_cache
+
+    try:
+        _find_hash_in_cache(source, subset, None, {}, None)
+    except Exception:  # not there, or several subsets and none named: not loadable offline
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class HubItem:
+    """A model or dataset a command will load, as the config names it."""
+
+    name: str
+    key: str  # the config key (or file) that names it, for the message
+    kind: str = "model"  # or "dataset"
+    revision: str | None = None
+    subset: str | None = None
+
+
+def config_items(cfg: GrpoConfig) -> list[HubItem]:
+    """The config's model and dataset."""
+    m, d = cfg.model, cfg.data
+    return [
+        HubItem(m.name, "model.name", revision=m.revision),
+        HubItem(d.source, "data.source", "dataset", subset=d.subset),
+    ]
+
+
+def start_probe(items: list[HubItem]) -> Callable[[], tuple[bool, str]]:
+    """The Hub asked now, in the background, when ITEMS need it (see `refuse_unreachable`), so
+    that the answer is in by the time the libraries are imported."""
+    if not _uncached(items):
+        return lambda: (True, "not asked: nothing to download")
+    return ask_hub()
+
+
+def refuse_unreachable(
+    items: list[HubItem], answer: Callable[[], tuple[bool, str]] = hub_reachable
+) -> None:
+    """Before the weights and rows are loaded (and, given a `start_probe` ANSWER, without waiting
+    for the Hub on top of the imports): refuse at once when an item is a Hub id with nothing of
+    it in the local caches and the Hub does not answer. The look here is lenient, so that
+    nothing loadable is refused: any cached copy of the name counts (Unsloth's 4-bit ones among
+    them); `cache_first` decides at the load."""
+    wanted = _uncached(items)
+    if not wanted:
+        return
+    reachable, detail = answer()
+    if not reachable:
+        item = wanted[0]
+        raise offline_error(item.name, item.kind, item.key, detail)
+
+
+def _uncached(items: list[HubItem]) -> list[HubItem]:
+    return [i for i in items if is_hub_id(i.name, i.kind) and not maybe_cached(i)]
+
+
+def is_hub_id(name: str, kind: str) -> bool:
+    if kind == "dataset" and name == "synthetic":
+        return False
+    return not (looks_like_path(name) or Path(name).expanduser().exists())
+
+
+def maybe_cached(item: HubItem) -> bool:
+    """Some of ITEM is in the local cache: a folder of its name (any spelling: the loaders and
+    their versions differ on case and separators), or for a model one of Unsloth's copies."""
+    from huggingface_hub import constants
+
+    if item.kind == "model":
+        if model_in_cache(item.name, item.revision):
+            return True
+        root, prefixes = Path(constants.HF_HUB_CACHE), ["models" + item.name]
+        prefixes.append("modelsunsloth" + item.name.split("/")[-1])  # unsloth/<name>-bnb-4bit
+    else:
+        root, prefixes = Path(_datasets_cache()), [item.name]
+    keys = [_letters(p) for p in prefixes]
+    try:
+        return any(_letters(f.name).startswith(tuple(keys)) for f in root.expanduser().iterdir())
+    except OSError:  # no cache folder yet
+        return False
+
+
+def _letters(name: str) -> str:
+    return "".join(c for c in name.lower() if c.isalnum())
+
+
+@contextmanager
+def no_network() -> Iterator[None]:
+    """huggingface_hub's offline mode for the calls inside: every Hub request fails at once, and
+    transformers, datasets, PEFT and Unsloth read their local caches instead."""
+    from huggingface_hub import constants
+
+    datasets_config: Any = sys.modules.get("datasets.config")
+    saved_env = os.environ.get("HF_HUB_OFFLINE")
+    saved_hub = constants.HF_HUB_OFFLINE
+    saved_datasets = saved_hub if datasets_config is None else datasets_config.HF_HUB_OFFLINE
+    # huggingface_hub's request hook reads constants.HF_HUB_OFFLINE on every request
+    # (huggingface_hub/utils/_http.py: hf_request_event_hook); datasets keeps its own copy
+    # (datasets/config.py); Unsloth reads the environment (unsloth/models/loader_utils.py:
+    # _env_says_offline), and so does a vLLM engine started inside the call.
+    constants.HF_HUB_OFFLINE = True
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    if datasets_config is not None:
+        datasets_config.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = saved_hub
+        if saved_env is None:
+            os.environ.pop("HF_HUB_OFFLINE", None)
+        else:
+            os.environ["HF_HUB_OFFLINE"] = saved_env
+        # datasets imported inside the call copied the switch when it was imported
+        datasets_config = sys.modules.get("datasets.config")
+        if datasets_config is not None:
+            datasets_config.HF_HUB_OFFLINE = saved_datasets
+
+
+def wanted_network(exc: BaseException) -> bool:
+    """EXC (or an exception it came from) says a file was not in the cache and the loader wanted
+    the Hub for it: an offline-mode refusal, a missing cache entry, a failed connection."""
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ConnectionError | LocalEntryNotFoundError):
+            return True  # huggingface_hub's OfflineModeIsEnabled is a ConnectionError
+        text = str(current)
+        if isinstance(current, OSError) and ("offline mode" in text or "cached files" in text):
+            return True  # transformers' cached_file: "... couldn't find them in the cached files"
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def cache_first(
+    load: Callable[[], T],
+    name: str,
+    *,
+    key: str,
+    revision: str | None = None,
+    subset: str | None = None,
+    kind: str = "model",
+) -> T:
+    """LOAD() of Hub id NAME (KIND model or dataset, named by config KEY): from the local cache
+    with no network when it is there; else, once the Hub answered a short probe, from the Hub.
+    When it is not cached and the Hub does not answer, a user error in seconds saying what to
+    do. A local path is loaded as it is. A library that maps NAME to another repo (Unsloth's
+    4-bit copies) is tried on the cache too before the Hub is refused."""
+    if kind == "model" and (looks_like_path(name) or Path(name).expanduser().is_dir()):
+        return load()
+    cached = model_in_cache(name, revision) if kind == "model" else dataset_in_cache(name, subset)
+    detail = ""
+    if not cached:
+        reachable, detail = hub_reachable()
+        if reachable:
+            return load()
+    try:
+        with no_network():
+            return load()
+    except Exception as exc:
+        if not wanted_network(exc):
+            raise
+        missing = exc
+    if cached:  # part of it is cached (a tokenizer file the loader also wants is not)
+        reachable, detail = hub_reachable()
+        if reachable:
+            return load()
+    raise offline_error(name, kind, key, detail) from missing
+
+
+def offline_error(name: str, kind: str, key: str, detail: str) -> GrpoError:
+    """NAME is not (completely) in the local cache and the Hub cannot be asked: the three ways
+    on, for a model or a dataset."""
+    if kind == "dataset":
+        fill = (
+            f"load it once where the Hub is reachable and copy {_datasets_cache()} (where the "
+            "prepared rows stay) here"
+        )
+        local = f"point {key} at a local .jsonl file or folder"
+    else:
+        fill = (
+            f"fetch it where the Hub is reachable (`hf download {name}`) and copy "
+            f"{_hub_cache()} here"
+        )
+        local = f"point {key} at a local model folder"
+    if detail == "HF_HUB_OFFLINE=1 is set":
+        fill += ", or unset HF_HUB_OFFLINE to download it"
+    else:
+        fill += " (then HF_HUB_OFFLINE=1 skips the Hub on every run)"
+    return GrpoError(
+        f"{key}: {name} is not (completely) in the local cache, and the Hugging Face Hub cannot "
+        f"be asked ({detail})",
+        f"{fill}; or {local}; or connect this machine to the network (HF_ENDPOINT and "
+        "HTTPS_PROXY are honoured)",
     )
-    folder = tables / source.replace("/", "___")
-    return (folder / subset).is_dir() if subset else folder.is_dir()
+
+
+def _hub_cache() -> str:
+    from huggingface_hub import constants
+
+    return constants.HF_HUB_CACHE
+
+
+def _datasets_cache() -> str:
+    """datasets' cache folder by datasets' rule (datasets/config.py: HF_DATASETS_CACHE, else
+    HF_HOME/datasets, HF_HOME as huggingface_hub reads it); datasets itself is not imported: its
+    import takes seconds, too many before an offline refusal."""
+    from huggingface_hub import constants
+
+    return os.path.expanduser(
+        os.environ.get("HF_DATASETS_CACHE") or os.path.join(constants.HF_HOME, "datasets")
+    )

@@ -5,11 +5,13 @@ Every failure becomes a user error whose hint names the cause (`training.models.
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from grpo_cli.config.schema import looks_like_path
 from grpo_cli.errors import GrpoError
+from grpo_cli.hub_access import cache_first
 from grpo_cli.model_source import ModelSource
 from grpo_cli.training.models import model_load_error
 
@@ -23,12 +25,14 @@ def from_pretrained(kind: str, source: ModelSource, what: str = "model", **kwarg
     loader = getattr(transformers, kind).from_pretrained
     kwargs |= {"revision": source.revision, "trust_remote_code": source.trust_remote_code}
     try:
-        if not looks_like_path(source.base):
-            try:
-                return loader(source.base, local_files_only=True, **kwargs)
-            except OSError:
-                pass  # not (completely) cached: download below
-        return loader(source.base, **kwargs)
+        return cache_first(
+            partial(loader, source.base, **kwargs),
+            source.base,
+            key=source.base_origin,
+            revision=source.revision,
+        )
+    except GrpoError:
+        raise
     except Exception as exc:
         origin, revision = source.base_origin, source.revision
         raise model_load_error(source.base, what, exc, key=origin, revision=revision) from exc

@@ -465,7 +465,7 @@ def test_a_hub_base_neither_cached_nor_downloadable_is_a_user_error(
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
     result = cli("merge", bare_adapter(run, tmp_path, "nobody-xyz/no-such-model"))
     assert result.code == 2, result.err
-    assert "cannot load the model of nobody-xyz/no-such-model" in result.err
+    assert "nobody-xyz/no-such-model is not (completely) in the local cache" in result.err
     assert "hf download nobody-xyz/no-such-model" in result.err
     assert not (tmp_path / "adapter-merged").exists()
 

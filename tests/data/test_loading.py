@@ -305,8 +305,10 @@ def test_hub_download_failure_is_a_clear_error(write, monkeypatch):
     cfg = config(write, "  source: someone/not-a-cached-dataset\n")
     with pytest.raises(GrpoError) as err:
         load_training_data(cfg)
-    assert "data.source: cannot load someone/not-a-cached-dataset" in err.value.message
-    assert "local .jsonl" in err.value.hint
+    assert "data.source: someone/not-a-cached-dataset is not (completely) in the local cache" in (
+        err.value.message
+    )
+    assert "unset HF_HUB_OFFLINE" in err.value.hint and "local .jsonl" in err.value.hint
 
 
 def test_a_formatter_registered_by_a_plugin_is_one_function_and_a_name(

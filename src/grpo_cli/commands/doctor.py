@@ -28,7 +28,6 @@ from rich.table import Table
 
 from grpo_cli.config import LoadedConfig, load_config
 from grpo_cli.config.loader import config_error
-from grpo_cli.config.schema import looks_like_path
 from grpo_cli.config.yamlio import display_path
 from grpo_cli.hardware import (
     NvidiaSmi,
@@ -245,37 +244,27 @@ class CacheState:
 
 
 def cache_states(cfg: GrpoConfig, hub: HubState) -> list[CacheState]:
-    from grpo_cli.data.loading import is_local
-    from grpo_cli.hub_access import dataset_in_cache, model_in_cache
+    """The rule `grpo train` refuses by (hub_access.refuse_unreachable), item by item."""
+    from grpo_cli.hub_access import config_items, is_hub_id, maybe_cached, offline_error
 
-    m, d = cfg.model, cfg.data
-    if looks_like_path(m.name):
-        model = CacheState("model.name", m.name, "a local folder")
-    else:
-        model = _cached("model.name", m.name, model_in_cache(m.name, m.revision), hub, "")
-    if d.source == "synthetic":
-        data = CacheState("data.source", d.source, "generated here, no download")
-    elif is_local(d.source):
-        data = CacheState("data.source", d.source, "a local file or folder")
-    else:
-        cached = dataset_in_cache(d.source, d.subset)
-        data = _cached("data.source", d.source, cached, hub, " --repo-type dataset")
-    return [model, data]
-
-
-def _cached(key: str, name: str, cached: bool, hub: HubState, repo_type: str) -> CacheState:
-    if cached:
-        return CacheState(key, name, "in the local cache")
-    if hub.reachable:
-        return CacheState(key, name, "not cached yet: downloaded on first use")
-    return CacheState(
-        key,
-        name,
-        "not in the local cache, and the Hub is unreachable",
-        f"{name} is not in the local cache and the Hub is unreachable: connect this machine, "
-        f"or run `hf download {name}{repo_type}` on one that is and copy its Hugging Face cache "
-        f"here (then set HF_HUB_OFFLINE=1), or point {key} at a local copy",
-    )
+    states = []
+    for item in config_items(cfg):
+        if not is_hub_id(item.name, item.kind):
+            local = "a local folder" if item.kind == "model" else "a local file or folder"
+            where = "generated here, no download" if item.name == "synthetic" else local
+            states.append(CacheState(item.key, item.name, where))
+        elif maybe_cached(item):
+            states.append(CacheState(item.key, item.name, "in the local cache"))
+        elif hub.reachable:
+            states.append(
+                CacheState(item.key, item.name, "not cached yet: downloaded on first use")
+            )
+        else:
+            error = offline_error(item.name, item.kind, item.key, hub.reason)
+            fix = f"{error.message.split(': ', 1)[-1]}: {error.hint}"
+            state = "not in the local cache, and the Hub is unreachable"
+            states.append(CacheState(item.key, item.name, state, fix))
+    return states
 
 
 # --- the config on this machine -----------------------------------------------------------------

@@ -17,12 +17,13 @@ from typing import Any
 from rich.console import Console
 
 from grpo_cli.config import load_config
-from grpo_cli.config.schema import GrpoConfig
+from grpo_cli.config.schema import DATA_SUFFIXES, GrpoConfig, looks_like_path
 from grpo_cli.config.yamlio import display_path
 from grpo_cli.errors import GrpoError
 from grpo_cli.evaluation.generate import Engine, Sampling, load_engine
 from grpo_cli.evaluation.metrics import summarize
 from grpo_cli.evaluation.report import compare, print_table
+from grpo_cli.hub_access import HubItem, refuse_unreachable
 from grpo_cli.model_source import ModelSource, resolve_model
 
 COMPARISON = "comparison.json"
@@ -55,6 +56,7 @@ def evaluate(
         )
     max_new_tokens = max_new_tokens or cfg.training.max_completion_length
     sampling = Sampling(samples, temperature, cfg.training.top_p, max_new_tokens, seed)
+    refuse_unreachable(hub_items(models, cfg, split))
     quiet_libraries()  # before any data is read: datasets draws a bar per file it loads
 
     from grpo_cli.data.prompts import PromptFormat
@@ -122,6 +124,17 @@ def evaluate(
     folders = ", ".join(f"{display_path(output / label)}/" for label, _, _ in models)
     console.print(f"predictions and metrics: {folders}", markup=False)
     return [r["metrics"] for r in results]
+
+
+def hub_items(
+    models: list[tuple[str, ModelSource, GrpoConfig]], cfg: GrpoConfig, split: str | None
+) -> list[HubItem]:
+    """What eval will fetch: each model's base, and the config's data unless --split is a file
+    (a run's held-out rows are rows of its source too)."""
+    items = [HubItem(s.base, s.base_origin, revision=s.revision) for _, s, _ in models]
+    if split is None or not (split.lower().endswith(DATA_SUFFIXES) or looks_like_path(split)):
+        items.append(HubItem(cfg.data.source, "data.source", "dataset", subset=cfg.data.subset))
+    return items
 
 
 def resolve_models(args: list[str], cfg: GrpoConfig) -> list[tuple[str, ModelSource, GrpoConfig]]:

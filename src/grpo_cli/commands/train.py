@@ -24,6 +24,8 @@ from grpo_cli.errors import INTERRUPTED_EXIT, GrpoError
 from grpo_cli.hardware import Hardware, preflight
 
 if TYPE_CHECKING:  # heavy imports (transformers, datasets): for the checker only
+    from collections.abc import Callable
+
     from datasets import Dataset
     from transformers import TrainerCallback
 
@@ -34,6 +36,7 @@ if TYPE_CHECKING:  # heavy imports (transformers, datasets): for the checker onl
     from grpo_cli.training.rundir import RunDir
 
     TrainingReward = BoundReward | AccuracyProbe
+    HubAnswer = Callable[[], tuple[bool, str]]
 
 
 @dataclass
@@ -122,8 +125,11 @@ def recipe(
         # Before torch and trl are imported: a run that is refused is refused at once.
         run_path = find_run_dir(cfg, config_path, resume)
         rundir.check(run_path, resume=resume, overwrite=overwrite)
+    from grpo_cli.hub_access import config_items, start_probe
+
+    hub = start_probe(config_items(cfg))  # answered while torch imports
     stage.enter("checking this machine")
-    plan = resolve(loaded, console)
+    plan = resolve(loaded, console, hub)
     from grpo_cli.training.models import quiet_progress_bars
 
     quiet_progress_bars()
@@ -210,10 +216,11 @@ def point_tracker_at(cfg: GrpoConfig, run: RunDir) -> None:
     os.environ["WANDB_DIR"] = str(run.path)
 
 
-def resolve(loaded: LoadedConfig, console: Console) -> Plan:
+def resolve(loaded: LoadedConfig, console: Console, hub: HubAnswer | None = None) -> Plan:
     """The config, checked against this machine (`hardware.preflight`, which `grpo doctor`
-    shares): backend, precision, tracker, installed packages. Unsloth, when chosen, is imported
-    here: after torch, before trl / transformers / peft."""
+    shares): backend, precision, tracker, installed packages; then whether the Hub is needed
+    and answers (HUB, a probe started earlier). Unsloth, when chosen, is imported here: after
+    torch, before trl / transformers / peft."""
     cfg = loaded.config
     checked = preflight(cfg)
     backend, backend_reason = checked.backend, checked.backend_reason
@@ -227,6 +234,10 @@ def resolve(loaded: LoadedConfig, console: Console) -> Plan:
             raise error
 
     refuse(checked.problems)
+    if hub is not None:  # before unsloth's and trl's imports: offline, the refusal comes at once
+        from grpo_cli.hub_access import config_items, refuse_unreachable
+
+        refuse_unreachable(config_items(cfg), hub)
     console.print(f"backend: {backend} ({backend_reason})")
     console.print(f"precision: {checked.precision} ({checked.precision_reason})")
     for note in checked.notes:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import random
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -222,8 +223,18 @@ def _json_kind(value: Any) -> str:
 def _hub_split(source: str, subset: str | None, split: str) -> Dataset:
     import datasets
 
+    from grpo_cli.hub_access import cache_first
+
     try:
-        return datasets.load_dataset(source, subset, split=split)
+        return cache_first(
+            partial(datasets.load_dataset, source, subset, split=split),
+            source,
+            key="data.source",
+            subset=subset,
+            kind="dataset",
+        )
+    except GrpoError:
+        raise
     except ValueError as exc:
         if "split" in str(exc).lower():
             raise GrpoError(

@@ -198,8 +198,13 @@ def load_engine(source: ModelSource, cfg: GrpoConfig, engine: str, console: Cons
     if source.base_note("evaluating on"):
         console.print(f"{source.label}: {source.base_note('evaluating on')}", markup=False)
     if engine == "vllm":
+        from functools import partial
+
+        from grpo_cli.hub_access import cache_first
+
         adapter = str(source.adapter) if source.adapter else None
-        return VllmEngine(
+        vllm_engine = partial(
+            VllmEngine,
             source.base,
             tokenizer,
             adapter=adapter,
@@ -207,6 +212,10 @@ def load_engine(source: ModelSource, cfg: GrpoConfig, engine: str, console: Cons
             revision=source.revision,
             trust_remote_code=source.trust_remote_code,
             max_model_len=cfg.model.max_seq_length,
+        )
+        # vLLM fetches the weights itself (huggingface_hub): from the cache first, as the others
+        return cache_first(
+            vllm_engine, source.base, key=source.base_origin, revision=source.revision
         )
     return TransformersEngine(load_transformers_model(source, hw), tokenizer)
 

@@ -8,12 +8,14 @@ trl, transformers and peft, so `import_unsloth_first()` runs before anything els
 from __future__ import annotations
 
 import os
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from grpo_cli.config.schema import GrpoConfig, looks_like_path
 from grpo_cli.errors import GrpoError, first_line
 from grpo_cli.files import file_damage, storage_error
+from grpo_cli.hub_access import cache_first
 
 DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 
@@ -84,9 +86,19 @@ def load_tokenizer(cfg: GrpoConfig) -> Any:
 
     m = cfg.model
     try:
-        tokenizer = AutoTokenizer.from_pretrained(
-            m.name, revision=m.revision, trust_remote_code=m.trust_remote_code
+        tokenizer = cache_first(
+            partial(
+                AutoTokenizer.from_pretrained,
+                m.name,
+                revision=m.revision,
+                trust_remote_code=m.trust_remote_code,
+            ),
+            m.name,
+            key="model.name",
+            revision=m.revision,
         )
+    except GrpoError:
+        raise
     except Exception as exc:
         raise load_error(cfg, "tokenizer", exc) from exc
     return ready_for_generation(tokenizer, m.name)
@@ -132,7 +144,14 @@ def load_trl_model(cfg: GrpoConfig, precision: str) -> Any:
         )
         kwargs["device_map"] = {"": 0}
     try:
-        model = AutoModelForCausalLM.from_pretrained(m.name, **kwargs)
+        model = cache_first(
+            partial(AutoModelForCausalLM.from_pretrained, m.name, **kwargs),
+            m.name,
+            key="model.name",
+            revision=m.revision,
+        )
+    except GrpoError:
+        raise
     except Exception as exc:
         raise load_error(cfg, "model", exc) from exc
     if m.quantization in ("4bit", "8bit"):
@@ -171,7 +190,16 @@ def load_unsloth_model(cfg: GrpoConfig, precision: str) -> tuple[Any, Any]:
         # config decides it here, both ways (a value left from an earlier load does not leak).
         os.environ[STANDBY_OVERRIDE] = "0" if m.gpu_memory_utilization is None else "1"
     try:
-        model, tokenizer = FastLanguageModel.from_pretrained(**kwargs)
+        # Unsloth may load its own 4-bit copy of model.name: cache_first tries the cache before
+        # refusing even when model.name itself is not there
+        model, tokenizer = cache_first(
+            partial(FastLanguageModel.from_pretrained, **kwargs),
+            m.name,
+            key="model.name",
+            revision=m.revision,
+        )
+    except GrpoError:
+        raise
     except Exception as exc:
         raise load_error(cfg, "model", exc) from exc
     peft = lora_kwargs(cfg)
