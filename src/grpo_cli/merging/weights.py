@@ -117,13 +117,22 @@ def merge_with_unsloth(src: ModelSource, folder: Path, dtype: str, quants: list[
     import torch
     from unsloth import FastLanguageModel
 
-    model, tokenizer = FastLanguageModel.from_pretrained(
-        model_name=str(src.adapter),
-        dtype=getattr(torch, DTYPES[dtype]),
-        load_in_4bit=False,  # a 16-bit base whatever the run trained on (load_in_fp8 is off
-        load_in_8bit=False,  # by default; passing it breaks Unsloth's CPU fallback)
-        max_seq_length=int(src.config.get("model", {}).get("max_seq_length", 2048)),
-        trust_remote_code=src.trust_remote_code,
+    from grpo_cli.hub_access import cache_first
+
+    # Unsloth reads the base named in adapter_config.json: from the cache with no network when
+    # it is there, refused in seconds when it is not and the Hub does not answer.
+    model, tokenizer = cache_first(
+        lambda: FastLanguageModel.from_pretrained(
+            model_name=str(src.adapter),
+            dtype=getattr(torch, DTYPES[dtype]),
+            load_in_4bit=False,  # a 16-bit base whatever the run trained on (load_in_fp8 is
+            load_in_8bit=False,  # off by default; passing it breaks Unsloth's CPU fallback)
+            max_seq_length=int(src.config.get("model", {}).get("max_seq_length", 2048)),
+            trust_remote_code=src.trust_remote_code,
+        ),
+        src.base,
+        key="the base model",
+        revision=src.revision,
     )
     # safe_serialization=None: Unsloth's default falls back to pickles on hosts with two CPUs.
     # dtype: unsloth/save.py (unsloth_generic_save_pretrained_merged) keeps the base checkpoint's
