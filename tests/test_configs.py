@@ -11,6 +11,9 @@ from tests.conftest import CONFIGS
 SHIPPED = sorted(CONFIGS.glob("*.yaml"))
 
 
+ALL_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
 def test_configs_are_shipped():
     assert {p.name for p in SHIPPED} >= {
         "qwen3b_gsm8k.yaml",
@@ -30,15 +33,7 @@ def test_seed_recipe():
     assert (m.name, m.quantization, m.max_seq_length) == ("Qwen/Qwen2.5-3B-Instruct", "4bit", 1024)
     assert (m.fast_inference, m.gpu_memory_utilization) == (True, 0.7)
     assert (lora.r, lora.alpha, lora.gradient_checkpointing) == (64, 64, "unsloth")
-    assert lora.target_modules == [
-        "q_proj",
-        "k_proj",
-        "v_proj",
-        "o_proj",
-        "gate_proj",
-        "up_proj",
-        "down_proj",
-    ]
+    assert lora.target_modules == ALL_PROJECTIONS
     assert (t.learning_rate, t.adam_beta1, t.adam_beta2) == (5e-6, 0.9, 0.99)
     assert (t.weight_decay, t.warmup_ratio, t.lr_scheduler_type) == (0.1, 0.1, "cosine")
     assert (t.optim, t.max_grad_norm) == ("adamw_8bit", 0.1)
@@ -69,15 +64,7 @@ def test_llama_fp8_recipe():
         "bf16",
     )
     assert (m.max_seq_length, m.max_lora_rank, lora.r, lora.alpha) == (2048, 32, 32, 64)
-    assert lora.target_modules == [
-        "q_proj",
-        "k_proj",
-        "v_proj",
-        "o_proj",
-        "gate_proj",
-        "up_proj",
-        "down_proj",
-    ]
+    assert lora.target_modules == ALL_PROJECTIONS
     assert (t.num_generations, t.max_completion_length, t.learning_rate) == (8, 1024, 5e-6)
     assert t.max_prompt_length + t.max_completion_length <= m.max_seq_length
     assert t.save_steps == 250
