@@ -241,7 +241,7 @@ def _hardware_problems(
     if backend == "unsloth" and not has.get("unsloth"):
         yield "model.backend", f"unsloth is not installed: {install}, or set model.backend: trl"
     if m.quantization == "fp8" and gpu:
-        yield from _fp8_problems(m.name, hw, has)
+        yield from fp8_problems(m.name, hw, has)
     if backend == "unsloth" and m.revision and has.get("unsloth") and not m.fast_inference:
         copy = unsloth_names.unsloth_repo(m.name, m.quantization)
         if copy is not None:
@@ -319,7 +319,7 @@ def _hardware_problems(
         )
 
 
-def _fp8_problems(name: str, hw: Hardware, has: dict[str, bool]) -> Iterator[tuple[str, str]]:
+def fp8_problems(name: str, hw: Hardware, has: dict[str, bool]) -> Iterator[tuple[str, str]]:
     """Unsloth loads the pre-quantized FP8 repo its mapper names for NAME, which an Ada GPU
     (8.9) runs; any other model it quantizes itself, which needs compute capability 9.0 and
     torchao 0.15+ (unsloth/models/loader_utils.py, _get_fp8_mode_and_check_settings, reached
