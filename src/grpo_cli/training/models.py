@@ -67,8 +67,8 @@ def vllm_memory_line(cfg: GrpoConfig, gpu_memory_gib: float | None) -> str:
 def standby_share(gpu_memory_gib: float) -> float:
     """The share unsloth_zoo gives vLLM in standby mode (vLLM >= 0.11), by the GPU's size:
     unsloth_zoo/vllm_utils.py (load_vllm: standby_target_gpu_util, its tiers by a tenth of
-    the memory, times 0.95). 0.76 on a 16 GB T4, 0.78 on a 24 GB L4, 0.86 on a 40 GB A100,
-    0.88 on 80 GB."""
+    the memory, times 0.95). The shares of common GPUs are quoted once, in
+    model.gpu_memory_utilization's description, and a test computes them here."""
     tenth = gpu_memory_gib * 0.1
     tiers = ((4.0, 0.925), (2.5, 0.9), (2.0, 0.825), (1.4, 0.8), (1.0, 0.775))
     share = next((s for floor, s in tiers if tenth >= floor), 0.75)
