@@ -47,6 +47,7 @@ def no_token(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
     for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_OFFLINE"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # read when the tests imported it
 
 
 def test_a_gated_repo_says_to_accept_the_licence_and_whether_a_token_is_set(monkeypatch):
