@@ -6,14 +6,17 @@ from types import SimpleNamespace
 
 import pytest
 
-from grpo_cli.config import load_config
+from grpo_cli.config import GrpoConfig, load_config
+from grpo_cli.config.checks import cross_field_problems
 from grpo_cli.hardware import (
+    BF16_NEEDS,
     Hardware,
     choose_backend,
     choose_precision,
     choose_tracker,
     hardware_problems,
     installed_packages,
+    native_bf16,
     preflight,
 )
 
@@ -236,31 +239,89 @@ def test_4bit_through_vllm_without_the_bnb_plugin_is_refused_before_any_download
     assert problems_for("qwen3b_gsm8k.yaml", T4, {**ALL, "vllm_4bit": True}, overrides) == {}
 
 
-def test_installed_packages_needs_the_plugin_only_from_vllm_0_28(monkeypatch):
+@pytest.mark.parametrize(
+    ("versions", "can"),
+    [
+        ({"vllm": "0.31.0"}, False),
+        ({"vllm": "0.31.0", "vllm-bnb-plugin": "0.0.3"}, True),
+        ({"vllm": "0.28.0rc1"}, False),  # a release candidate already moved bitsandbytes out
+        ({"vllm": "0.27.1"}, True),  # bitsandbytes still in tree
+        ({}, True),  # no vLLM: nothing to refuse here (fast_inference is refused for itself)
+    ],
+)
+def test_installed_packages_needs_the_plugin_only_from_vllm_0_28(monkeypatch, versions, can):
+    """Installed versions are read by stack.installed_version, the reader `grpo doctor`'s
+    stack table uses, so the two cannot disagree on what is installed."""
     import grpo_cli.hardware as hardware
 
     cfg = load_config(CONFIGS / "qwen3b_gsm8k.yaml").config
-    for vllm, plugin, can in [
-        ("0.31.0", False, False),
-        ("0.31.0", True, True),
-        ("0.27.1", False, True),
-    ]:
-        monkeypatch.setattr(
-            hardware, "installed", lambda name, p=plugin: name != "vllm_bnb_plugin" or p
-        )
-        monkeypatch.setattr(
-            hardware,
-            "_version_at_least",
-            lambda package, minimum, v=vllm: (
-                package == "vllm" and tuple(int(x) for x in v.split(".")) >= minimum
-            ),
-        )
-        assert installed_packages(cfg)["vllm_4bit"] is can, (vllm, plugin)
+    monkeypatch.setattr(hardware, "installed_version", versions.get)
+    assert installed_packages(cfg)["vllm_4bit"] is can
+
+
+@pytest.mark.parametrize(
+    ("version", "can"),
+    [("0.15.0", True), ("0.15.0+cu126", True), ("0.16.1.dev20261101", True), ("0.14.1", False)],
+)
+def test_torchao_counts_from_0_15_local_builds_included(monkeypatch, version, can):
+    import grpo_cli.hardware as hardware
+
+    monkeypatch.setattr(hardware, "installed_version", {"torchao": version}.get)
+    assert installed_packages()["torchao"] is can
 
 
 def test_bf16_on_a_t4_is_refused():
     problems = problems_for("qwen3b_gsm8k.yaml", T4, overrides=["model.dtype=bf16"])
-    assert "has no native bfloat16, which needs 8.0" in problems["model.dtype"]
+    assert "has no native bfloat16, which needs compute capability 8.0" in problems["model.dtype"]
+
+
+@pytest.mark.parametrize(
+    ("capability", "native"),
+    [
+        ((7, 0), False),
+        ((7, 5), False),
+        ((8, 0), True),
+        ((8, 6), True),
+        ((9, 0), True),
+        ((12, 0), True),
+    ],
+)
+def test_native_bf16_is_unsloths_rule_and_the_reasons_name_it(capability, native):
+    """unsloth/models/_utils.py, SUPPORTS_BFLOAT16: capability major >= 8. The precision
+    choice and the dtype refusal say the figure of the same rule."""
+    assert native_bf16(capability) is native is (capability[0] >= 8)
+    gpu = Hardware("cuda", "GPU", 16.0, capability, 1, bf16=native_bf16(capability))
+    precision, reason = choose_precision("auto", gpu)
+    assert precision == ("bf16" if native else "fp16")
+    problems = dict(
+        hardware_problems(
+            load_config(CONFIGS / "qwen3b_gsm8k.yaml", ["model.dtype=bf16"]).config,
+            gpu,
+            "unsloth",
+            "bf16",
+            ALL,
+        )
+    )
+    assert (BF16_NEEDS in reason) is (not native)
+    assert ("model.dtype" in problems) is (not native)
+    assert native or BF16_NEEDS in problems["model.dtype"]
+
+
+def test_both_refusals_of_a_dropped_revision_give_one_fix():
+    """Unsloth drops a revision for fast_inference (a config check) and when it swaps in its
+    own copy (a check of this machine's install): the fix reads the same in both."""
+    require("unsloth", "its mapper says which names it replaces")
+    overrides = ["model.revision=v1", "model.backend=unsloth", "model.fast_inference=false"]
+    machine = problems_for("qwen3b_gsm8k.yaml", L4, overrides=overrides)["model.revision"]
+    model = {"name": "Qwen/Qwen2.5-3B-Instruct", "revision": "v1", "fast_inference": True}
+    cfg = GrpoConfig.model_validate({"model": model, "rewards": ["correctness"]})
+    config = dict(cross_field_problems(cfg))["model.revision"]
+    fix = (
+        " and ignores the revision: download it (`hf download Qwen/Qwen2.5-3B-Instruct "
+        "--revision v1 --local-dir DIR`) and set model.name: DIR with no revision, or set "
+    )
+    assert fix in machine and fix in config
+    assert machine.endswith("model.backend: trl") and config.endswith("fast_inference: false")
 
 
 def test_a_tracker_that_is_not_installed_is_refused_with_its_extra():

@@ -8,10 +8,12 @@ import errno
 
 import httpx
 import pytest
+from huggingface_hub import constants
 from huggingface_hub import errors as hub_errors
 
 from grpo_cli.config.schema import GrpoConfig
 from grpo_cli.errors import GrpoError
+from grpo_cli.hub_access import OFFLINE_SET, hub_offline, offline_error, wanted_network
 from grpo_cli.training.models import load_error
 
 GENERIC = "check the Hub id and your network"
@@ -45,6 +47,7 @@ def no_token(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
     for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_OFFLINE"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # read when the tests imported it
 
 
 def test_a_gated_repo_says_to_accept_the_licence_and_whether_a_token_is_set(monkeypatch):
@@ -86,9 +89,54 @@ def test_offline_with_an_empty_cache_says_how_to_fill_it(monkeypatch):
         "the Hub cannot be reached and nobody-xyz/no-such-model is not in the local cache" in hint
     )
     assert "`hf download nobody-xyz/no-such-model`" in hint and "HF_HUB_OFFLINE=1" in hint
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # the same three ways on as a refusal before the load says (hub_access.offline_error)
+    refusal = offline_error("nobody-xyz/no-such-model", "model", "model.name", "no answer")
+    assert hint.endswith(refusal.hint or "")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     hint = failure("nobody-xyz/no-such-model", err.value).hint or ""
     assert hint.startswith("HF_HUB_OFFLINE is set and nobody-xyz/no-such-model is not")
+    refusal = offline_error("nobody-xyz/no-such-model", "model", "model.name", OFFLINE_SET)
+    assert hint.endswith(refusal.hint or "") and "unset HF_HUB_OFFLINE" in hint
+
+
+def test_offline_means_the_switch_the_hub_libraries_obey(monkeypatch):
+    """HF_HUB_OFFLINE exported after huggingface_hub was imported switches nothing off
+    (huggingface_hub.constants reads it at import, and transformers asks constants): the hint
+    must not blame it, as the refusals before the load do not (hub_access.hub_offline)."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    missing = wrapped(hub_errors.LocalEntryNotFoundError("not in the cache"))
+    hint = failure("owner/model", missing).hint or ""
+    assert hint.startswith("the Hub cannot be reached") and not hub_offline()
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    assert hub_offline()
+    assert (failure("owner/model", missing).hint or "").startswith("HF_HUB_OFFLINE is set")
+
+
+def network_causes() -> list[BaseException]:
+    found: list[BaseException] = [
+        httpx.ConnectError("[Errno -3] Temporary failure in name resolution"),
+        httpx.ReadTimeout("timed out"),
+        ConnectionResetError(104, "Connection reset by peer"),
+        TimeoutError("timed out"),
+        hub_errors.OfflineModeIsEnabled("offline"),
+    ]
+    try:
+        import requests
+    except ImportError:
+        return found
+    return [*found, requests.ConnectionError("refused"), requests.Timeout("timed out")]
+
+
+@pytest.mark.parametrize("cause", network_causes(), ids=lambda c: type(c).__name__)
+def test_a_network_failure_is_one_in_the_load_hint_and_the_cache_fallback(cause):
+    """One rule says "the network failed": the load hint blames the network exactly when
+    cache_first would have refused with its offline message (hub_access.wanted_network)."""
+    assert wanted_network(wrapped(cause))
+    hint = failure("owner/model", wrapped(cause)).hint or ""
+    assert "cannot be reached" in hint and "connect this machine to the network" in hint
+    assert GENERIC not in hint
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,18 @@ def first_line(exc: BaseException, limit: int = 300) -> str:
     return text.splitlines()[0][:limit] if text else type(exc).__name__
 
 
+def causes(exc: BaseException) -> list[BaseException]:
+    """EXC and what it was raised from, nearest first: transformers re-raises the Hub's errors
+    as a plain OSError `from` the original (transformers/utils/hub.py, cached_files), so a
+    cause is looked for down the whole chain."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain and len(chain) < 16:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
 class GrpoError(Exception):
     """A mistake the user can fix. `main()` prints it without a traceback and exits 2."""
 

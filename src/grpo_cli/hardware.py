@@ -16,10 +16,25 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from grpo_cli import unsloth_names
+from grpo_cli.config.checks import ignored_revision
 from grpo_cli.config.schema import looks_like_path
+from grpo_cli.stack import installed_version
 
 if TYPE_CHECKING:
     from grpo_cli.config.schema import GrpoConfig
+
+
+# Native bfloat16 from Ampere on: Unsloth's rule (unsloth/models/_utils.py, SUPPORTS_BFLOAT16:
+# capability major >= 8), by which it loads a model in fp16 below and its trainer then refuses
+# bf16 (unsloth/models/rl.py, "Model is in float16"); torch agrees only without emulation
+# (torch/cuda/__init__.py, is_bf16_supported: including_emulation=True also says yes on a T4).
+NATIVE_BF16 = (8, 0)
+BF16_NEEDS = "compute capability {}.{}".format(*NATIVE_BF16)
+
+
+def native_bf16(capability: tuple[int, int] | None) -> bool:
+    """Whether a CUDA GPU of compute CAPABILITY computes in bfloat16 natively (NATIVE_BF16)."""
+    return capability is not None and capability >= NATIVE_BF16
 
 
 @dataclass(frozen=True)
@@ -29,7 +44,7 @@ class Hardware:
     gpu_memory_gib: float | None = None
     capability: tuple[int, int] | None = None  # CUDA compute capability, (7, 5) on a T4
     gpu_count: int = 0
-    bf16: bool = False  # the device computes in bfloat16 natively
+    bf16: bool = False  # the device computes in bfloat16 natively: native_bf16(capability)
 
     @property
     def fp8(self) -> bool:
@@ -55,18 +70,14 @@ def probe() -> Hardware:
 
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
+        capability = (props.major, props.minor)
         return Hardware(
             device="cuda",
             gpu_name=props.name,
             gpu_memory_gib=round(props.total_memory / 2**30, 1),
-            capability=(props.major, props.minor),
+            capability=capability,
             gpu_count=torch.cuda.device_count(),
-            # Native bfloat16 only. The default (including_emulation=True) also answers yes on a
-            # T4 when a bf16 tensor can merely be made (torch/cuda/__init__.py,
-            # is_bf16_supported); Unsloth then loads the model in fp16 and its trainer refuses
-            # bf16 after the downloads (unsloth/models/rl.py, "Model is in float16"). Unsloth's
-            # own rule is capability >= 8.0 (unsloth/models/_utils.py, SUPPORTS_BFLOAT16).
-            bf16=torch.cuda.is_bf16_supported(including_emulation=False),
+            bf16=native_bf16(capability),
         )
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return Hardware(device="mps")
@@ -119,7 +130,7 @@ def choose_precision(dtype: str, hw: Hardware) -> tuple[str, str]:
             return "bf16", f"model.dtype is auto and {hw.gpu_name} supports bfloat16"
         return "fp16", (
             f"model.dtype is auto and {hw.gpu_name} has no native bfloat16, which needs "
-            "compute capability 8.0"
+            f"{BF16_NEEDS}"
         )
     return "fp32", f"model.dtype is auto and training runs on {hw.device.upper()}"
 
@@ -170,25 +181,32 @@ def installed_packages(cfg: GrpoConfig | None = None) -> dict[str, bool]:
     from 0.15, the release Unsloth's on-the-fly FP8 needs (unsloth/models/loader_utils.py,
     _get_fp8_mode_and_check_settings)."""
     has = {name: installed(name) for name in ("unsloth", "vllm", "bitsandbytes", *TRACKERS)}
-    has["torchao"] = _version_at_least("torchao", (0, 15))
+    has["torchao"] = _version_at_least("torchao", "0.15")
     # vLLM 0.28 moved bitsandbytes out of tree: 4-bit weights through vLLM need the plugin
-    # (unsloth_zoo/vllm_utils.py raises "pip install vllm-bnb-plugin" after the download).
-    has["vllm_4bit"] = installed("vllm_bnb_plugin") or not _version_at_least("vllm", (0, 28))
+    # (unsloth_zoo/vllm_utils.py raises "pip install vllm-bnb-plugin" after the download). Asked
+    # by its distribution, as vLLM finds it: by the vllm.general_plugins entry point its
+    # dist-info declares (vllm_bnb_plugin-0.0.3.dist-info/entry_points.txt), not by a module
+    # that a stray folder of the same name would also provide.
+    has["vllm_4bit"] = installed_version("vllm-bnb-plugin") is not None or not _version_at_least(
+        "vllm", "0.28"
+    )
     uses_wandb = cfg is None or cfg.logging.report_to in ("wandb", "auto")
     has["wandb_login"] = not uses_wandb or wandb_can_log()
     return has
 
 
-def _version_at_least(package: str, minimum: tuple[int, ...]) -> bool:
-    import re
-    from importlib.metadata import PackageNotFoundError, version
+def _version_at_least(package: str, minimum: str) -> bool:
+    """PACKAGE is installed at MINIMUM or later; a pre-release or local build of MINIMUM counts
+    (0.28.0rc1, 0.15.0+cu126), as it carries the change the minimum stands for."""
+    from packaging.version import InvalidVersion, Version
 
-    try:
-        found = version(package)
-    except PackageNotFoundError:
+    found = installed_version(package)
+    if found is None:
         return False
-    numbers = tuple(int(n) for n in re.findall(r"\d+", found)[: len(minimum)])
-    return numbers >= minimum
+    try:
+        return Version(found).release >= Version(minimum).release
+    except InvalidVersion:
+        return False
 
 
 def choose_tracker(requested: str, has: dict[str, bool]) -> tuple[str, str | None]:
@@ -247,12 +265,8 @@ def _hardware_problems(
         if copy is not None:
             # unsloth/models/loader.py, _revision_for_resolved_repo: a revision is dropped (a
             # warning) once the mapper moved the name, so the run would train other weights.
-            yield (
-                "model.revision",
-                f"Unsloth loads its own copy {copy} of {m.name} and ignores the revision: "
-                f"download it (`hf download {m.name} --revision {m.revision} --local-dir DIR`) "
-                "and set model.name: DIR with no revision, or set model.backend: trl",
-            )
+            why = f"Unsloth loads its own copy {copy} of {m.name}"
+            yield "model.revision", ignored_revision(m.name, m.revision, why, "model.backend: trl")
     if m.quantization != "none" and not gpu:
         yield (
             "model.quantization",
@@ -295,7 +309,7 @@ def _hardware_problems(
         yield (
             "model.dtype",
             f"{hw.gpu_name} (compute capability {major}.{minor}) has no native bfloat16, which "
-            "needs 8.0 or newer: set model.dtype: fp16 or auto",
+            f"needs {BF16_NEEDS} or newer: set model.dtype: fp16 or auto",
         )
     if cfg.training.optim in _BNB_OPTIMIZERS and not (gpu and has.get("bitsandbytes")):
         yield (

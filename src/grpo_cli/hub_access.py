@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from grpo_cli.config.schema import looks_like_path
-from grpo_cli.errors import GrpoError, first_line
+from grpo_cli.errors import GrpoError, causes, first_line
 
 if TYPE_CHECKING:
     from grpo_cli.config.schema import GrpoConfig
@@ -33,6 +33,7 @@ T = TypeVar("T")
 
 PROBE_TIMEOUT = 3.0  # seconds: the Hub answers in well under 1 s where it can be reached
 WEIGHTS = ("model.safetensors", "pytorch_model.bin")
+OFFLINE_SET = "HF_HUB_OFFLINE=1 is set"  # why the Hub is not asked, when that is why
 
 
 def hub_reachable(timeout: float = PROBE_TIMEOUT) -> tuple[bool, str]:
@@ -47,8 +48,8 @@ def ask_hub(timeout: float = PROBE_TIMEOUT) -> Callable[[], tuple[bool, str]]:
     until TIMEOUT seconds after the question at most."""
     from huggingface_hub import constants
 
-    if constants.HF_HUB_OFFLINE:
-        return lambda: (False, "HF_HUB_OFFLINE=1 is set")
+    if hub_offline():
+        return lambda: (False, OFFLINE_SET)
     endpoint = constants.ENDPOINT
     host = endpoint.split("://", 1)[-1].split("/", 1)[0]
     answer: list[tuple[bool, str]] = []
@@ -101,6 +102,17 @@ def _connect_failure(exc: BaseException) -> str:
     if "Network is unreachable" in text or "No route to host" in text:
         return "network unreachable"
     return f"cannot connect: {first_line(exc, 120)}"
+
+
+def hub_offline() -> bool:
+    """Whether huggingface_hub's offline switch is on, as the loaders obey it: huggingface_hub's
+    request hook, transformers (transformers/utils/hub.py imports is_offline_mode) and
+    `no_network` all go by huggingface_hub.constants.HF_HUB_OFFLINE, which is read from the
+    environment once, when huggingface_hub is imported; a variable set later changes nothing
+    they do, so it must change nothing said here either."""
+    from huggingface_hub import is_offline_mode
+
+    return is_offline_mode()
 
 
 def token_present() -> bool:
@@ -286,17 +298,25 @@ def wanted_network(exc: BaseException) -> bool:
     the Hub for it: an offline-mode refusal, a missing cache entry, a failed connection."""
     from huggingface_hub.errors import LocalEntryNotFoundError
 
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, ConnectionError | LocalEntryNotFoundError):
-            return True  # huggingface_hub's OfflineModeIsEnabled is a ConnectionError
-        text = str(current)
-        if isinstance(current, OSError) and ("offline mode" in text or "cached files" in text):
+    for cause in causes(exc):
+        if network_failure(cause) or isinstance(cause, LocalEntryNotFoundError):
+            return True
+        text = str(cause)
+        if isinstance(cause, OSError) and ("offline mode" in text or "cached files" in text):
             return True  # transformers' cached_file: "... couldn't find them in the cached files"
-        current = current.__cause__ or current.__context__
     return False
+
+
+def network_failure(exc: BaseException) -> bool:
+    """EXC itself is the network failing: no connection or no answer, from whichever HTTP client
+    raised it (huggingface_hub's OfflineModeIsEnabled is a ConnectionError too)."""
+    import httpx
+
+    if isinstance(exc, ConnectionError | TimeoutError | httpx.TransportError):
+        return True
+    # a requests error exists only where a library imported requests; nothing to import here
+    requests: Any = sys.modules.get("requests")
+    return requests is not None and isinstance(exc, requests.ConnectionError | requests.Timeout)
 
 
 def cache_first(
@@ -336,8 +356,19 @@ def cache_first(
 
 
 def offline_error(name: str, kind: str, key: str, detail: str) -> GrpoError:
-    """NAME is not (completely) in the local cache and the Hub cannot be asked: the three ways
-    on, for a model or a dataset."""
+    """NAME is not (completely) in the local cache and the Hub cannot be asked (DETAIL says
+    why): the three ways on, for a model or a dataset."""
+    return GrpoError(
+        f"{key}: {name} is not (completely) in the local cache, and the Hugging Face Hub cannot "
+        f"be asked ({detail})",
+        offline_hint(name, kind, key, detail),
+    )
+
+
+def offline_hint(name: str, kind: str, key: str, detail: str) -> str:
+    """What to do when NAME (a KIND, set by KEY) must come from a Hub that cannot be asked, for
+    the reason DETAIL (OFFLINE_SET: the user switched the Hub off): fill the cache, point KEY
+    at a local copy, or connect. The load errors of training/models.py say it in these words."""
     if kind == "dataset":
         fill = (
             f"load it once where the Hub is reachable and copy {_datasets_cache()} (where the "
@@ -350,15 +381,13 @@ def offline_error(name: str, kind: str, key: str, detail: str) -> GrpoError:
             f"{_hub_cache()} here"
         )
         local = f"point {key} at a local model folder"
-    if detail == "HF_HUB_OFFLINE=1 is set":
+    if detail == OFFLINE_SET:
         fill += ", or unset HF_HUB_OFFLINE to download it"
     else:
         fill += " (then HF_HUB_OFFLINE=1 skips the Hub on every run)"
-    return GrpoError(
-        f"{key}: {name} is not (completely) in the local cache, and the Hugging Face Hub cannot "
-        f"be asked ({detail})",
+    return (
         f"{fill}; or {local}; or connect this machine to the network (HF_ENDPOINT and "
-        "HTTPS_PROXY are honoured)",
+        "HTTPS_PROXY are honoured)"
     )
 
 

@@ -170,12 +170,21 @@ def _fast_inference_problems(cfg: GrpoConfig) -> Iterator[tuple[str, str]]:
         # unsloth/models/loader.py, FastLanguageModel.from_pretrained: "Ignoring revision ...
         # since vLLM loads weights from the default branch" (a warning; the run would train
         # on other weights than the config names).
+        why = "Unsloth's fast_inference loads the default branch"
         yield (
             "model.revision",
-            "Unsloth's fast_inference loads the default branch and ignores a revision: download "
-            f"it (`hf download {m.name} --revision {m.revision} --local-dir DIR`) and set "
-            "model.name: DIR with no revision, or set model.fast_inference: false",
+            ignored_revision(m.name, m.revision, why, "model.fast_inference: false"),
         )
+
+
+def ignored_revision(name: str, revision: str, why: str, instead: str) -> str:
+    """The refusal of a model.revision that Unsloth would drop (WHY says how), with the fix that
+    keeps the revision, or the setting INSTEAD that lets the revision load. The config's check
+    (fast_inference) and the machine's (hardware.py: Unsloth's own copy) say it alike."""
+    return (
+        f"{why} and ignores the revision: download it (`hf download {name} --revision "
+        f"{revision} --local-dir DIR`) and set model.name: DIR with no revision, or set {instead}"
+    )
 
 
 @_reads("model", "vllm", "training")

@@ -13,9 +13,16 @@ from pathlib import Path
 from typing import Any
 
 from grpo_cli.config.schema import GrpoConfig, looks_like_path
-from grpo_cli.errors import GrpoError, first_line
+from grpo_cli.errors import GrpoError, causes, first_line
 from grpo_cli.files import file_damage, storage_error
-from grpo_cli.hub_access import cache_first
+from grpo_cli.hub_access import (
+    OFFLINE_SET,
+    cache_first,
+    hub_offline,
+    network_failure,
+    offline_hint,
+    token_present,
+)
 
 DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 
@@ -60,8 +67,8 @@ def vllm_memory_line(cfg: GrpoConfig, gpu_memory_gib: float | None) -> str:
 def standby_share(gpu_memory_gib: float) -> float:
     """The share unsloth_zoo gives vLLM in standby mode (vLLM >= 0.11), by the GPU's size:
     unsloth_zoo/vllm_utils.py (load_vllm: standby_target_gpu_util, its tiers by a tenth of
-    the memory, times 0.95). 0.76 on a 16 GB T4, 0.78 on a 24 GB L4, 0.86 on a 40 GB A100,
-    0.88 on 80 GB."""
+    the memory, times 0.95). The shares of common GPUs are quoted once, in
+    model.gpu_memory_utilization's description, and a test computes them here."""
     tenth = gpu_memory_gib * 0.1
     tiers = ((4.0, 0.925), (2.5, 0.9), (2.0, 0.825), (1.4, 0.8), (1.0, 0.775))
     share = next((s for floor, s in tiers if tenth >= floor), 0.75)
@@ -261,17 +268,6 @@ def model_load_error(
     )
 
 
-def causes(exc: BaseException) -> list[BaseException]:
-    """EXC and what it was raised from: transformers re-raises the Hub's errors as a plain
-    OSError `from` the original (transformers/utils/hub.py, cached_files)."""
-    chain: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and current not in chain and len(chain) < 16:
-        chain.append(current)
-        current = current.__cause__ or current.__context__
-    return chain
-
-
 def _out_of_memory(exc: BaseException) -> bool:
     # torch.OutOfMemoryError, or the RuntimeError text older CUDA paths still raise
     return (
@@ -357,13 +353,9 @@ def _hub_hint(name: str, key: str, revision: str | None, chain: list[BaseExcepti
     """The Hub's answer, or its absence, in words; None when no cause in CHAIN is the Hub's."""
     from huggingface_hub import errors as hub_errors
 
-    offline_fix = (
-        f"fetch it on a connected machine (`hf download {name}`) and run with HF_HUB_OFFLINE=1 "
-        f"and that cache, or point {key} at a local model folder"
-    )
     for cause in chain:
         if isinstance(cause, hub_errors.GatedRepoError):
-            who = "your token has no access to it" if _has_token() else "no Hub token is set"
+            who = "your token has no access to it" if token_present() else "no Hub token is set"
             return (
                 f"{name} is gated and {who}: accept its licence at https://huggingface.co/{name}, "
                 "then `hf auth login` (or set HF_TOKEN); or use an ungated copy (unsloth/...)"
@@ -374,12 +366,14 @@ def _hub_hint(name: str, key: str, revision: str | None, chain: list[BaseExcepti
                 f"commit listed at https://huggingface.co/{name}, or null"
             )
         if isinstance(cause, hub_errors.RepositoryNotFoundError):
-            private = "" if _has_token() else "; a private repo needs HF_TOKEN"
+            private = "" if token_present() else "; a private repo needs HF_TOKEN"
             return f"the Hub has no model {name}: check the spelling of {key}{private}"
         if isinstance(cause, (hub_errors.OfflineModeIsEnabled, hub_errors.LocalEntryNotFoundError)):
-            if _hub_offline():
-                return f"HF_HUB_OFFLINE is set and {name} is not in the local cache: {offline_fix}"
-            return f"the Hub cannot be reached and {name} is not in the local cache: {offline_fix}"
+            if hub_offline():
+                fix = offline_hint(name, "model", key, OFFLINE_SET)
+                return f"HF_HUB_OFFLINE is set and {name} is not in the local cache: {fix}"
+            fix = offline_hint(name, "model", key, type(cause).__name__)
+            return f"the Hub cannot be reached and {name} is not in the local cache: {fix}"
         if isinstance(cause, hub_errors.HfHubHTTPError):
             status = cause.response.status_code if cause.response is not None else None
             if status == 401:
@@ -387,33 +381,12 @@ def _hub_hint(name: str, key: str, revision: str | None, chain: list[BaseExcepti
             if status == 429:
                 return "the Hub is rate-limiting this machine (429): set HF_TOKEN, or wait a minute"
             if status is not None and status >= 500:
-                return f"the Hub is failing ({status}): run again later, or {offline_fix}"
-        if _network_error(cause):
+                fix = offline_hint(name, "model", key, f"HTTP {status}")
+                return f"the Hub is failing ({status}): run again later, or {fix}"
+        if network_failure(cause):
             down = type(cause).__name__
-            return f"the Hub cannot be reached ({down}): check the network, or {offline_fix}"
+            return f"the Hub cannot be reached ({down}): {offline_hint(name, 'model', key, down)}"
     return None
-
-
-def _network_error(exc: BaseException) -> bool:
-    import httpx
-
-    if isinstance(exc, (httpx.TransportError, ConnectionError, TimeoutError)):
-        return True
-    try:
-        import requests
-    except ImportError:
-        return False
-    return isinstance(exc, (requests.ConnectionError, requests.Timeout))
-
-
-def _has_token() -> bool:
-    from huggingface_hub import get_token
-
-    return get_token() is not None
-
-
-def _hub_offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def damaged_file(folder: Path) -> tuple[Path, str] | None:
