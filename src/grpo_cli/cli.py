@@ -17,7 +17,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperCommand, TyperGroup
 
-from grpo_cli.errors import INTERRUPTED_EXIT, USER_ERROR_EXIT, GrpoError
+from grpo_cli.errors import INTERRUPTED_EXIT, USER_ERROR_EXIT, GrpoError, causes
 
 
 def _without_type_labels(params: list[Any]) -> list[Any]:
@@ -508,10 +508,8 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:
         # Typer turns a KeyboardInterrupt into a silent exit 130, keeping it down the exception
         # chain; `grpo train` catches its own and says what it kept.
-        cause = exc.__context__
-        while cause is not None and not isinstance(cause, KeyboardInterrupt):
-            cause = cause.__cause__ or cause.__context__
-        if cause is not None:
+        chain = causes(exc.__context__) if exc.__context__ is not None else []
+        if any(isinstance(cause, KeyboardInterrupt) for cause in chain):
             print("Interrupted by Ctrl-C; stopped.", file=sys.stderr)
             return INTERRUPTED_EXIT
         if exc.code is None:

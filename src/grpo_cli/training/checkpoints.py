@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from grpo_cli.config.yamlio import display_path
-from grpo_cli.errors import GrpoError, first_line
+from grpo_cli.errors import GrpoError, causes, first_line
 from grpo_cli.files import file_damage, free_space, json_reads, size_text, write_atomic
 
 if TYPE_CHECKING:
@@ -245,7 +245,7 @@ def explain_failure(
 ) -> GrpoError | None:
     """A user error for a failure the user can fix: a checkpoint that does not load, or a full
     disk while saving a checkpoint or the adapter (or writing a record); None for the rest."""
-    frames = {name for e in _chain(exc) for name in _frame_names(e)}
+    frames = {name for e in causes(exc) for name in _frame_names(e)}
     if resumed_from is not None and frames & LOADERS:
         earlier = [c for c in complete_checkpoints(resumed_from.parent) if c != resumed_from]
         problem = f"it does not load ({type(exc).__name__}: {first_line(exc)})"
@@ -255,7 +255,7 @@ def explain_failure(
     elif "save_model" in frames:
         target = run.adapter
     else:  # a record of the run, or a file the error names
-        filename = next((f for e in _chain(exc) if (f := getattr(e, "filename", None))), None)
+        filename = next((f for e in causes(exc) if (f := getattr(e, "filename", None))), None)
         target = Path(filename) if filename else run.path
     saving = target == run.adapter or checkpoint_step(target) is not None
     complete = complete_checkpoints(run.checkpoints)
@@ -297,7 +297,7 @@ def space_needed(complete: list[Path], trainer: Any, *, adapter_only: bool) -> i
 
 
 def _disk_full(exc: BaseException, short_of_space: bool) -> bool:
-    for e in _chain(exc):
+    for e in causes(exc):
         if getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT):
             return True
         # safetensors' Rust writer keeps only the message of the OS error
@@ -306,14 +306,6 @@ def _disk_full(exc: BaseException, short_of_space: bool) -> bool:
     # torch.save's C++ writer drops the OS error ("unexpected pos", "iostream error"): a save that
     # fails with less space free than it needs is taken for a full disk
     return isinstance(exc, RuntimeError) and short_of_space
-
-
-def _chain(exc: BaseException | None) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        yield exc
-        exc = exc.__cause__ or exc.__context__
 
 
 def _frame_names(exc: BaseException) -> Iterator[str]:

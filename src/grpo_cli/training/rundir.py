@@ -26,7 +26,6 @@ import subprocess
 import sys
 from collections.abc import Callable
 from datetime import datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -328,12 +327,9 @@ def write_config(run: RunDir, cfg: GrpoConfig, source: str) -> None:
 
 def environment(hardware: dict[str, Any], backend: str, reason: str, precision: str) -> dict:
     """Versions, device and project commit: what a reader needs to reproduce the run."""
-    versions: dict[str, str | None] = {}
-    for name in LIBRARIES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
+    from grpo_cli.stack import installed_version
+
+    versions = {name: installed_version(name) for name in LIBRARIES}
     return {
         "python": sys.version.split()[0],
         "platform": sys.platform,
