@@ -41,7 +41,7 @@ class Hardware:
             return self.device.upper()
         major, minor = self.capability or (0, 0)
         return (
-            f"{self.gpu_name} ({self.gpu_memory_gib:.0f} GiB, compute capability "
+            f"{self.gpu_name} ({self.gpu_memory_gib:.1f} GiB, compute capability "
             f"{major}.{minor}){f' x{self.gpu_count}' if self.gpu_count > 1 else ''}"
         )
 
