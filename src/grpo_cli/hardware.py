@@ -330,7 +330,7 @@ def fp8_problems(name: str, hw: Hardware, has: dict[str, bool]) -> Iterator[tupl
         yield (
             "model.quantization",
             f"fp8 weights need an Ada or Hopper GPU (compute capability 8.9+), not {machine}: "
-            "use quantization: 4bit",
+            "use quantization: none or 4bit",
         )
         return
     if not (has.get("unsloth") and unsloth_names.tables()):
