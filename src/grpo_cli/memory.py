@@ -542,16 +542,16 @@ def fit_table(est: MemoryEstimate) -> list[GpuFit]:
     return [_fit(est, gpu, est.config) for gpu in GPUS]
 
 
+# The keys of hardware_problems' refusals that depend on the GPU once the gpu extra is installed.
+_GPU_KEYS = ("model.quantization", "model.dtype")
+
+
 def gpu_refusals(cfg: GrpoConfig, gpu: Hardware, backend: str) -> list[tuple[str, str]]:
     """What the preflight refuses on this GPU whatever is installed: fp8 weights and bfloat16
     (hardware.hardware_problems, with the gpu extra installed)."""
     precision, _ = choose_precision(cfg.model.dtype, gpu)
     problems = hardware_problems(cfg, gpu, backend, precision, GPU_EXTRA)
     return [(key, message) for key, message in problems if key in _GPU_KEYS]
-
-
-# The keys of hardware_problems' refusals that depend on the GPU once the gpu extra is installed.
-_GPU_KEYS = ("model.quantization", "model.dtype")
 
 
 def _fit(est: MemoryEstimate, gpu: Hardware, cfg: GrpoConfig) -> GpuFit:
@@ -572,14 +572,11 @@ def _verdict(est: MemoryEstimate, gpu: Hardware, cfg: GrpoConfig) -> tuple[bool,
     if refusals:
         return False, f"no: {refusals[0][1]}", len(refusals)
     if est.colocated and share * memory < est.vllm_min_gib:
-        return (
-            False,
-            (
-                f"no: vLLM's share ({share:.3g} x {memory:.1f} GiB) is under the "
-                f"{est.vllm_min_gib:.1f} GiB its weights and one sequence need"
-            ),
-            0,
+        verdict = (
+            f"no: vLLM's share ({share:.3g} x {memory:.1f} GiB) is under the "
+            f"{est.vllm_min_gib:.1f} GiB its weights and one sequence need"
         )
+        return False, verdict, 0
     if need > memory:
         return False, f"no: needs about {of}", 0
     if need > 0.9 * memory:
