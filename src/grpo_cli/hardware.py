@@ -56,7 +56,7 @@ class Hardware:
             return self.device.upper()
         major, minor = self.capability or (0, 0)
         return (
-            f"{self.gpu_name} ({self.gpu_memory_gib:.0f} GiB, compute capability "
+            f"{self.gpu_name} ({self.gpu_memory_gib:.1f} GiB, compute capability "
             f"{major}.{minor}){f' x{self.gpu_count}' if self.gpu_count > 1 else ''}"
         )
 
@@ -344,7 +344,7 @@ def fp8_problems(name: str, hw: Hardware, has: dict[str, bool]) -> Iterator[tupl
         yield (
             "model.quantization",
             f"fp8 weights need an Ada or Hopper GPU (compute capability 8.9+), not {machine}: "
-            "use quantization: 4bit",
+            "use quantization: none or 4bit",
         )
         return
     if not (has.get("unsloth") and unsloth_names.tables()):

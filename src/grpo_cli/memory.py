@@ -4,8 +4,9 @@
 LoRA weights with their gradients and optimizer states, the activations of one micro-batch with
 the chosen checkpointing, the logits of the GRPO loss, the generation's KV cache (vLLM or
 transformers) and the CUDA context. `fit_table()` sets it against the GPUs users rent, with vLLM's
-share computed per GPU (it is a fraction of each GPU's memory), and for a GPU it does not fit
-proposes the single settings that would make it fit, each one re-estimated.
+share computed per GPU by the rule training uses (it is a fraction of each GPU's memory), refuses
+what the preflight would refuse on that GPU (fp8, bfloat16), and for a GPU it does not fit proposes
+the single settings that would make it fit, each one re-estimated.
 
 Everything is an estimate, calibrated on Unsloth's published figures (tests/test_memory.py holds
 each figure and its settings). Pure arithmetic: no torch, no download; the model's shape comes
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from grpo_cli.geometry import batch_geometry, geometry_problems
-from grpo_cli.hardware import Hardware, choose_backend, choose_precision
+from grpo_cli.hardware import Hardware, choose_backend, choose_precision, hardware_problems
 
 if TYPE_CHECKING:
     from grpo_cli.config.schema import GrpoConfig
@@ -93,6 +94,7 @@ KNOWN_SHAPES: dict[str, ModelShape] = {
     "llama-3.2-3b": ModelShape(28, 3072, 8192, 24, 8, 128256, True),
     "llama-3.1-8b": ModelShape(32, 4096, 14336, 32, 8, 128256, False),
     "mistral-7b-v0.3": ModelShape(32, 4096, 14336, 32, 8, 32768, False),
+    "mistral-7b-instruct-v0.3": ModelShape(32, 4096, 14336, 32, 8, 32768, False),
 }
 _SUFFIXES = (
     "-unsloth-bnb-4bit",
@@ -137,12 +139,13 @@ class MemoryEstimate:
     # GiB of the parts that live inside vLLM's pool (weights it holds, KV cache, its runtime):
     # on a GPU, vLLM reserves max(this, gpu_memory_utilization x the GPU's memory) instead.
     vllm_min_gib: float = 0.0
-    vllm_share: float = 0.0  # gpu_memory_utilization in force; 0 without colocated vLLM
-    # model.gpu_memory_utilization null: Unsloth's standby share, which depends on the GPU
-    vllm_share_by_gpu: bool = False
-    vllm_key: str = ""  # the config key of that share
+    # gpu_memory_utilization in force on any GPU; None when it depends on the GPU (Unsloth's
+    # standby share); 0 without colocated vLLM
+    vllm_share: float | None = 0.0
+    vllm_key: str = ""  # the config key of that share; "" without colocated vLLM
     precision: str = ""
     backend: str = ""
+    config: GrpoConfig | None = None  # what was estimated: the fit table re-checks and re-sizes it
 
     @property
     def known(self) -> bool:
@@ -152,15 +155,18 @@ class MemoryEstimate:
     @property
     def colocated(self) -> bool:
         """vLLM runs on the training GPU and reserves a share of it."""
-        return bool(self.vllm_share) or self.vllm_share_by_gpu
+        return bool(self.vllm_key)
 
     def share_on(self, memory_gib: float) -> float:
-        """The gpu_memory_utilization vLLM gets on a GPU of this size."""
-        if self.vllm_share_by_gpu:
-            from grpo_cli.training.models import standby_share
+        """The gpu_memory_utilization vLLM gets on a GPU of this size: for Unsloth's vLLM, the
+        rule training applies (the user's value, Unsloth's default with standby off, else its
+        standby tier for the GPU's size)."""
+        if self.vllm_key == UNSLOTH_VLLM_KEY and self.config is not None:
+            from grpo_cli.training.models import vllm_memory_share
 
-            return standby_share(memory_gib)
-        return self.vllm_share
+            share, _ = vllm_memory_share(self.config, memory_gib)
+            return share or 0.0
+        return self.vllm_share or 0.0
 
     def on_gpu(self, memory_gib: float) -> float:
         """Peak on a GPU of this size: vLLM takes its share of that GPU's memory."""
@@ -179,24 +185,32 @@ class GpuFit:
     suggestions: list[str] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class Gpu:
-    name: str
-    memory_gib: float  # what CUDA reports as total memory, a little under the marketed size
-    capability: tuple[int, int]
+UNSLOTH_VLLM_KEY = "model.gpu_memory_utilization"
 
 
-# torch.cuda.get_device_properties(0).total_memory in GiB, as Unsloth's notebooks print it
-# ("Max memory = 14.741 GB" on a Colab T4, 22.168 on an L4, 39.564 on an A100 40GB, 79.151 on an
-# A100 80GB); the A10G's 23028 MiB and the H100's 81559 MiB as nvidia-smi lists them.
+def _gpu(name: str, memory_gib: float, capability: tuple[int, int]) -> Hardware:
+    # Native bfloat16 from compute capability 8.0, as hardware.probe() reads it on a real GPU.
+    return Hardware("cuda", name, memory_gib, capability, gpu_count=1, bf16=capability >= (8, 0))
+
+
+# Memory as hardware.probe() reports it (torch's total_memory in GiB, one decimal), a little
+# under the marketed size: Unsloth's notebooks print "Max memory: 14.741 GB" on a Colab T4,
+# 22.161 on an L4, 39.557 on an A100 40GB, 79.151 on an A100 80GB; the A10G's 23028 MiB and the
+# H100's 81559 MiB as nvidia-smi lists them. One figure per GPU, in every string.
 GPUS = (
-    Gpu("T4 16 GB", 14.74, (7, 5)),
-    Gpu("L4 24 GB", 22.17, (8, 9)),
-    Gpu("A10G 24 GB", 22.49, (8, 6)),
-    Gpu("A100 40 GB", 39.56, (8, 0)),
-    Gpu("A100 80 GB", 79.15, (8, 0)),
-    Gpu("H100 80 GB", 79.65, (9, 0)),
+    _gpu("T4", 14.7, (7, 5)),
+    _gpu("L4", 22.2, (8, 9)),
+    _gpu("A10G", 22.5, (8, 6)),
+    _gpu("A100 40GB", 39.6, (8, 0)),
+    _gpu("A100 80GB", 79.2, (8, 0)),
+    _gpu("H100", 79.6, (9, 0)),
 )
+# What `pip install -e '.[gpu]'` brings, for judging a GPU this machine does not have: only the
+# GPU's own limits (fp8, bfloat16) then remain among the preflight's refusals.
+GPU_EXTRA = {
+    name: True
+    for name in ("unsloth", "vllm", "vllm_4bit", "bitsandbytes", "torchao", "wandb_login")
+}
 
 
 def gpu_run_settings(cfg: GrpoConfig, unsloth_installed: bool) -> tuple[str, str]:
@@ -328,9 +342,9 @@ def _estimate(
     unsloth_vllm = backend == "unsloth" and m.fast_inference
     weights = _base_weights(shape, m.quantization, dtype_bytes)
     quant = m.quantization if m.quantization != "none" else precision
-    shared = " (held in vLLM's share, shared with training)" if unsloth_vllm else ""
+    shared = ", held in vLLM's share, shared with training" if unsloth_vllm else ""
 
-    parts = [(f"base weights ({quant}){shared}", weights)]
+    parts = [(f"base weights ({quant}{shared})", weights)]
     parts += _lora_parts(cfg, shape, notes)
     parts += _activation_parts(cfg, backend, shape, rows, sequence, dtype_bytes)
     completion = min(t.max_completion_length, sequence)
@@ -350,7 +364,7 @@ def _estimate(
         # the adapter can be disabled to revert to the initial model."
         parts.append(("reference model (LoRA: the base with adapters disabled, no copy)", 0.0))
         notes.append("beta > 0 with LoRA: the reference is the base model itself, no second copy")
-    generation, vllm_parts, share, key = _generation_parts(
+    generation, vllm_parts, share, key, share_source = _generation_parts(
         cfg, backend, shape, sequence, dtype_bytes, weights, quant
     )
     parts += generation + vllm_parts
@@ -358,10 +372,12 @@ def _estimate(
     reserve = CUDA_CONTEXT_GIB + ALLOCATOR_SLACK * subtotal
     parts.append(("CUDA context and allocator reserve", reserve))
     vllm_min = sum(gib for _, gib in vllm_parts) + (weights if unsloth_vllm else 0.0)
-    if share:
+    if key:
+        in_force = f"{share:.3g}" if share is not None else "a share"
         notes.append(
-            f"vLLM reserves {key} ({share}) x the GPU's memory, or at least {vllm_min:.1f} GiB; "
-            "the total counts that least, the GPU table counts each GPU's share"
+            f"vLLM reserves {in_force} of the GPU's memory ({share_source}), or at least "
+            f"{vllm_min:.1f} GiB; the total counts that least, the GPU table counts each GPU's "
+            "share"
             + (
                 "; Unsloth shares the base weights between vLLM and training"
                 if unsloth_vllm
@@ -380,11 +396,11 @@ def _estimate(
         total_gib=round(subtotal + reserve, 3),
         notes=notes,
         vllm_min_gib=round(vllm_min, 3),
-        vllm_share=share or 0.0,
-        vllm_share_by_gpu=share is None,
+        vllm_share=share,
         vllm_key=key,
         precision=precision,
         backend=backend,
+        config=cfg,
     )
 
 
@@ -438,8 +454,9 @@ def _generation_parts(
     dtype_bytes: int,
     weights: float,
     quant: str,
-) -> tuple[list[tuple[str, float]], list[tuple[str, float]], float | None, str]:
-    """(parts outside vLLM, parts inside vLLM's pool, vLLM's share, its config key)."""
+) -> tuple[list[tuple[str, float]], list[tuple[str, float]], float | None, str, str]:
+    """(parts outside vLLM, parts inside vLLM's pool, vLLM's share (None: the GPU's size decides),
+    its config key, where the share comes from)."""
     m, t = cfg.model, cfg.training
     kv_token = shape.kv_bytes_per_token(2)
     runtime = ("vLLM runtime (CUDA graphs, sampler, profiling buffers)", VLLM_RUNTIME_GIB)
@@ -456,18 +473,22 @@ def _generation_parts(
             (f"vLLM LoRA slot (max_lora_rank {m.max_lora_rank})", shape.layers * slot / GIB),
             runtime,
         ]
-        # None: Unsloth's standby share for the GPU's size (training/models.py vllm_memory_share)
-        return [], inside, m.gpu_memory_utilization, "model.gpu_memory_utilization"
+        # The rule training applies (MemoryEstimate.share_on asks it again for each GPU).
+        from grpo_cli.training.models import vllm_memory_share
+
+        share, source = vllm_memory_share(cfg, None)
+        return [], inside, share, UNSLOTH_VLLM_KEY, source
     if backend == "trl" and cfg.vllm.use:
         if cfg.vllm.mode == "server":
-            return [], [], 0.0, ""  # the vLLM server runs on another GPU
+            return [], [], 0.0, "", ""  # the vLLM server runs on another GPU
         # TRL's colocated vLLM loads its own copy of the weights, quantized as the model is.
         inside = [
             (f"vLLM weights ({quant}, a second copy)", weights),
             (f"vLLM KV cache: one {sequence}-token sequence, at least", sequence * kv_token / GIB),
             runtime,
         ]
-        return [], inside, cfg.vllm.gpu_memory_utilization, "vllm.gpu_memory_utilization"
+        key = "vllm.gpu_memory_utilization"  # trl/generation/vllm_generation.py: LLM(...)'s share
+        return [], inside, cfg.vllm.gpu_memory_utilization, key, key
     # transformers' generate: the KV cache of a whole generation round and one step's logits.
     # Generation comes before the backward pass; adding both phases is the safe side.
     rows = t.generation_batch_size or t.prompts_per_step * t.num_generations
@@ -476,6 +497,7 @@ def _generation_parts(
         [(f"generation KV cache: {rows} x {sequence} tokens (transformers)", cache / GIB)],
         [],
         0.0,
+        "",
         "",
     )
 
@@ -512,81 +534,105 @@ def _optimizer_bytes(optim: str) -> int:
     return 4 * _ADAM_STATES
 
 
-def fit_table(est: MemoryEstimate, cfg: GrpoConfig | None = None) -> list[GpuFit]:
-    """The estimate against each common GPU; with the config, the single settings that would
-    make it fit a GPU it does not fit, each re-estimated on that GPU."""
-    if not est.known:
+def fit_table(est: MemoryEstimate) -> list[GpuFit]:
+    """The estimate against each common GPU, with what the preflight would refuse there; for a
+    GPU it does not fit, the single settings that would make it fit, each re-estimated."""
+    if not est.known or est.config is None:
         return []
-    return [_fit(est, gpu, cfg) for gpu in GPUS]
+    return [_fit(est, gpu, est.config) for gpu in GPUS]
 
 
-def _fit(est: MemoryEstimate, gpu: Gpu, cfg: GrpoConfig | None) -> GpuFit:
-    quantization = cfg.model.quantization if cfg is not None else ""
-    fits, verdict = _verdict(est, gpu, quantization)
-    suggestions = [] if fits or cfg is None else _suggestions(est, gpu, cfg)
-    return GpuFit(gpu.name, gpu.memory_gib, fits, verdict, suggestions)
+# The keys of hardware_problems' refusals that depend on the GPU once the gpu extra is installed.
+_GPU_KEYS = ("model.quantization", "model.dtype")
 
 
-def _verdict(est: MemoryEstimate, gpu: Gpu, quantization: str) -> tuple[bool, str]:
-    need = est.on_gpu(gpu.memory_gib)
-    of = f"{need:.1f} of {gpu.memory_gib:.1f} GiB"
-    share = est.share_on(gpu.memory_gib)
+def gpu_refusals(cfg: GrpoConfig, gpu: Hardware, backend: str) -> list[tuple[str, str]]:
+    """What the preflight refuses on this GPU whatever is installed: fp8 weights and bfloat16
+    (hardware.hardware_problems, with the gpu extra installed)."""
+    precision, _ = choose_precision(cfg.model.dtype, gpu)
+    problems = hardware_problems(cfg, gpu, backend, precision, GPU_EXTRA)
+    return [(key, message) for key, message in problems if key in _GPU_KEYS]
+
+
+def _fit(est: MemoryEstimate, gpu: Hardware, cfg: GrpoConfig) -> GpuFit:
+    fits, verdict, _ = _verdict(est, gpu, cfg)
+    suggestions = [] if fits else _suggestions(est, gpu, cfg)
+    return GpuFit(gpu.gpu_name or "", gpu.gpu_memory_gib or 0.0, fits, verdict, suggestions)
+
+
+def _verdict(est: MemoryEstimate, gpu: Hardware, cfg: GrpoConfig) -> tuple[bool, str, int]:
+    """(fits, verdict, how many of the preflight's refusals this GPU makes)."""
+    memory = gpu.gpu_memory_gib or 0.0
+    need = est.on_gpu(memory)
+    of = f"{need:.1f} of {memory:.1f} GiB"
+    share = est.share_on(memory)
     if est.colocated:
-        of += f", vLLM's share {max(est.vllm_min_gib, share * gpu.memory_gib):.1f}"
-    if quantization == "fp8" and gpu.capability < (8, 9):
-        major, minor = gpu.capability
-        return False, f"no: fp8 weights need compute capability 8.9+, this GPU has {major}.{minor}"
-    if est.colocated and share * gpu.memory_gib < est.vllm_min_gib:
-        return False, (
-            f"no: vLLM's share ({share:.3g} x {gpu.memory_gib:.1f} GiB) is under the "
+        of += f", vLLM's share {max(est.vllm_min_gib, share * memory):.1f}"
+    refusals = gpu_refusals(cfg, gpu, est.backend)
+    if refusals:
+        return False, f"no: {refusals[0][1]}", len(refusals)
+    if est.colocated and share * memory < est.vllm_min_gib:
+        verdict = (
+            f"no: vLLM's share ({share:.3g} x {memory:.1f} GiB) is under the "
             f"{est.vllm_min_gib:.1f} GiB its weights and one sequence need"
         )
-    if need > gpu.memory_gib:
-        return False, f"no: needs about {of}"
-    if need > 0.9 * gpu.memory_gib:
-        return True, f"tight: about {of}"
-    return True, f"fits: about {of}"
+        return False, verdict, 0
+    if need > memory:
+        return False, f"no: needs about {of}", 0
+    if need > 0.9 * memory:
+        return True, f"tight: about {of}", 0
+    return True, f"fits: about {of}", 0
 
 
-def _suggestions(est: MemoryEstimate, gpu: Gpu, cfg: GrpoConfig) -> list[str]:
+def _suggestions(est: MemoryEstimate, gpu: Hardware, cfg: GrpoConfig) -> list[str]:
     """For each kind of change, its mildest value that fits this GPU, re-estimated; when no
-    single change is enough, one combination of them that fits."""
+    single change is enough, one combination of them that fits. A precision this GPU refuses
+    is set to auto first: it costs no memory, and every other change needs it."""
     shape, source = model_shape(cfg.model.name, cfg.model.revision)
     if shape is None:
         return []
+    memory = gpu.gpu_memory_gib or 0.0
 
-    def trial(changed: GrpoConfig) -> tuple[MemoryEstimate, bool, str]:
+    def trial(changed: GrpoConfig) -> tuple[MemoryEstimate, bool, str, int]:
         result = _estimate(changed, est.precision, est.backend, shape, source)
-        fits, verdict = _verdict(result, gpu, changed.model.quantization)
-        return result, fits, verdict
+        fits, verdict, refusals = _verdict(result, gpu, changed)
+        return result, fits, verdict, refusals
 
     def about(result: MemoryEstimate) -> str:
-        return f"(about {result.on_gpu(gpu.memory_gib):.1f} GiB)"
+        return f"(about {result.on_gpu(memory):.1f} GiB)"
 
+    base, base_est, steps = cfg, est, list[str]()
+    if any(key == "model.dtype" for key, _ in gpu_refusals(cfg, gpu, est.backend)):
+        _, _, base = _change(cfg, "model.dtype", "auto")
+        base_est, fits, _, _ = trial(base)
+        if fits:
+            return [f"model.dtype: auto {about(base_est)}"]
+        steps.append("model.dtype: auto")
     singles = []
-    for options in _candidates(est, cfg, gpu):
+    for options in _candidates(base_est, base, gpu):
         for key, value, changed in options:
-            result, fits, _ = trial(changed)
+            result, fits, _, _ = trial(changed)
             if fits:
-                singles.append(f"{key}: {_yaml(value)} {about(result)}")
+                singles.append(" + ".join([*steps, f"{key}: {_yaml(value)}"]) + f" {about(result)}")
                 break
     if singles:
         return singles
-    # Nothing fits alone: take, step by step, the change that fits or else saves the most.
-    current, current_est, steps = cfg, est, list[str]()
-    for _ in range(len(_candidates(est, cfg, gpu))):
-        best: tuple[float, str, Any, GrpoConfig, MemoryEstimate] | None = None
+    # Nothing fits alone: take, step by step, the change that fits, or else the one that leaves
+    # the fewest refusals and then needs the least.
+    current, current_est = base, base_est
+    for _ in range(len(_candidates(base_est, base, gpu))):
+        best: tuple[tuple[int, float], str, Any, GrpoConfig, MemoryEstimate] | None = None
         for options in _candidates(current_est, current, gpu):
             for key, value, changed in options:
                 if any(step.startswith(key + ":") for step in steps):
                     break
-                result, fits, verdict = trial(changed)
+                result, fits, verdict, refusals = trial(changed)
                 if fits:
                     steps.append(f"{key}: {_yaml(value)}")
                     return [" + ".join(steps) + f" {about(result)}"]
-                need = result.on_gpu(gpu.memory_gib)
-                if "vLLM's share" not in verdict and (best is None or need < best[0]):
-                    best = (need, key, value, changed, result)
+                rank = (refusals, result.on_gpu(memory))
+                if "vLLM's share" not in verdict and (best is None or rank < best[0]):
+                    best = (rank, key, value, changed, result)
         if best is None:
             break
         _, key, value, current, current_est = best
@@ -597,16 +643,19 @@ def _suggestions(est: MemoryEstimate, gpu: Gpu, cfg: GrpoConfig) -> list[str]:
 Change = tuple[str, Any, "GrpoConfig"]  # (config key, value, the config with it)
 
 
-def _candidates(est: MemoryEstimate, cfg: GrpoConfig, gpu: Gpu) -> list[list[Change]]:
+def _candidates(est: MemoryEstimate, cfg: GrpoConfig, gpu: Hardware) -> list[list[Change]]:
     """Single changes worth trying, grouped by kind, mildest first."""
     m, t = cfg.model, cfg.training
     groups: list[list[Change]] = []
     if est.colocated:
-        now = round(est.share_on(gpu.memory_gib) * 100)
+        now = round(est.share_on(gpu.gpu_memory_gib or 0.0) * 100)
         # Lower first (frees memory for training), then higher (room for vLLM's weights).
         shares = [*range(now - (now % 5 or 5), 9, -5), *range(now + 5, 96, 5)]
         groups.append([_change(cfg, est.vllm_key, share / 100) for share in shares])
-    if m.quantization in ("none", "8bit") or (m.quantization == "fp8" and gpu.capability < (8, 9)):
+    if m.quantization == "fp8":
+        # 16-bit first where fp8 is refused: it loses nothing to quantization when it fits.
+        groups.append([_change(cfg, "model.quantization", q) for q in ("none", "4bit")])
+    elif m.quantization in ("none", "8bit"):
         groups.append([_change(cfg, "model.quantization", "4bit")])
     completions = t.prompts_per_step * t.num_generations
     accumulation = range(t.gradient_accumulation_steps + 1, completions + 1)

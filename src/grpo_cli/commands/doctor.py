@@ -306,7 +306,7 @@ def print_memory(out: Console, cfg: GrpoConfig, plan: Preflight) -> None:
     out.print(memory_table(est))
     for note in est.notes:
         out.print(Padding(escape(note), (0, 0, 0, 2)))
-    out.print(fit_view(fit_table(est, cfg)))
+    out.print(fit_view(fit_table(est)))
 
 
 def memory_table(est: MemoryEstimate) -> Table:
@@ -314,7 +314,7 @@ def memory_table(est: MemoryEstimate) -> Table:
     table.add_column("part")
     table.add_column("GiB", justify="right")
     for label, gib in est.parts:
-        table.add_row(escape(label), f"{gib:.1f}")
+        table.add_row(escape(label), f"{gib:.1f}" if gib >= 0.05 or gib == 0 else "<0.1")
     table.add_section()
     total = "total, vLLM at its least (estimate)" if est.colocated else "total (estimate)"
     table.add_row(total, f"{est.total_gib:.1f}")
@@ -330,7 +330,7 @@ def fit_view(fits: list[GpuFit]) -> Table:
     for fit in fits:
         table.add_row(
             escape(fit.gpu),
-            f"{fit.memory_gib:.0f} GiB",
+            f"{fit.memory_gib:.1f} GiB",
             escape(fit.verdict),
             escape("; ".join(fit.suggestions)) if not fit.fits else "",
         )
