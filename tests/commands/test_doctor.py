@@ -22,8 +22,10 @@ SMI_TABLE = "| NVIDIA-SMI 535.104.05   Driver Version: 535.104.05   CUDA Version
 
 @pytest.fixture(autouse=True)
 def _offline_and_wide(monkeypatch):
-    """No test waits on the network; 80 columns, as a new user's terminal."""
+    """No test waits on the network; 80 columns, as a new user's terminal. huggingface_hub
+    reads HF_HUB_OFFLINE once, at its import, so its constant is set too."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
     monkeypatch.setenv("COLUMNS", "80")
     monkeypatch.delenv("HF_TOKEN", raising=False)
 
@@ -292,6 +294,7 @@ def test_a_model_the_hub_cannot_send_is_a_problem_only_when_it_is_not_cached(
     assert rows["model.name"] == "Qwen/Qwen2.5-0.5B-Instruct: in the local cache"
 
     monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
     monkeypatch.setattr("grpo_cli.hub_access.hub_reachable", lambda timeout: (True, "answered"))
     monkeypatch.setattr("grpo_cli.hub_access.model_in_cache", lambda name, revision=None: False)
     online = cli("doctor", config)
