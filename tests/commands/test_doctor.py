@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from grpo_cli.commands.doctor import machine_findings
 from grpo_cli.stack import StackRow
 from tests.conftest import CONFIGS, MINIMAL, REPO
 from tests.test_cli import HEAVY
@@ -119,6 +120,46 @@ def test_a_failing_nvidia_smi_is_a_driver_problem(cli, tmp_path, monkeypatch):
     text = flat(result.out)
     assert "GPU nvidia-smi failed: NVIDIA-SMI has failed because it could not communicate" in text
     assert "driver nvidia-smi failed" in text and "update it" in text
+
+
+def slow_nvidia_smi(folder: Path, monkeypatch, seconds: float) -> Path:
+    """An nvidia-smi that logs when each call starts and ends, answering after SECONDS."""
+    folder.mkdir(parents=True, exist_ok=True)
+    log = folder / "calls.log"
+    script = folder / "nvidia-smi"
+    script.write_text(
+        f"#!/bin/sh\necho start >> {log}\nsleep {seconds}\necho end >> {log}\n"
+        'case "$1" in --query-gpu=*) '
+        f"echo '{T4}';; *) echo '{SMI_TABLE.format(cuda='12.2')}';; esac\n"
+    )
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ['PATH']}")
+    return log
+
+
+def test_nvidia_smi_is_asked_both_questions_at_once(tmp_path, monkeypatch):
+    from grpo_cli.hardware import probe_nvidia_smi
+
+    log = slow_nvidia_smi(tmp_path / "bin", monkeypatch, seconds=0.3)
+    smi = probe_nvidia_smi(timeout=30)
+    assert smi.hardware.gpu_name == "Tesla T4" and smi.driver_cuda == "12.2"
+    # one after the other would read start, end, start, end
+    assert log.read_text().split() == ["start", "start", "end", "end"]
+
+
+def test_an_nvidia_smi_that_does_not_answer_is_said_and_not_waited_for(tmp_path, monkeypatch):
+    import time
+
+    from grpo_cli.hardware import probe_nvidia_smi
+
+    slow_nvidia_smi(tmp_path / "bin", monkeypatch, seconds=30)
+    started = time.monotonic()
+    smi = probe_nvidia_smi(timeout=0.2)
+    assert time.monotonic() - started < 30 / 2  # returned at its timeout, not nvidia-smi's pace
+    assert smi.error == "nvidia-smi did not answer in 0.2 s"
+    assert smi.hardware.device == "cpu"
+    # a driver that is slow to wake is not said to be broken
+    assert not machine_findings(smi, "12.8", stack_ok())
 
 
 def test_a_cpu_build_of_torch_on_a_gpu_machine_is_a_problem(cli, tmp_path, monkeypatch):
