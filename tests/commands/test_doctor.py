@@ -295,6 +295,76 @@ def test_the_smoke_config_can_start_on_cpu(cli, shipped_models, no_gpu, monkeypa
     assert "No problems found: grpo train configs/smoke_cpu.yaml can start here." in result.out
 
 
+def test_settings_trl_refuses_are_listed_as_train_would_refuse_them(
+    cli, shipped_models, no_gpu, monkeypatch
+):
+    monkeypatch.setattr("grpo_cli.commands.doctor.stack_report", stack_ok)
+    shutil.copytree(CONFIGS, shipped_models / "configs")
+    # trl/trainer/grpo_config.py, __post_init__: the clip bounds must be ordered
+    bounds = "{vllm_importance_sampling_clip_min: 5.0, vllm_importance_sampling_clip_max: 2.0}"
+    result = cli("doctor", "configs/smoke_cpu.yaml", "--set", f"training.trl={bounds}")
+    assert result.code == 1, result.out
+    text = flat(result.out)
+    assert "TRL refused the training settings" in text and "must be less than" in text
+    assert "training.trl" in problem_keys(result.out)
+    assert "can start here" not in text
+
+
+def test_a_training_trl_key_grpoconfig_lacks_is_listed_with_a_did_you_mean(
+    cli, shipped_models, no_gpu, monkeypatch
+):
+    monkeypatch.setattr("grpo_cli.commands.doctor.stack_report", stack_ok)
+    shutil.copytree(CONFIGS, shipped_models / "configs")
+    result = cli("doctor", "configs/smoke_cpu.yaml", "--set", "training.trl={top_kk: 5}")
+    assert result.code == 1, result.out
+    problems = problem_text(result.out)
+    assert "trl.GRPOConfig has no field 'top_kk'. Did you mean 'top_k'? Keys under" in problems
+    assert "training.trl.top_kk" in problem_keys(result.out)
+
+
+def test_a_setting_the_backend_config_rewrites_is_listed_with_the_fix(
+    cli, shipped_models, no_gpu, monkeypatch
+):
+    import trl
+
+    class Rewriting(trl.GRPOConfig):  # as Unsloth's config does for loss_type dapo
+        def __post_init__(self):
+            super().__post_init__()
+            self.epsilon_high = 0.28
+
+    monkeypatch.setattr(trl, "GRPOConfig", Rewriting)
+    monkeypatch.setattr("grpo_cli.commands.doctor.stack_report", stack_ok)
+    shutil.copytree(CONFIGS, shipped_models / "configs")
+    result = cli("doctor", "configs/smoke_cpu.yaml")
+    assert result.code == 1, result.out
+    text = problem_text(result.out)
+    assert "trl would train with epsilon_high 0.28, not the 0.2 set here" in text
+    assert "if trl's value is what you want, set it in the config" in text
+
+
+def test_unsloth_is_imported_before_its_config_is_checked_and_its_failure_is_a_problem(
+    cli, shipped_models, no_gpu, monkeypatch
+):
+    from grpo_cli.errors import GrpoError
+
+    def broken():
+        raise GrpoError("model.backend unsloth: importing unsloth failed: RuntimeError: no", "fix")
+
+    from grpo_cli import hardware
+
+    installed = hardware.installed_packages
+    monkeypatch.setattr(
+        hardware, "installed_packages", lambda cfg=None: {**installed(cfg), "unsloth": True}
+    )
+    monkeypatch.setattr("grpo_cli.training.models.import_unsloth_first", broken)
+    monkeypatch.setattr("grpo_cli.commands.doctor.stack_report", stack_ok)
+    shutil.copytree(CONFIGS, shipped_models / "configs")
+    result = cli("doctor", "configs/smoke_cpu.yaml", "--set", "model.backend=unsloth")
+    assert result.code == 1 and "Traceback" not in result.out + result.err, result.out
+    assert "importing unsloth failed: RuntimeError: no: fix" in problem_text(result.out)
+    assert "model.backend" in problem_keys(result.out)
+
+
 def test_the_gpu_recipe_on_cpu_lists_every_setting_with_its_file_and_line(cli, no_gpu, monkeypatch):
     monkeypatch.setattr("grpo_cli.commands.doctor.stack_report", stack_ok)
     result = cli("doctor", CONFIGS / "qwen3b_gsm8k.yaml")
@@ -452,6 +522,11 @@ def problem_keys(out: str) -> dict[str, str]:
             where[key] = " ".join(location)
             cells = []
     return where
+
+
+def problem_text(out: str) -> str:
+    """The problems table's second column, its wrapped lines joined."""
+    return " ".join(c[1] for c in table_rows(out.split("\nproblems (", 1)[1]) if len(c) == 2)
 
 
 def located(config: str, key: str) -> str:

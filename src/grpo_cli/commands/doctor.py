@@ -2,9 +2,10 @@
 config will work.
 
 the machine (nvidia-smi, no torch) and the library stack, while the Hub is asked in a thread ->
-with CONFIG: the checks `grpo train` runs before any download (torch imported), its model and
-dataset in the local cache, an estimate of peak GPU memory on the common GPUs -> the problems,
-each with its fix -> with --check: a short real run of each training path this GPU supports.
+with CONFIG: the checks `grpo train` runs before any download (torch and trl imported, unsloth
+when it is the backend), its model and dataset in the local cache, an estimate of peak GPU
+memory on the common GPUs -> the problems, each with its fix -> with --check: a short real run
+of each training path this GPU supports.
 The work is done in `grpo_cli.hardware`, `grpo_cli.stack`, `grpo_cli.hub_access`,
 `grpo_cli.memory` and `grpo_cli.selfcheck`.
 
@@ -88,7 +89,7 @@ def doctor(config_path: Path | None, overrides: list[str], *, check: bool = Fals
         print_memory(out, loaded.config, plan)
         if not findings:
             findings += unseen_gpu(smi, plan)
-        findings += config_findings(loaded, plan, cached)
+        findings += config_findings(loaded, plan, cached, construction_checks(loaded, plan))
     print_findings(out, findings, loaded)
     failed = run_self_check(out) if check else False
     return 1 if findings or failed else 0
@@ -270,12 +271,53 @@ def cache_states(cfg: GrpoConfig, hub: HubState) -> list[CacheState]:
 # --- the config on this machine -----------------------------------------------------------------
 
 
+def construction_checks(loaded: LoadedConfig, plan: Preflight) -> list[tuple[str, str]]:
+    """What `grpo train` refuses once the machine's checks pass (trl_args.check_construction):
+    the backend's GRPOConfig built from the config. Unsloth's own config class rewrites
+    settings, so it is imported first, as train does; where it cannot be, TRL's class (which
+    Unsloth's extends) still says which settings no backend takes."""
+    import contextlib
+    import io
+
+    from grpo_cli.errors import GrpoError
+    from grpo_cli.training.trl_args import construction_problems
+
+    problems: list[tuple[str, str]] = []
+    backend = plan.backend
+    if backend == "unsloth" and plan.has.get("unsloth"):
+        from grpo_cli.training.models import import_unsloth_first
+
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):  # its banner is not the report's
+                import_unsloth_first()
+        except GrpoError as exc:
+            problems.append(("model.backend", with_fix(exc.message, exc.hint or "")))
+            backend = "trl"
+    found = construction_problems(
+        loaded.config, backend, plan.precision, plan.hardware.device, plan.tracker
+    )
+    return problems + [(key, with_fix(message, found.hint)) for key, message in found.problems]
+
+
+def with_fix(message: str, fix: str) -> str:
+    """A refusal's message and its hint as one sentence, or two when the message ends one."""
+    if not fix:
+        return message
+    if message.endswith((".", "?", "!")):
+        return f"{message} {fix[:1].upper()}{fix[1:]}."
+    return f"{message}: {fix}"
+
+
 def config_findings(
-    loaded: LoadedConfig, plan: Preflight, cached: list[CacheState]
+    loaded: LoadedConfig,
+    plan: Preflight,
+    cached: list[CacheState],
+    construction: list[tuple[str, str]] | None = None,
 ) -> list[Finding]:
     """The settings that stop `grpo train` here, files the Hub cannot send included, each at the
     file and line that set it, in the config's order."""
     problems = [(c.key, c.fix) for c in cached if c.fix is not None] + plan.problems
+    problems += construction or []
     if not problems:
         return []
     located = config_error(loaded, problems).problems
