@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from grpo_cli import unsloth_names
 from grpo_cli.commands.doctor import machine_findings
+from grpo_cli.errors import GrpoError
 from grpo_cli.stack import StackRow
 from tests.conftest import CONFIGS, MINIMAL, REPO
 from tests.test_cli import HEAVY
@@ -408,6 +410,48 @@ def test_a_model_the_hub_cannot_send_is_a_problem_only_when_it_is_not_cached(
     online = cli("doctor", config)
     assert online.code == 0, online.out
     assert "not cached yet: downloaded on first use" in flat(online.out)
+
+
+@pytest.mark.parametrize(
+    ("backend", "in_cache", "said"),
+    [
+        ("auto", "unsloth/Qwen2.5-0.5B-Instruct-unsloth-bnb-4bit", "in the local cache"),
+        ("trl", "unsloth/Qwen2.5-0.5B-Instruct-unsloth-bnb-4bit", None),  # trl loads the name
+        ("auto", "Qwen/Qwen2.5-0.5B-Instruct-AWQ", None),  # another repo, not a copy
+    ],
+)
+def test_doctor_says_cached_exactly_when_train_would_not_refuse(
+    cli, write, no_gpu, monkeypatch, tmp_path, backend, in_cache, said
+):
+    from grpo_cli.config import load_config
+    from grpo_cli.hub_access import config_items, refuse_unreachable
+
+    if not unsloth_names.tables() and in_cache.startswith("unsloth/"):
+        pytest.skip("unsloth is not installed: its mapper names the copies")
+    monkeypatch.setattr("grpo_cli.commands.doctor.stack_report", stack_ok)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(
+        "grpo_cli.hub_access.model_in_cache", lambda name, revision=None: name == in_cache
+    )
+    body = MINIMAL + "data: {source: synthetic}\nlogging: {report_to: none}\n"
+    model = f"model:\n  backend: {backend}\n  quantization: 4bit\n"
+    config = write("hub.yaml", body.replace("model:\n", model, 1))
+    result = cli("doctor", config)
+    rows: dict[str, str] = {}
+    for cells in table_rows(result.out):  # the Hub table's row, not the problems table's
+        if len(cells) == 2:
+            rows.setdefault(cells[0], cells[1])
+    items = config_items(load_config(config).config)
+    if said is None:
+        assert "not in the local cache" in rows["model.name"]
+        assert "model.name" in problem_keys(result.out)
+        with pytest.raises(GrpoError):
+            refuse_unreachable(items, lambda: (False, "offline"))
+    else:
+        assert rows["model.name"].startswith(f"Qwen/Qwen2.5-0.5B-Instruct: {said}"), rows
+        assert in_cache in rows["model.name"]
+        assert "model.name" not in problem_keys(result.out)  # (4-bit on this CPU is one)
+        refuse_unreachable(items, lambda: (False, "offline"))
 
 
 def test_a_config_that_does_not_load_exits_2_before_any_report(cli, write):

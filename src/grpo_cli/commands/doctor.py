@@ -246,7 +246,7 @@ class CacheState:
 
 def cache_states(cfg: GrpoConfig, hub: HubState) -> list[CacheState]:
     """The rule `grpo train` refuses by (hub_access.refuse_unreachable), item by item."""
-    from grpo_cli.hub_access import config_items, is_hub_id, maybe_cached, offline_error
+    from grpo_cli.hub_access import cached_as, config_items, is_hub_id, offline_error
 
     states = []
     for item in config_items(cfg):
@@ -254,8 +254,9 @@ def cache_states(cfg: GrpoConfig, hub: HubState) -> list[CacheState]:
             local = "a local folder" if item.kind == "model" else "a local file or folder"
             where = "generated here, no download" if item.name == "synthetic" else local
             states.append(CacheState(item.key, item.name, where))
-        elif maybe_cached(item):
-            states.append(CacheState(item.key, item.name, "in the local cache"))
+        elif (found := cached_as(item)) is not None:
+            copy = f" (Unsloth's copy, {found})" if found != item.name else ""
+            states.append(CacheState(item.key, item.name, f"in the local cache{copy}"))
         elif hub.reachable:
             states.append(
                 CacheState(item.key, item.name, "not cached yet: downloaded on first use")
