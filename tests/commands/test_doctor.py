@@ -281,8 +281,19 @@ def test_every_shipped_config_gets_the_whole_report_at_80_columns(
         "on the common GPUs (estimate)",
     ):
         assert title in titles, titles
-    gpus = [c[0] for c in table_rows(result.out) if len(c) == 4 and c[1].endswith("GiB")]
+    after = result.out.split("on the common GPUs (estimate)", 1)[1]
+    fit_table = after[: after.index("└")]
+    gpus = [c[0] for c in table_rows(fit_table) if c[0]]
     assert gpus == ["T4 16 GB", "L4 24 GB", "A10G 24 GB", "A100 40 GB", "A100 80 GB", "H100 80 GB"]
+    assert "┃ memory" not in fit_table  # one size per GPU: its name's
+    # each thing said once: the tracker with its reason, the offline fix under problems only
+    assert "note logging:" not in flat(result.out)
+    assert flat(result.out).count("connect this machine to the network") <= 1
+    if "\nproblems (" in result.out:  # one problem per key: the first fix train would ask for
+        problems = result.out.split("\nproblems (", 1)[1]
+        keys = [line.split("│")[1].strip() for line in problems.splitlines() if "│" in line]
+        keys = [k for k in keys if k and "." in k and ":" not in k and "/" not in k]
+        assert len(keys) == len(set(keys)), keys
 
 
 def test_the_smoke_config_can_start_on_cpu(cli, shipped_models, no_gpu, monkeypatch):
@@ -487,8 +498,12 @@ def test_the_memory_estimate_shows_its_parts_and_what_would_fit(cli, write, no_g
     rows = table_rows(cli("doctor", config).out)
     assert ["vLLM (gpu_memory_utilization 0.7)", "11.2"] in rows
     assert ["total (estimate)", "13.2"] in rows
-    assert ["T4", "16 GiB", "too small", "set model.max_seq_length: 512"] in rows
-    assert ["L4", "24 GiB", "fits", ""] in rows
+    # the GPU's name says its size: no second figure for it beside the verdict's
+    assert ["T4", "too small", "set model.max_seq_length: 512"] in rows
+    assert ["L4", "fits", ""] in rows
+    monkeypatch.setattr(memory, "fit_table", lambda est, cfg=None: fits[1:])
+    out = cli("doctor", config).out
+    assert ["L4", "fits"] in table_rows(out) and "to make it fit" not in out
 
 
 # --- --check ------------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ from grpo_cli.config.yamlio import display_path
 from grpo_cli.hardware import (
     NvidiaSmi,
     Preflight,
+    choose_tracker,
     preflight,
     probe_nvidia_smi,
     torch_cuda_build,
@@ -224,7 +225,7 @@ def print_hub(out: Console, hub: HubState, cached: list[CacheState]) -> None:
     table = _pairs("Hugging Face Hub")
     table.add_row("Hub", escape(f"{'reachable' if hub.reachable else 'unreachable'}: {hub.reason}"))
     table.add_row("token", "present" if hub.token else "none (gated models need HF_TOKEN)")
-    if not hub.reachable:
+    if not hub.reachable and not any(state.fix for state in cached):  # else under problems
         table.add_row(
             "offline use",
             "models and datasets from local folders, or cached ones with HF_HUB_OFFLINE=1",
@@ -241,7 +242,8 @@ class CacheState:
     key: str
     name: str
     state: str
-    fix: str | None = None  # set when a run cannot get the files here
+    fix: str | None = None  # set when a run cannot get the files here: what to do
+    reason: str = ""  # why the Hub cannot be asked, with `fix`
 
 
 def cache_states(cfg: GrpoConfig, hub: HubState) -> list[CacheState]:
@@ -262,10 +264,9 @@ def cache_states(cfg: GrpoConfig, hub: HubState) -> list[CacheState]:
                 CacheState(item.key, item.name, "not cached yet: downloaded on first use")
             )
         else:
-            error = offline_error(item.name, item.kind, item.key, hub.reason)
-            fix = f"{error.message.split(': ', 1)[-1]}: {error.hint}"
+            hint = offline_error(item.name, item.kind, item.key, hub.reason).hint or ""
             state = "not in the local cache, and the Hub is unreachable"
-            states.append(CacheState(item.key, item.name, state, fix))
+            states.append(CacheState(item.key, item.name, state, hint, hub.reason))
     return states
 
 
@@ -317,12 +318,34 @@ def config_findings(
 ) -> list[Finding]:
     """The settings that stop `grpo train` here, files the Hub cannot send included, each at the
     file and line that set it, in the config's order."""
-    problems = [(c.key, c.fix) for c in cached if c.fix is not None] + plan.problems
-    problems += construction or []
-    if not problems:
-        return []
-    located = config_error(loaded, problems).problems
-    return [Finding(p.key, p.message, p.location) for p in located]
+    # train stops at the machine's refusals before it builds GRPOConfig: a key refused there
+    # is fixed first (on a CPU, Unsloth's fallback rewrites the adamw_8bit preflight refuses)
+    refused = {key for key, _ in plan.problems}
+    problems = plan.problems + [p for p in construction or [] if p[0] not in refused]
+    located = config_error(loaded, problems).problems if problems else []
+    findings = [Finding(p.key, p.message, p.location) for p in located]
+    offline = [c for c in cached if c.fix is not None]
+    return ([offline_finding(loaded, offline)] if offline else []) + findings
+
+
+def offline_finding(loaded: LoadedConfig, offline: list[CacheState]) -> Finding:
+    """The model and dataset the Hub cannot send, in one paragraph: the Hub table above says
+    each one's state, and the ways on that they share (the network, HF_HUB_OFFLINE) are said
+    once."""
+    located = config_error(loaded, [(c.key, "") for c in offline]).problems
+    names = " and ".join(c.name for c in offline)
+    said = f"not in the local cache, and the Hugging Face Hub cannot be asked ({offline[0].reason})"
+    if len(offline) == 1:
+        message = f"{names} is {said}: {offline[0].fix}"
+    else:
+        ways = [(c.key, (c.fix or "").split("; or ")) for c in offline]
+        shared = [w for w in ways[0][1] if all(w in other for _, other in ways[1:])]
+        own = [f"{key}: {'; or '.join(w for w in mine if w not in shared)}." for key, mine in ways]
+        both = [f"Or, for both: {'; or '.join(shared)}."] if shared else []
+        message = " ".join([f"{names} are {said}.", *own, *both])
+    return Finding(
+        " and ".join(p.key for p in located), message, "\n".join(p.location for p in located)
+    )
 
 
 def print_plan(out: Console, loaded: LoadedConfig, plan: Preflight) -> None:
@@ -330,9 +353,15 @@ def print_plan(out: Console, loaded: LoadedConfig, plan: Preflight) -> None:
     table.add_row("runs on", escape(plan.hardware.describe()))
     table.add_row("backend", escape(f"{plan.backend} ({plan.backend_reason})"))
     table.add_row("precision", escape(f"{plan.precision} ({plan.precision_reason})"))
-    table.add_row("tracker", escape(plan.tracker))
+    # the tracker's reason, when auto chose it, is the preflight's note on it: said once, here
+    tracker_note = choose_tracker(loaded.config.logging.report_to, plan.has)[1]
+    if tracker_note is None:
+        table.add_row("tracker", escape(f"{plan.tracker} (logging.report_to)"))
+    else:
+        table.add_row("tracker", escape(tracker_note.removeprefix("logging: ")))
     for note in plan.notes:
-        table.add_row("note", escape(note.removeprefix("note: ")))
+        if note != tracker_note:
+            table.add_row("note", escape(note.removeprefix("note: ")))
     out.print(table)
 
 
@@ -366,17 +395,17 @@ def memory_table(est: MemoryEstimate) -> Table:
 
 def fit_view(fits: list[GpuFit]) -> Table:
     table = Table(title="on the common GPUs (estimate)", title_justify="left")
-    table.add_column("GPU")
-    table.add_column("memory", justify="right")
+    # no memory column: the GPU's name says its size, the verdict what CUDA leaves of it
+    table.add_column("GPU", no_wrap=True)
     table.add_column("verdict")
-    table.add_column("to make it fit")
+    misfits = any(not fit.fits for fit in fits)
+    if misfits:
+        table.add_column("to make it fit")
     for fit in fits:
-        table.add_row(
-            escape(fit.gpu),
-            f"{fit.memory_gib:.0f} GiB",
-            escape(fit.verdict),
-            escape("; ".join(fit.suggestions)) if not fit.fits else "",
-        )
+        cells = [escape(fit.gpu), escape(fit.verdict)]
+        if misfits:
+            cells.append(escape("; ".join(fit.suggestions)) if not fit.fits else "")
+        table.add_row(*cells)
     return table
 
 
