@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from grpo_cli import hub_access
+from grpo_cli import hub_access, unsloth_names
 from grpo_cli.errors import GrpoError
 from grpo_cli.hub_access import (
     HubItem,
@@ -51,6 +51,17 @@ class FakeHub:
     def send(self, client: httpx.Client, request: httpx.Request, **kwargs: object) -> None:
         self.requests.append(str(request.url))
         raise FAILURES[self.kind]
+
+
+# what makes huggingface_hub (HF_HUB_OFFLINE, TRANSFORMERS_OFFLINE) or datasets offline, or
+# points them at another cache: a child that must reach the (closed) Hub starts without them
+OFFLINE_VARIABLES = (
+    "HF_HUB_CACHE",
+    "HF_DATASETS_CACHE",
+    "HF_HUB_OFFLINE",
+    "TRANSFORMERS_OFFLINE",
+    "HF_DATASETS_OFFLINE",
+)
 
 
 @pytest.fixture
@@ -389,7 +400,7 @@ def test_eval_of_an_uncached_model_is_refused_before_any_ml_library_is_imported(
         "print('HEAVY', [m for m in heavy if m in sys.modules], rc, file=sys.stderr)\n"
     )
     env = {**os.environ, "HF_ENDPOINT": closed, "HF_HOME": str(tmp_path / "hf")}
-    for variable in ("HF_HUB_CACHE", "HF_DATASETS_CACHE", "HF_HUB_OFFLINE"):
+    for variable in OFFLINE_VARIABLES:
         env.pop(variable, None)
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
@@ -401,21 +412,74 @@ def test_eval_of_an_uncached_model_is_refused_before_any_ml_library_is_imported(
     assert "connection refused" in done.stderr
 
 
-def test_a_copy_unsloth_would_load_or_a_prepared_dataset_is_not_refused(hub, tmp_path):
-    from huggingface_hub import constants
-
-    model = HubItem("Qwen/Qwen2.5-3B-Instruct", "model.name")
+def test_a_copy_unsloth_would_load_or_a_prepared_dataset_is_not_refused(hub, tiny_model, tmp_path):
+    copy = "unsloth/Qwen2.5-3B-Instruct-unsloth-bnb-4bit"
+    model = HubItem("Qwen/Qwen2.5-3B-Instruct", "model.name", copies=(copy,))
     data = HubItem("openai/gsm8k", "data.source", "dataset", subset="main")
-    (Path(constants.HF_HUB_CACHE) / "models--unsloth--Qwen2.5-3B-Instruct-unsloth-bnb-4bit").mkdir(
-        parents=True
-    )
+    cache_model(tiny_model, copy, tmp_path / "hub")
     refuse_unreachable([model])
+    assert hub_access.cached_as(model) == copy
     with pytest.raises(GrpoError, match="data.source: openai/gsm8k is not"):
         refuse_unreachable([model, data])
     assert len(hub.requests) == 1
-    (tmp_path / "hf" / "datasets" / "openai___gsm8k").mkdir(parents=True)
+    cache_dataset(tmp_path, "openai/gsm8k", "main", [{"question": "1+1?", "answer": "#### 2"}])
     refuse_unreachable([model, data])
     assert len(hub.requests) == 1
+
+
+def test_only_the_exact_repo_counts_as_cached(hub, tiny_model, tmp_path):
+    """Not a prefix of another repo, not another spelling: huggingface_hub looks a repo up in
+    models--{org}--{name} with its case kept (file_download.py, repo_folder_name)."""
+    cache_model(tiny_model, "Qwen/Qwen2.5-3B-Instruct", tmp_path / "hub")
+    (tmp_path / "hub" / "models--unsloth--Qwen2.5-3B-bnb-4bit").mkdir()  # an empty folder
+    assert hub_access.cached_as(HubItem("Qwen/Qwen2.5-3B-Instruct", "model.name")) is not None
+    for name in ("Qwen/Qwen2.5-3B", "qwen/qwen2.5-3b-instruct", "Qwen/Qwen2.5-3B-Instruct-AWQ"):
+        item = HubItem(name, "model.name", copies=("unsloth/Qwen2.5-3B-bnb-4bit",))
+        assert hub_access.cached_as(item) is None, name
+        with pytest.raises(GrpoError, match=f"model.name: {name} is not"):
+            refuse_unreachable([item])
+    cache_dataset(tmp_path, "openai/gsm8k-extra", "main", [{"question": "q", "answer": "#### 1"}])
+    assert hub_access.cached_as(HubItem("openai/gsm8k", "data.source", "dataset")) is None
+
+
+def test_the_unsloth_copy_counts_only_for_a_backend_that_may_be_unsloth():
+    from grpo_cli.config.schema import GrpoConfig
+    from grpo_cli.hub_access import config_items
+
+    def copies(**model: str) -> tuple[str, ...]:
+        raw = {"model": {"name": "Qwen/Qwen2.5-3B-Instruct", **model}, "rewards": ["correctness"]}
+        return config_items(GrpoConfig.model_validate(raw))[0].copies
+
+    if not unsloth_names.tables():
+        pytest.skip("unsloth is not installed: its mapper names the copies")
+    # unsloth/models/mapper.py: the dynamic 4-bit upload is the one FLOAT_TO_INT_MAPPER gives
+    assert copies(quantization="4bit") == ("unsloth/Qwen2.5-3B-Instruct-unsloth-bnb-4bit",)
+    assert copies(quantization="4bit", backend="unsloth") == copies(quantization="4bit")
+    assert copies(quantization="none") == ("unsloth/Qwen2.5-3B-Instruct",)
+    assert copies(quantization="4bit", backend="trl") == ()  # trl loads the name as written
+
+
+@pytest.mark.parametrize(
+    ("repo", "subset", "ask"),
+    [
+        ("someone/math", "main", "main"),
+        ("someone/math", "main", None),
+        ("someone/math", "main", "socratic"),
+        ("someone/other", "main", "main"),
+    ],
+)
+def test_the_quick_dataset_rule_agrees_with_datasets_own(hub, tmp_path, repo, subset, ask):
+    cache_dataset(tmp_path, "someone/math", "main", [{"question": "1+1?", "answer": "#### 2"}])
+    item = HubItem(repo, "data.source", "dataset", subset=ask)
+    assert (hub_access.cached_as(item) is not None) == dataset_in_cache(repo, ask)
+
+
+def test_a_dataset_with_several_prepared_subsets_needs_one_named(hub, tmp_path):
+    for subset in ("main", "socratic"):
+        cache_dataset(tmp_path, "someone/math", subset, [{"question": "q", "answer": "#### 1"}])
+    assert dataset_in_cache("someone/math") is False  # datasets: "multiple configurations"
+    assert hub_access.cached_as(HubItem("someone/math", "data.source", "dataset")) is None
+    assert hub_access.cached_as(HubItem("someone/math", "x", "dataset", subset="main"))
 
 
 def test_local_and_synthetic_sources_never_ask_the_hub(hub, tiny_model):

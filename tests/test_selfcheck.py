@@ -22,8 +22,8 @@ from grpo_cli.selfcheck import CheckRow, failure_detail, planned_paths, run_chec
 CPU = Hardware(device="cpu")
 T4 = Hardware("cuda", "Tesla T4", 15.0, (7, 5), 1, bf16=False)
 H100 = Hardware("cuda", "NVIDIA H100 80GB HBM3", 79.2, (9, 0), 1, bf16=True)
-EVERYTHING = {"unsloth": True, "vllm": True, "bitsandbytes": True}
-NOTHING = {"unsloth": False, "vllm": False, "bitsandbytes": False}
+EVERYTHING = {"unsloth": True, "vllm": True, "bitsandbytes": True, "vllm_4bit": True}
+NOTHING = {"unsloth": False, "vllm": False, "bitsandbytes": False, "vllm_4bit": False}
 INSTALL = "pip install -e '.[gpu]'"
 
 
@@ -80,6 +80,17 @@ def test_a_gpu_without_the_gpu_extra_names_each_missing_package_and_the_install(
     assert plan["unsloth fast_inference (vLLM, 16-bit)"] == (
         f"unsloth and vllm are not installed: {INSTALL}"
     )
+
+
+def test_fast_inference_is_checked_on_16bit_weights_without_the_vllm_bitsandbytes_plugin():
+    # vLLM >= 0.28 loads 4-bit weights only with vllm-bnb-plugin (unsloth_zoo/vllm_utils.py):
+    # bitsandbytes alone would fail the path for a package the user did not ask for.
+    plan = skips(T4, {**EVERYTHING, "vllm_4bit": False})
+    assert "unsloth fast_inference (vLLM, 16-bit)" in plan
+    assert plan["unsloth fast_inference (vLLM, 16-bit)"] is None
+    specs = {p.slug: p for p in selfcheck._paths(T4, {**EVERYTHING, "vllm_4bit": False})}
+    assert specs["unsloth-fast-inference"].model["quantization"] == "none"
+    assert specs["unsloth-4bit"].model["quantization"] == "4bit"  # no vLLM there: still 4-bit
 
 
 @pytest.mark.parametrize("hw", [H100, T4], ids=["H100", "T4"])
@@ -149,6 +160,53 @@ def test_on_a_gpu_each_path_trains_then_evaluates_and_merges_start_from_the_4bit
     assert by_log["merge-unsloth-merge"][1] == str(tmp_path / "runs" / "unsloth-4bit")
     assert option(by_log["merge-peft-merge"], "--dtype") == "bf16"  # native on an H100
     assert option(by_log["merge-peft-eval"], "-m") == str(tmp_path / "merged" / "merge-peft")
+
+
+class SlowSteps:
+    """A clock and a run_cli on it: each step takes SECONDS of fake time, or the timeout it is
+    given when that is shorter (as a step that is stopped does)."""
+
+    def __init__(self, seconds: float):
+        self.now, self.seconds = 0.0, seconds
+        self.timeouts: list[tuple[str, float]] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def run_cli(self, args, log, timeout=selfcheck.STEP_TIMEOUT_S):
+        self.timeouts.append((log.stem, timeout))
+        self.now += min(self.seconds, timeout)
+        return None if self.seconds <= timeout else f"{args[0]} timed out after {timeout:.0f} s"
+
+
+def test_the_whole_check_keeps_to_its_budget_and_skips_what_is_left_saying_why(
+    fake_steps, tmp_path, monkeypatch
+):
+    slow = SlowSteps(seconds=50)  # a T4 slower than we expect: 8 paths would take 11 minutes
+    monkeypatch.setattr(selfcheck, "run_cli", slow.run_cli)
+    rows = run_checks(Console(stderr=True), tmp_path, H100, clock=slow.clock)
+    assert slow.now <= selfcheck.CHECK_BUDGET_S < 300  # the issue's 5 minutes
+    statuses = [row.status for row in rows]
+    assert statuses[:2] == ["passed", "passed"] and "skipped" in statuses
+    assert "failed" not in statuses  # the budget running out is no path's failure
+    spent = [row for row in rows if row.status == "skipped"]
+    assert all("budget" in row.detail and "is spent" in row.detail for row in spent), spent
+    # the step still running when the budget ran out got only what was left of it
+    assert slow.timeouts[-1][1] < selfcheck.STEP_TIMEOUT_S
+    assert sum(min(50, t) for _, t in slow.timeouts) <= selfcheck.CHECK_BUDGET_S
+
+
+def test_a_step_that_hangs_gets_its_own_timeout_while_the_budget_lasts(
+    fake_steps, tmp_path, monkeypatch
+):
+    slow = SlowSteps(seconds=10_000)
+    monkeypatch.setattr(selfcheck, "run_cli", slow.run_cli)
+    rows = run_checks(Console(stderr=True), tmp_path, H100, clock=slow.clock)
+    assert rows[0].status == "failed"
+    assert rows[0].detail == f"train timed out after {selfcheck.STEP_TIMEOUT_S} s"
+    assert slow.timeouts[0][1] == selfcheck.STEP_TIMEOUT_S
+    assert rows[1].status == "skipped" and "budget" in rows[1].detail
+    assert slow.now <= selfcheck.CHECK_BUDGET_S
 
 
 def test_a_t4_merges_in_fp16_and_a_failed_4bit_run_leaves_the_merge_to_the_16bit_one(

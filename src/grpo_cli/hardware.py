@@ -396,31 +396,59 @@ class NvidiaSmi:
     error: str | None = None  # why no GPU was read
 
 
-def probe_nvidia_smi(timeout: float = 10.0) -> NvidiaSmi:
+# `grpo doctor` must answer in under 2 s; a warm driver answers nvidia-smi in about 0.1 s.
+SMI_TIMEOUT_S = 1.5
+
+
+def probe_nvidia_smi(timeout: float = SMI_TIMEOUT_S) -> NvidiaSmi:
     import shutil
     import subprocess
+    import time
 
     smi = shutil.which("nvidia-smi")
     if smi is None:
         return NvidiaSmi(Hardware(device="cpu"), error="no NVIDIA GPU (nvidia-smi not found)")
     query = "name,memory.total,compute_cap,driver_version"
+    # Both asked at once: each waits on the driver, and one after the other doubled the wait.
+    # The plain table is the only place that names the driver's CUDA version.
+    commands = [[smi, f"--query-gpu={query}", "--format=csv,noheader,nounits"], [smi]]
     try:
-        gpus = subprocess.run(
-            [smi, f"--query-gpu={query}", "--format=csv,noheader,nounits"],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        # The plain table is the only place that names the driver's CUDA version.
-        table = subprocess.run([smi], capture_output=True, text=True, timeout=timeout)
-    except (OSError, subprocess.TimeoutExpired) as exc:
+        procs = [
+            subprocess.Popen(
+                command,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                stdin=subprocess.DEVNULL,
+                text=True,
+            )
+            for command in commands
+        ]
+    except OSError as exc:
         return NvidiaSmi(Hardware(device="cpu"), error=f"nvidia-smi failed: {exc}")
-    rows = [line.split(", ") for line in gpus.stdout.strip().splitlines() if line.strip()]
-    if gpus.returncode != 0 or not rows or len(rows[0]) != 4:
-        said = (gpus.stdout + gpus.stderr).strip().splitlines()
+    deadline = time.monotonic() + timeout
+    answers: list[tuple[str, str, int]] = []
+    for proc in procs:
+        try:
+            out, err = proc.communicate(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            for late in procs:  # killed, not drained: a child it started may hold the pipes
+                late.kill()
+                late.wait()
+                for pipe in (late.stdout, late.stderr):
+                    if pipe is not None:
+                        pipe.close()
+            # Not "failed": a driver without persistence mode can take seconds to wake.
+            return NvidiaSmi(
+                Hardware(device="cpu"), error=f"nvidia-smi did not answer in {timeout:g} s"
+            )
+        answers.append((out, err, proc.returncode))
+    (gpus_out, gpus_err, gpus_code), (table_out, _, _) = answers
+    rows = [line.split(", ") for line in gpus_out.strip().splitlines() if line.strip()]
+    if gpus_code != 0 or not rows or len(rows[0]) != 4:
+        said = (gpus_out + gpus_err).strip().splitlines()
         return NvidiaSmi(
             Hardware(device="cpu"),
-            error=f"nvidia-smi failed: {said[0] if said else f'exit code {gpus.returncode}'}",
+            error=f"nvidia-smi failed: {said[0] if said else f'exit code {gpus_code}'}",
         )
     name, memory_mib, capability, driver = (field.strip() for field in rows[0])
     cap = _capability(capability)
@@ -430,9 +458,9 @@ def probe_nvidia_smi(timeout: float = 10.0) -> NvidiaSmi:
         gpu_memory_gib=round(float(memory_mib) / 1024, 1) if _number(memory_mib) else None,
         capability=cap,
         gpu_count=len(rows),
-        bf16=cap is not None and cap >= (8, 0),
+        bf16=native_bf16(cap),
     )
-    match = re.search(r"CUDA Version:\s*([0-9.]+)", table.stdout)
+    match = re.search(r"CUDA Version:\s*([0-9.]+)", table_out)
     return NvidiaSmi(hw, driver=driver, driver_cuda=match.group(1) if match else None)
 
 

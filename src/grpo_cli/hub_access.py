@@ -14,6 +14,7 @@ online: models/auto/auto_factory.py passes the user's adapter_kwargs, not local_
 from __future__ import annotations
 
 import os
+import re
 import sys
 import threading
 import time
@@ -192,13 +193,19 @@ class HubItem:
     kind: str = "model"  # or "dataset"
     revision: str | None = None
     subset: str | None = None
+    # Other repos the loader takes instead of NAME: the copy Unsloth loads for the quantization
+    copies: tuple[str, ...] = ()
 
 
 def config_items(cfg: GrpoConfig) -> list[HubItem]:
-    """The config's model and dataset."""
+    """The config's model and dataset; for a backend that may be Unsloth, the model's copy
+    Unsloth downloads instead of it (unsloth_names.unsloth_repo) counts as the model."""
+    from grpo_cli.unsloth_names import unsloth_repo
+
     m, d = cfg.model, cfg.data
+    copy = unsloth_repo(m.name, m.quantization) if m.backend != "trl" else None
     return [
-        HubItem(m.name, "model.name", revision=m.revision),
+        HubItem(m.name, "model.name", revision=m.revision, copies=(copy,) if copy else ()),
         HubItem(d.source, "data.source", "dataset", subset=d.subset),
     ]
 
@@ -215,10 +222,9 @@ def refuse_unreachable(
     items: list[HubItem], answer: Callable[[], tuple[bool, str]] = hub_reachable
 ) -> None:
     """Before the weights and rows are loaded (and, given a `start_probe` ANSWER, without waiting
-    for the Hub on top of the imports): refuse at once when an item is a Hub id with nothing of
-    it in the local caches and the Hub does not answer. The look here is lenient, so that
-    nothing loadable is refused: any cached copy of the name counts (Unsloth's 4-bit ones among
-    them); `cache_first` decides at the load."""
+    for the Hub on top of the imports): refuse at once when an item is a Hub id that does not
+    load from the local caches (`cached_as`, which `grpo doctor` shows) and the Hub does not
+    answer."""
     wanted = _uncached(items)
     if not wanted:
         return
@@ -229,7 +235,7 @@ def refuse_unreachable(
 
 
 def _uncached(items: list[HubItem]) -> list[HubItem]:
-    return [i for i in items if is_hub_id(i.name, i.kind) and not maybe_cached(i)]
+    return [i for i in items if is_hub_id(i.name, i.kind) and cached_as(i) is None]
 
 
 def is_hub_id(name: str, kind: str) -> bool:
@@ -238,27 +244,35 @@ def is_hub_id(name: str, kind: str) -> bool:
     return not (looks_like_path(name) or Path(name).expanduser().exists())
 
 
-def maybe_cached(item: HubItem) -> bool:
-    """Some of ITEM is in the local cache: a folder of its name (any spelling: the loaders and
-    their versions differ on case and separators), or for a model one of Unsloth's copies."""
-    from huggingface_hub import constants
-
+def cached_as(item: HubItem) -> str | None:
+    """The repo under which ITEM loads from the local cache with no network, or None: NAME (or,
+    for a model, one of its COPIES) spelled exactly as the loaders look it up. The Hub
+    cache keeps a repo's case (huggingface_hub/file_download.py, repo_folder_name:
+    models--{org}--{name}), so `qwen/qwen2.5-3b-instruct` is not `Qwen/Qwen2.5-3B-Instruct`, and a
+    name is not a prefix of another (`Qwen2.5-3B` is not `Qwen2.5-3B-Instruct`)."""
     if item.kind == "model":
         if model_in_cache(item.name, item.revision):
-            return True
-        root, prefixes = Path(constants.HF_HUB_CACHE), ["models" + item.name]
-        prefixes.append("modelsunsloth" + item.name.split("/")[-1])  # unsloth/<name>-bnb-4bit
-    else:
-        root, prefixes = Path(_datasets_cache()), [item.name]
-    keys = [_letters(p) for p in prefixes]
-    try:
-        return any(_letters(f.name).startswith(tuple(keys)) for f in root.expanduser().iterdir())
-    except OSError:  # no cache folder yet
-        return False
+            return item.name
+        # a copy is another repo: the config's revision names a commit of NAME, not of it
+        return next((copy for copy in item.copies if model_in_cache(copy)), None)
+    return item.name if prepared_dataset(item.name, item.subset) else None
 
 
-def _letters(name: str) -> str:
-    return "".join(c for c in name.lower() if c.isalnum())
+def prepared_dataset(source: str, subset: str | None = None) -> bool:
+    """`dataset_in_cache`'s rule without importing datasets (seconds, too many before an
+    offline refusal): a folder <cache>/<namespace>___<name in snake case>/<subset or any>/
+    <version>/<hash>, as datasets/packaged_modules/cache/cache.py (_find_hash_in_cache) globs."""
+    *namespace, name = source.split("/")
+    folder = Path(_datasets_cache()) / "___".join([*namespace, _snake_case(name)])
+    subsets = {p.parts[-3] for p in folder.glob(f"{subset or '*'}/*/*") if p.is_dir()}
+    # without a subset, datasets refuses a cache that holds several ("multiple configurations")
+    return len(subsets) == 1
+
+
+def _snake_case(name: str) -> str:
+    """datasets/naming.py, camelcase_to_snakecase."""
+    name = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", name)
+    return re.sub(r"([a-z\d])([A-Z])", r"\1_\2", name).lower()
 
 
 @contextmanager

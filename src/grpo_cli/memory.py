@@ -23,7 +23,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from grpo_cli.geometry import batch_geometry, geometry_problems
-from grpo_cli.hardware import Hardware, choose_backend, choose_precision, hardware_problems
+from grpo_cli.hardware import (
+    Hardware,
+    choose_backend,
+    choose_precision,
+    hardware_problems,
+    native_bf16,
+)
 
 if TYPE_CHECKING:
     from grpo_cli.config.schema import GrpoConfig
@@ -189,8 +195,8 @@ UNSLOTH_VLLM_KEY = "model.gpu_memory_utilization"
 
 
 def _gpu(name: str, memory_gib: float, capability: tuple[int, int]) -> Hardware:
-    # Native bfloat16 from compute capability 8.0, as hardware.probe() reads it on a real GPU.
-    return Hardware("cuda", name, memory_gib, capability, gpu_count=1, bf16=capability >= (8, 0))
+    # Native bfloat16 by the rule hardware.probe() reads a real GPU with.
+    return Hardware("cuda", name, memory_gib, capability, gpu_count=1, bf16=native_bf16(capability))
 
 
 # Memory as hardware.probe() reports it (torch's total_memory in GiB, one decimal), a little

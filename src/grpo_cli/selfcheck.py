@@ -16,7 +16,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,9 +25,17 @@ from grpo_cli import hardware
 from grpo_cli.hardware import Hardware, choose_precision
 from grpo_cli.tiny_model import MODEL_SIZES, write_tiny_model
 
-# One step's limit: the whole check must end within 5 minutes on a T4, and a step that takes
-# this long has hung (Unsloth's fast_inference, the slowest, spends most of it starting vLLM).
+# One step's limit: a step that takes this long has hung (Unsloth's fast_inference, the slowest,
+# spends most of it starting vLLM).
 STEP_TIMEOUT_S = 180
+# The whole check's limit: the issue promises under 5 minutes on a T4; the tiny model's build,
+# the table and the clean-up take the rest. Steps share it: one that is still running when it is
+# spent is stopped, and the paths not started by then are skipped.
+CHECK_BUDGET_S = 270
+# A child spends about this long importing torch and the CLI before it does anything: with less
+# left, a step could only be stopped half-way.
+MIN_STEP_S = 15
+BUDGET_SPENT = f"the check's {CHECK_BUDGET_S} s budget (5 minutes in all) is spent"
 EVAL_ROWS = 2
 EVAL_TOKENS = 8
 if TYPE_CHECKING:
@@ -75,7 +83,8 @@ class _CheckPath:
 
 def planned_paths(hw: Hardware, has: dict[str, bool]) -> list[tuple[str, str | None]]:
     """Every path the check knows, in the order it runs them, with the reason it is skipped on
-    this machine (None: it runs). `has` says which of unsloth, vllm and bitsandbytes import."""
+    this machine (None: it runs). `has` says which of unsloth, vllm, bitsandbytes and the vLLM
+    bitsandbytes plugin (vllm_4bit) are installed, as `hardware.installed_packages` does."""
     return [(p.path, p.skip) for p in _paths(hw, has)]
 
 
@@ -87,7 +96,10 @@ def _paths(hw: Hardware, has: dict[str, bool]) -> list[_CheckPath]:
     # Unsloth's offloaded checkpointing, fast_inference on top of 4-bit weights.
     recipe_lora = {"gradient_checkpointing": "unsloth"}
     recipe_optim = "adamw_8bit" if has.get("bitsandbytes") else "adamw_torch"
-    fast_quant = "4bit" if has.get("bitsandbytes") else "none"
+    # 4-bit weights through vLLM >= 0.28 need vllm-bnb-plugin besides bitsandbytes
+    # (unsloth_zoo/vllm_utils.py raises "pip install vllm-bnb-plugin"; hardware.installed_packages
+    # sets vllm_4bit): without it the fast_inference path is checked on 16-bit weights.
+    fast_quant = "4bit" if has.get("bitsandbytes") and has.get("vllm_4bit") else "none"
     no_vllm = _needs(hw, has, "vllm")
     fast_label = f"unsloth fast_inference (vLLM, {'4-bit' if fast_quant == '4bit' else '16-bit'})"
     return [
@@ -154,10 +166,18 @@ def _needs(hw: Hardware, has: dict[str, bool], *packages: str) -> str | None:
     return None
 
 
-def run_checks(console: Console, workdir: Path, hw: Hardware) -> list[CheckRow]:
+def run_checks(
+    console: Console,
+    workdir: Path,
+    hw: Hardware,
+    budget_s: float = CHECK_BUDGET_S,
+    clock: Callable[[], float] = time.monotonic,
+) -> list[CheckRow]:
     """Run every path `planned_paths` allows here, one child process per step, and return one row
-    per path. WORKDIR holds the tiny model, the configs, runs, evals, merges and one log per step;
-    a second check in the same WORKDIR replaces the first one's files."""
+    per path, all within BUDGET_S seconds (by CLOCK). WORKDIR holds the tiny model, the configs,
+    runs, evals, merges and one log per step; a second check in the same WORKDIR replaces the
+    first one's files."""
+    deadline = clock() + budget_s
     from grpo_cli.training.models import quiet_progress_bars
 
     workdir.mkdir(parents=True, exist_ok=True)
@@ -176,9 +196,12 @@ def run_checks(console: Console, workdir: Path, hw: Hardware) -> list[CheckRow]:
         elif spec.uses and not any(u in trained for u in spec.uses):
             tried = " or ".join(u for u in spec.uses if u in ran)
             row = CheckRow(spec.path, "skipped", f"{tried} did not train", None)
+        elif deadline - clock() < MIN_STEP_S:
+            row = CheckRow(spec.path, "skipped", BUDGET_SPENT, None)
         else:
             source = next((u for u in spec.uses if u in trained), None)
-            row = _run_path(spec, workdir, model, native, source, trained, configs)
+            steps = _steps(spec, workdir, model, native, source, trained, configs)
+            row = _run_path(spec, steps, workdir, trained, deadline, clock)
             ran.add(spec.path)
         rows.append(row)
         _report(console, row)
@@ -187,21 +210,28 @@ def run_checks(console: Console, workdir: Path, hw: Hardware) -> list[CheckRow]:
 
 def _run_path(
     spec: _CheckPath,
+    steps: Iterator[tuple[str, list[str]]],
     workdir: Path,
-    model: Path,
-    native: str,
-    source: str | None,
     trained: dict[str, Path],
-    configs: dict[str, Path],
+    deadline: float,
+    clock: Callable[[], float],
 ) -> CheckRow:
-    started = time.perf_counter()
-    for label, args in _steps(spec, workdir, model, native, source, trained, configs):
-        error = run_cli(args, workdir / "logs" / f"{spec.slug}-{label}.log")
+    started = clock()
+    for label, args in steps:
+        left = deadline - clock()
+        if left < MIN_STEP_S:
+            return CheckRow(spec.path, "skipped", f"before its {label}: {BUDGET_SPENT}", None)
+        timeout = min(STEP_TIMEOUT_S, left)
+        error = run_cli(args, workdir / "logs" / f"{spec.slug}-{label}.log", timeout)
         if error is not None:
-            return CheckRow(spec.path, "failed", error, time.perf_counter() - started)
+            if timeout < STEP_TIMEOUT_S and clock() >= deadline:
+                # stopped by the budget, not by a hang of its own: not the path's failure
+                why = f"stopped during its {label}: {BUDGET_SPENT}"
+                return CheckRow(spec.path, "skipped", why, clock() - started)
+            return CheckRow(spec.path, "failed", error, clock() - started)
         if label == "train":
             trained[spec.path] = workdir / "runs" / spec.slug
-    return CheckRow(spec.path, "passed", "", time.perf_counter() - started)
+    return CheckRow(spec.path, "passed", "", clock() - started)
 
 
 def _steps(

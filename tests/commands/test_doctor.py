@@ -11,8 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from grpo_cli import unsloth_names
+from grpo_cli.commands.doctor import machine_findings
+from grpo_cli.errors import GrpoError
 from grpo_cli.stack import StackRow
 from tests.conftest import CONFIGS, MINIMAL, REPO
+from tests.optional import require
 from tests.test_cli import HEAVY
 
 T4 = "Tesla T4, 15360, 7.5, 535.104.05"
@@ -28,6 +32,10 @@ def _offline_and_wide(monkeypatch):
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
     monkeypatch.setenv("COLUMNS", "80")
     monkeypatch.delenv("HF_TOKEN", raising=False)
+    # Importing unsloth patches transformers and trl for the rest of the process (and sets
+    # offline variables): in-process reports stop short of it; one test runs it for real, in
+    # a process of its own.
+    monkeypatch.setattr("grpo_cli.training.models.import_unsloth_first", lambda: None)
 
 
 @pytest.fixture
@@ -71,6 +79,25 @@ def test_without_config_imports_no_ml_library():
     assert "HEAVY []" in result.stderr, result.stderr
     for section in ("machine", "stack", "Hugging Face Hub"):
         assert f"\n{section} " in f"\n{result.stdout}", result.stdout
+
+
+def test_the_unsloth_recipe_is_checked_with_unsloth_imported_as_train_does():
+    """doctor CONFIG builds Unsloth's own GRPOConfig (it rewrites settings), so it imports
+    unsloth first, as grpo train does, and says what it found, never a traceback."""
+    require("unsloth", "doctor imports it for an unsloth-backend config")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "80"}
+    config = str(CONFIGS / "llama1b_fp8_gsm8k.yaml")
+    result = subprocess.run(
+        [sys.executable, "-m", "grpo_cli", "doctor", config],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=300,
+    )
+    assert result.returncode == 1, result.stderr  # this CPU machine cannot run fp8
+    assert "Traceback" not in result.stderr, result.stderr
+    assert "model.quantization" in result.stdout and "would stop here" in result.stdout
 
 
 def test_no_gpu_is_said_and_is_not_a_problem(cli, no_gpu, monkeypatch):
@@ -121,6 +148,46 @@ def test_a_failing_nvidia_smi_is_a_driver_problem(cli, tmp_path, monkeypatch):
     text = flat(result.out)
     assert "GPU nvidia-smi failed: NVIDIA-SMI has failed because it could not communicate" in text
     assert "driver nvidia-smi failed" in text and "update it" in text
+
+
+def slow_nvidia_smi(folder: Path, monkeypatch, seconds: float) -> Path:
+    """An nvidia-smi that logs when each call starts and ends, answering after SECONDS."""
+    folder.mkdir(parents=True, exist_ok=True)
+    log = folder / "calls.log"
+    script = folder / "nvidia-smi"
+    script.write_text(
+        f"#!/bin/sh\necho start >> {log}\nsleep {seconds}\necho end >> {log}\n"
+        'case "$1" in --query-gpu=*) '
+        f"echo '{T4}';; *) echo '{SMI_TABLE.format(cuda='12.2')}';; esac\n"
+    )
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ['PATH']}")
+    return log
+
+
+def test_nvidia_smi_is_asked_both_questions_at_once(tmp_path, monkeypatch):
+    from grpo_cli.hardware import probe_nvidia_smi
+
+    log = slow_nvidia_smi(tmp_path / "bin", monkeypatch, seconds=0.3)
+    smi = probe_nvidia_smi(timeout=30)
+    assert smi.hardware.gpu_name == "Tesla T4" and smi.driver_cuda == "12.2"
+    # one after the other would read start, end, start, end
+    assert log.read_text().split() == ["start", "start", "end", "end"]
+
+
+def test_an_nvidia_smi_that_does_not_answer_is_said_and_not_waited_for(tmp_path, monkeypatch):
+    import time
+
+    from grpo_cli.hardware import probe_nvidia_smi
+
+    slow_nvidia_smi(tmp_path / "bin", monkeypatch, seconds=30)
+    started = time.monotonic()
+    smi = probe_nvidia_smi(timeout=0.2)
+    assert time.monotonic() - started < 30 / 2  # returned at its timeout, not nvidia-smi's pace
+    assert smi.error == "nvidia-smi did not answer in 0.2 s"
+    assert smi.hardware.device == "cpu"
+    # a driver that is slow to wake is not said to be broken
+    assert not machine_findings(smi, "12.8", stack_ok())
 
 
 def test_a_cpu_build_of_torch_on_a_gpu_machine_is_a_problem(cli, tmp_path, monkeypatch):
@@ -240,8 +307,21 @@ def test_every_shipped_config_gets_the_whole_report_at_80_columns(
         "on the common GPUs (estimate)",
     ):
         assert title in titles, titles
-    gpus = [c[0] for c in table_rows(result.out) if len(c) == 4 and c[1].endswith("GiB")]
+    after = result.out.split("on the common GPUs (estimate)", 1)[1]
+    fit_table = after[: after.index("└")]
+    gpus = [c[0] for c in table_rows(fit_table) if c[0]]
     assert gpus == ["T4", "L4", "A10G", "A100 40GB", "A100 80GB", "H100"]
+    # one size per GPU: the memory column's, which the verdict repeats
+    sizes = [c[1] for c in table_rows(fit_table) if c[0]]
+    assert sizes == ["14.7 GiB", "22.2 GiB", "22.5 GiB", "39.6 GiB", "79.2 GiB", "79.6 GiB"]
+    # each thing said once: the tracker with its reason, the offline fix under problems only
+    assert "note logging:" not in flat(result.out)
+    assert flat(result.out).count("connect this machine to the network") <= 1
+    if "\nproblems (" in result.out:  # one problem per key: the first fix train would ask for
+        problems = result.out.split("\nproblems (", 1)[1]
+        keys = [line.split("│")[1].strip() for line in problems.splitlines() if "│" in line]
+        keys = [k for k in keys if k and "." in k and ":" not in k and "/" not in k]
+        assert len(keys) == len(set(keys)), keys
 
 
 def test_the_smoke_config_can_start_on_cpu(cli, shipped_models, no_gpu, monkeypatch):
@@ -254,6 +334,76 @@ def test_the_smoke_config_can_start_on_cpu(cli, shipped_models, no_gpu, monkeypa
     assert rows["data.source"] == "synthetic: generated here, no download"
     assert rows["backend"].startswith("trl (")
     assert "No problems found: grpo train configs/smoke_cpu.yaml can start here." in result.out
+
+
+def test_settings_trl_refuses_are_listed_as_train_would_refuse_them(
+    cli, shipped_models, no_gpu, monkeypatch
+):
+    monkeypatch.setattr("grpo_cli.commands.doctor.stack_report", stack_ok)
+    shutil.copytree(CONFIGS, shipped_models / "configs")
+    # trl/trainer/grpo_config.py, __post_init__: the clip bounds must be ordered
+    bounds = "{vllm_importance_sampling_clip_min: 5.0, vllm_importance_sampling_clip_max: 2.0}"
+    result = cli("doctor", "configs/smoke_cpu.yaml", "--set", f"training.trl={bounds}")
+    assert result.code == 1, result.out
+    text = flat(result.out)
+    assert "TRL refused the training settings" in text and "must be less than" in text
+    assert "training.trl" in problem_keys(result.out)
+    assert "can start here" not in text
+
+
+def test_a_training_trl_key_grpoconfig_lacks_is_listed_with_a_did_you_mean(
+    cli, shipped_models, no_gpu, monkeypatch
+):
+    monkeypatch.setattr("grpo_cli.commands.doctor.stack_report", stack_ok)
+    shutil.copytree(CONFIGS, shipped_models / "configs")
+    result = cli("doctor", "configs/smoke_cpu.yaml", "--set", "training.trl={top_kk: 5}")
+    assert result.code == 1, result.out
+    problems = problem_text(result.out)
+    assert "trl.GRPOConfig has no field 'top_kk'. Did you mean 'top_k'? Keys under" in problems
+    assert "training.trl.top_kk" in problem_keys(result.out)
+
+
+def test_a_setting_the_backend_config_rewrites_is_listed_with_the_fix(
+    cli, shipped_models, no_gpu, monkeypatch
+):
+    import trl
+
+    class Rewriting(trl.GRPOConfig):  # as Unsloth's config does for loss_type dapo
+        def __post_init__(self):
+            super().__post_init__()
+            self.epsilon_high = 0.28
+
+    monkeypatch.setattr(trl, "GRPOConfig", Rewriting)
+    monkeypatch.setattr("grpo_cli.commands.doctor.stack_report", stack_ok)
+    shutil.copytree(CONFIGS, shipped_models / "configs")
+    result = cli("doctor", "configs/smoke_cpu.yaml")
+    assert result.code == 1, result.out
+    text = problem_text(result.out)
+    assert "trl would train with epsilon_high 0.28, not the 0.2 set here" in text
+    assert "if trl's value is what you want, set it in the config" in text
+
+
+def test_unsloth_is_imported_before_its_config_is_checked_and_its_failure_is_a_problem(
+    cli, shipped_models, no_gpu, monkeypatch
+):
+    from grpo_cli.errors import GrpoError
+
+    def broken():
+        raise GrpoError("model.backend unsloth: importing unsloth failed: RuntimeError: no", "fix")
+
+    from grpo_cli import hardware
+
+    installed = hardware.installed_packages
+    monkeypatch.setattr(
+        hardware, "installed_packages", lambda cfg=None: {**installed(cfg), "unsloth": True}
+    )
+    monkeypatch.setattr("grpo_cli.training.models.import_unsloth_first", broken)
+    monkeypatch.setattr("grpo_cli.commands.doctor.stack_report", stack_ok)
+    shutil.copytree(CONFIGS, shipped_models / "configs")
+    result = cli("doctor", "configs/smoke_cpu.yaml", "--set", "model.backend=unsloth")
+    assert result.code == 1 and "Traceback" not in result.out + result.err, result.out
+    assert "importing unsloth failed: RuntimeError: no: fix" in problem_text(result.out)
+    assert "model.backend" in problem_keys(result.out)
 
 
 def test_the_gpu_recipe_on_cpu_lists_every_setting_with_its_file_and_line(cli, no_gpu, monkeypatch):
@@ -302,6 +452,48 @@ def test_a_model_the_hub_cannot_send_is_a_problem_only_when_it_is_not_cached(
     assert "not cached yet: downloaded on first use" in flat(online.out)
 
 
+@pytest.mark.parametrize(
+    ("backend", "in_cache", "said"),
+    [
+        ("auto", "unsloth/Qwen2.5-0.5B-Instruct-unsloth-bnb-4bit", "in the local cache"),
+        ("trl", "unsloth/Qwen2.5-0.5B-Instruct-unsloth-bnb-4bit", None),  # trl loads the name
+        ("auto", "Qwen/Qwen2.5-0.5B-Instruct-AWQ", None),  # another repo, not a copy
+    ],
+)
+def test_doctor_says_cached_exactly_when_train_would_not_refuse(
+    cli, write, no_gpu, monkeypatch, tmp_path, backend, in_cache, said
+):
+    from grpo_cli.config import load_config
+    from grpo_cli.hub_access import config_items, refuse_unreachable
+
+    if not unsloth_names.tables() and in_cache.startswith("unsloth/"):
+        pytest.skip("unsloth is not installed: its mapper names the copies")
+    monkeypatch.setattr("grpo_cli.commands.doctor.stack_report", stack_ok)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(
+        "grpo_cli.hub_access.model_in_cache", lambda name, revision=None: name == in_cache
+    )
+    body = MINIMAL + "data: {source: synthetic}\nlogging: {report_to: none}\n"
+    model = f"model:\n  backend: {backend}\n  quantization: 4bit\n"
+    config = write("hub.yaml", body.replace("model:\n", model, 1))
+    result = cli("doctor", config)
+    rows: dict[str, str] = {}
+    for cells in table_rows(result.out):  # the Hub table's row, not the problems table's
+        if len(cells) == 2:
+            rows.setdefault(cells[0], cells[1])
+    items = config_items(load_config(config).config)
+    if said is None:
+        assert "not in the local cache" in rows["model.name"]
+        assert "model.name" in problem_keys(result.out)
+        with pytest.raises(GrpoError):
+            refuse_unreachable(items, lambda: (False, "offline"))
+    else:
+        assert rows["model.name"].startswith(f"Qwen/Qwen2.5-0.5B-Instruct: {said}"), rows
+        assert in_cache in rows["model.name"]
+        assert "model.name" not in problem_keys(result.out)  # (4-bit on this CPU is one)
+        refuse_unreachable(items, lambda: (False, "offline"))
+
+
 def test_a_config_that_does_not_load_exits_2_before_any_report(cli, write):
     bad = write("bad.yaml", MINIMAL + "trainig: {}\n")
     result = cli("doctor", bad)
@@ -343,6 +535,9 @@ def test_the_memory_estimate_shows_its_parts_and_what_would_fit(cli, write, no_g
     assert ["total (estimate)", "13.2"] in rows
     assert ["T4", "14.7 GiB", "too small", "set model.max_seq_length: 512"] in rows
     assert ["L4", "22.2 GiB", "fits", ""] in rows
+    monkeypatch.setattr(memory, "fit_table", lambda est, cfg=None: fits[1:])
+    out = cli("doctor", config).out
+    assert ["L4", "22.2 GiB", "fits"] in table_rows(out) and "to make it fit" not in out
 
 
 # --- --check ------------------------------------------------------------------------------------
@@ -420,6 +615,11 @@ def problem_keys(out: str) -> dict[str, str]:
             where[key] = " ".join(location)
             cells = []
     return where
+
+
+def problem_text(out: str) -> str:
+    """The problems table's second column, its wrapped lines joined."""
+    return " ".join(c[1] for c in table_rows(out.split("\nproblems (", 1)[1]) if len(c) == 2)
 
 
 def located(config: str, key: str) -> str:

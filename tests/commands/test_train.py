@@ -643,6 +643,17 @@ def test_settings_trl_refuses_are_refused_before_the_model_loads(cli, tiny_model
     assert "must be less than" in result.err and not (tmp_path / "outputs").exists()
 
 
+@pytest.mark.usefixtures("no_weights")
+def test_a_training_trl_key_grpoconfig_lacks_is_refused_as_doctor_lists_it(
+    cli, tiny_model, tmp_path
+):
+    result = cli(*smoke_args(tiny_model, tmp_path, "--set", "training.trl={top_kk: 5}"))
+    assert result.code == 2 and "Traceback" not in result.err, result.err
+    assert "training.trl.top_kk: trl.GRPOConfig has no field 'top_kk'. Did you mean" in result.err
+    assert "Hint: keys under training.trl are trl.GRPOConfig's field names" in result.err
+    assert not (tmp_path / "outputs").exists()
+
+
 def test_a_setting_the_trainer_rewrites_after_the_model_loads_is_refused(
     cli, tiny_model, tmp_path, monkeypatch
 ):

@@ -2,9 +2,10 @@
 config will work.
 
 the machine (nvidia-smi, no torch) and the library stack, while the Hub is asked in a thread ->
-with CONFIG: the checks `grpo train` runs before any download (torch imported), its model and
-dataset in the local cache, an estimate of peak GPU memory on the common GPUs -> the problems,
-each with its fix -> with --check: a short real run of each training path this GPU supports.
+with CONFIG: the checks `grpo train` runs before any download (torch and trl imported, unsloth
+when it is the backend), its model and dataset in the local cache, an estimate of peak GPU
+memory on the common GPUs -> the problems, each with its fix -> with --check: a short real run
+of each training path this GPU supports.
 The work is done in `grpo_cli.hardware`, `grpo_cli.stack`, `grpo_cli.hub_access`,
 `grpo_cli.memory` and `grpo_cli.selfcheck`.
 
@@ -30,8 +31,10 @@ from grpo_cli.config import LoadedConfig, load_config
 from grpo_cli.config.loader import config_error
 from grpo_cli.config.yamlio import display_path
 from grpo_cli.hardware import (
+    BF16_NEEDS,
     NvidiaSmi,
     Preflight,
+    choose_tracker,
     preflight,
     probe_nvidia_smi,
     torch_cuda_build,
@@ -88,7 +91,7 @@ def doctor(config_path: Path | None, overrides: list[str], *, check: bool = Fals
         print_memory(out, loaded.config, plan)
         if not findings:
             findings += unseen_gpu(smi, plan)
-        findings += config_findings(loaded, plan, cached)
+        findings += config_findings(loaded, plan, cached, construction_checks(loaded, plan))
     print_findings(out, findings, loaded)
     failed = run_self_check(out) if check else False
     return 1 if findings or failed else 0
@@ -193,7 +196,7 @@ def print_machine(out: Console, smi: NvidiaSmi, cuda_build: str | None) -> None:
         table.add_row("memory", memory)
         cap = hw.capability
         table.add_row("compute capability", f"{cap[0]}.{cap[1]}" if cap else "unknown")
-        table.add_row("native bf16", "yes" if hw.bf16 else "no (needs compute capability 8.0)")
+        table.add_row("native bf16", "yes" if hw.bf16 else f"no (needs {BF16_NEEDS})")
         table.add_row("fp8", "yes" if hw.fp8 else "no (needs compute capability 8.9)")
         driver = smi.driver or "unknown"
         if smi.driver_cuda:
@@ -223,7 +226,7 @@ def print_hub(out: Console, hub: HubState, cached: list[CacheState]) -> None:
     table = _pairs("Hugging Face Hub")
     table.add_row("Hub", escape(f"{'reachable' if hub.reachable else 'unreachable'}: {hub.reason}"))
     table.add_row("token", "present" if hub.token else "none (gated models need HF_TOKEN)")
-    if not hub.reachable:
+    if not hub.reachable and not any(state.fix for state in cached):  # else under problems
         table.add_row(
             "offline use",
             "models and datasets from local folders, or cached ones with HF_HUB_OFFLINE=1",
@@ -240,12 +243,13 @@ class CacheState:
     key: str
     name: str
     state: str
-    fix: str | None = None  # set when a run cannot get the files here
+    fix: str | None = None  # set when a run cannot get the files here: what to do
+    reason: str = ""  # why the Hub cannot be asked, with `fix`
 
 
 def cache_states(cfg: GrpoConfig, hub: HubState) -> list[CacheState]:
     """The rule `grpo train` refuses by (hub_access.refuse_unreachable), item by item."""
-    from grpo_cli.hub_access import config_items, is_hub_id, maybe_cached, offline_error
+    from grpo_cli.hub_access import cached_as, config_items, is_hub_id, offline_error
 
     states = []
     for item in config_items(cfg):
@@ -253,33 +257,96 @@ def cache_states(cfg: GrpoConfig, hub: HubState) -> list[CacheState]:
             local = "a local folder" if item.kind == "model" else "a local file or folder"
             where = "generated here, no download" if item.name == "synthetic" else local
             states.append(CacheState(item.key, item.name, where))
-        elif maybe_cached(item):
-            states.append(CacheState(item.key, item.name, "in the local cache"))
+        elif (found := cached_as(item)) is not None:
+            copy = f" (Unsloth's copy, {found})" if found != item.name else ""
+            states.append(CacheState(item.key, item.name, f"in the local cache{copy}"))
         elif hub.reachable:
             states.append(
                 CacheState(item.key, item.name, "not cached yet: downloaded on first use")
             )
         else:
-            error = offline_error(item.name, item.kind, item.key, hub.reason)
-            fix = f"{error.message.split(': ', 1)[-1]}: {error.hint}"
+            hint = offline_error(item.name, item.kind, item.key, hub.reason).hint or ""
             state = "not in the local cache, and the Hub is unreachable"
-            states.append(CacheState(item.key, item.name, state, fix))
+            states.append(CacheState(item.key, item.name, state, hint, hub.reason))
     return states
 
 
 # --- the config on this machine -----------------------------------------------------------------
 
 
+def construction_checks(loaded: LoadedConfig, plan: Preflight) -> list[tuple[str, str]]:
+    """What `grpo train` refuses once the machine's checks pass (trl_args.check_construction):
+    the backend's GRPOConfig built from the config. Unsloth's own config class rewrites
+    settings, so it is imported first, as train does; where it cannot be, TRL's class (which
+    Unsloth's extends) still says which settings no backend takes."""
+    import contextlib
+    import io
+
+    from grpo_cli.errors import GrpoError
+    from grpo_cli.training.trl_args import construction_problems
+
+    problems: list[tuple[str, str]] = []
+    backend = plan.backend
+    if backend == "unsloth" and plan.has.get("unsloth"):
+        from grpo_cli.training.models import import_unsloth_first
+
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):  # its banner is not the report's
+                import_unsloth_first()
+        except GrpoError as exc:
+            problems.append(("model.backend", with_fix(exc.message, exc.hint or "")))
+            backend = "trl"
+    found = construction_problems(
+        loaded.config, backend, plan.precision, plan.hardware.device, plan.tracker
+    )
+    return problems + [(key, with_fix(message, found.hint)) for key, message in found.problems]
+
+
+def with_fix(message: str, fix: str) -> str:
+    """A refusal's message and its hint as one sentence, or two when the message ends one."""
+    if not fix:
+        return message
+    if message.endswith((".", "?", "!")):
+        return f"{message} {fix[:1].upper()}{fix[1:]}."
+    return f"{message}: {fix}"
+
+
 def config_findings(
-    loaded: LoadedConfig, plan: Preflight, cached: list[CacheState]
+    loaded: LoadedConfig,
+    plan: Preflight,
+    cached: list[CacheState],
+    construction: list[tuple[str, str]] | None = None,
 ) -> list[Finding]:
     """The settings that stop `grpo train` here, files the Hub cannot send included, each at the
     file and line that set it, in the config's order."""
-    problems = [(c.key, c.fix) for c in cached if c.fix is not None] + plan.problems
-    if not problems:
-        return []
-    located = config_error(loaded, problems).problems
-    return [Finding(p.key, p.message, p.location) for p in located]
+    # train stops at the machine's refusals before it builds GRPOConfig: a key refused there
+    # is fixed first (on a CPU, Unsloth's fallback rewrites the adamw_8bit preflight refuses)
+    refused = {key for key, _ in plan.problems}
+    problems = plan.problems + [p for p in construction or [] if p[0] not in refused]
+    located = config_error(loaded, problems).problems if problems else []
+    findings = [Finding(p.key, p.message, p.location) for p in located]
+    offline = [c for c in cached if c.fix is not None]
+    return ([offline_finding(loaded, offline)] if offline else []) + findings
+
+
+def offline_finding(loaded: LoadedConfig, offline: list[CacheState]) -> Finding:
+    """The model and dataset the Hub cannot send, in one paragraph: the Hub table above says
+    each one's state, and the ways on that they share (the network, HF_HUB_OFFLINE) are said
+    once."""
+    located = config_error(loaded, [(c.key, "") for c in offline]).problems
+    names = " and ".join(c.name for c in offline)
+    said = f"not in the local cache, and the Hugging Face Hub cannot be asked ({offline[0].reason})"
+    if len(offline) == 1:
+        message = f"{names} is {said}: {offline[0].fix}"
+    else:
+        ways = [(c.key, (c.fix or "").split("; or ")) for c in offline]
+        shared = [w for w in ways[0][1] if all(w in other for _, other in ways[1:])]
+        own = [f"{key}: {'; or '.join(w for w in mine if w not in shared)}." for key, mine in ways]
+        both = [f"Or, for both: {'; or '.join(shared)}."] if shared else []
+        message = " ".join([f"{names} are {said}.", *own, *both])
+    return Finding(
+        " and ".join(p.key for p in located), message, "\n".join(p.location for p in located)
+    )
 
 
 def print_plan(out: Console, loaded: LoadedConfig, plan: Preflight) -> None:
@@ -287,9 +354,15 @@ def print_plan(out: Console, loaded: LoadedConfig, plan: Preflight) -> None:
     table.add_row("runs on", escape(plan.hardware.describe()))
     table.add_row("backend", escape(f"{plan.backend} ({plan.backend_reason})"))
     table.add_row("precision", escape(f"{plan.precision} ({plan.precision_reason})"))
-    table.add_row("tracker", escape(plan.tracker))
+    # the tracker's reason, when auto chose it, is the preflight's note on it: said once, here
+    tracker_note = choose_tracker(loaded.config.logging.report_to, plan.has)[1]
+    if tracker_note is None:
+        table.add_row("tracker", escape(f"{plan.tracker} (logging.report_to)"))
+    else:
+        table.add_row("tracker", escape(tracker_note.removeprefix("logging: ")))
     for note in plan.notes:
-        table.add_row("note", escape(note.removeprefix("note: ")))
+        if note != tracker_note:
+            table.add_row("note", escape(note.removeprefix("note: ")))
     out.print(table)
 
 
@@ -323,17 +396,17 @@ def memory_table(est: MemoryEstimate) -> Table:
 
 def fit_view(fits: list[GpuFit]) -> Table:
     table = Table(title="on the common GPUs (estimate)", title_justify="left")
-    table.add_column("GPU")
-    table.add_column("memory", justify="right")
+    table.add_column("GPU", no_wrap=True)
+    table.add_column("memory", justify="right", no_wrap=True)  # as torch reports it
     table.add_column("verdict")
-    table.add_column("to make it fit")
+    misfits = any(not fit.fits for fit in fits)
+    if misfits:
+        table.add_column("to make it fit")
     for fit in fits:
-        table.add_row(
-            escape(fit.gpu),
-            f"{fit.memory_gib:.1f} GiB",
-            escape(fit.verdict),
-            escape("; ".join(fit.suggestions)) if not fit.fits else "",
-        )
+        cells = [escape(fit.gpu), f"{fit.memory_gib:.1f} GiB", escape(fit.verdict)]
+        if misfits:
+            cells.append(escape("; ".join(fit.suggestions)) if not fit.fits else "")
+        table.add_row(*cells)
     return table
 
 

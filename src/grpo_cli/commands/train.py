@@ -246,9 +246,6 @@ def resolve(loaded: LoadedConfig, console: Console, hub: HubAnswer | None = None
         from grpo_cli.training.models import import_unsloth_first
 
         import_unsloth_first()
-    from grpo_cli.training.trl_args import grpo_config_fields, trl_passthrough_problems
-
-    refuse(trl_passthrough_problems(cfg, grpo_config_fields()))
     from grpo_cli.training.trl_args import check_construction
 
     check_construction(loaded, backend, checked.precision, checked.hardware.device, checked.tracker)

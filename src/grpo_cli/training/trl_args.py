@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from grpo_cli.config.schema import GrpoConfig
@@ -212,20 +213,49 @@ def rewrite_hint(backend: str) -> str:
     )
 
 
+TRL_REFUSAL_HINT = "check training.trl and the batch settings (`grpo config show` prints them)"
+UNKNOWN_FIELD_HINT = "keys under training.trl are trl.GRPOConfig's field names, passed as they are"
+
+
+@dataclass(frozen=True)
+class ConstructionProblems:
+    """What building the backend's GRPOConfig from a config refuses, and the fix they share."""
+
+    problems: list[tuple[str, str]]  # (config key, message)
+    hint: str
+
+
+def construction_problems(
+    cfg: GrpoConfig, backend: str, precision: str, device: str, tracker: str = "none"
+) -> ConstructionProblems:
+    """The settings the backend's GRPOConfig cannot take, found by building one, as `grpo train`
+    does before any download and `grpo doctor` reports: training.trl keys GRPOConfig does not
+    have, TRL's own refusals of the values (its __post_init__), and settings the backend's
+    config rewrites in its own construction. For backend unsloth the caller imports unsloth
+    first (training.models.import_unsloth_first): its patched GRPOConfig does the rewriting."""
+    unknown = trl_passthrough_problems(cfg, grpo_config_fields())
+    if unknown:  # GRPOConfig would stop at the first unknown keyword
+        return ConstructionProblems(unknown, UNKNOWN_FIELD_HINT)
+    weights = [1.0] * len(cfg.rewards)  # only their number is checked
+    asked = grpo_config_kwargs(cfg, "grpo-check", precision, device, weights, tracker=tracker)
+    try:
+        built = build_grpo_config(asked)
+    except GrpoError as exc:
+        key = "training.trl" if cfg.training.trl else "training"
+        return ConstructionProblems([(key, exc.message)], exc.hint or TRL_REFUSAL_HINT)
+    refusals = rewrite_problems(backend, rewritten_settings(asked, built), set(asked))[0]
+    return ConstructionProblems(refusals, rewrite_hint(backend))
+
+
 def check_construction(
     loaded: LoadedConfig, backend: str, precision: str, device: str, tracker: str = "none"
 ) -> None:
-    """Refuse, before any weights are downloaded, a config whose settings the backend's
-    GRPOConfig rewrites in its own construction, by building one (TRL's own refusals of the
-    settings come out here too). What the trainer changes is seen only once the model loads."""
+    """Refuse, before any weights are downloaded, what `construction_problems` finds. What the
+    trainer changes is seen only once the model loads."""
     from grpo_cli.config.loader import config_error
 
-    cfg = loaded.config
-    weights = [1.0] * len(cfg.rewards)  # only their number is checked
-    asked = grpo_config_kwargs(cfg, "grpo-check", precision, device, weights, tracker=tracker)
-    changes = rewritten_settings(asked, build_grpo_config(asked))
-    refusals = rewrite_problems(backend, changes, set(asked))[0]
-    if refusals:
-        error = config_error(loaded, refusals)
-        error.hint = rewrite_hint(backend)
+    found = construction_problems(loaded.config, backend, precision, device, tracker)
+    if found.problems:
+        error = config_error(loaded, found.problems)
+        error.hint = found.hint
         raise error
