@@ -306,8 +306,10 @@ def load_model(plan: Plan, tokenizer: Any, console: Console) -> tuple[Any, Any]:
     if plan.backend == "unsloth":
         if cfg.model.fast_inference:  # said before vLLM starts, which is when it runs short
             console.print(models.vllm_memory_line(cfg, plan.hardware.gpu_memory_gib), markup=False)
-        return models.load_unsloth_model(cfg, plan.precision)
-    return models.load_trl_model(cfg, plan.precision), tokenizer
+        model, tokenizer = models.load_unsloth_model(cfg, plan.precision)
+    else:
+        model = models.load_trl_model(cfg, plan.precision)
+    return models.saved_without_hub_lookup(model), tokenizer
 
 
 def load_data(

@@ -225,6 +225,30 @@ def load_unsloth_model(cfg: GrpoConfig, precision: str) -> tuple[Any, Any]:
     return model, tokenizer
 
 
+def saved_without_hub_lookup(model: Any) -> Any:
+    """MODEL, whose checkpoints and adapter are saved without a question to the Hub. PEFT's
+    save_pretrained, left at save_embedding_layers="auto", asks the Hub on every save whether
+    the base's config.json exists, to see if the vocabulary was resized
+    (peft/utils/save_and_load.py, get_peft_model_state_dict; peft/utils/other.py,
+    check_file_exists_on_hf_hub): a request per checkpoint from a run whose model loaded from
+    the cache, waiting out its timeout behind a firewall. grpo never resizes the embeddings, so
+    the answer is known. Embeddings named in target_modules keep PEFT's own rule (saved)."""
+    import functools
+
+    from peft.utils.constants import EMBEDDING_LAYER_NAMES
+
+    configs = getattr(model, "peft_config", None)
+    if not configs:  # not a PEFT model: nothing of PEFT's to answer for
+        return model
+    for config in configs.values():
+        targets = config.target_modules or []
+        names = [targets] if isinstance(targets, str) else list(targets)
+        if any(embedding in name for name in names for embedding in EMBEDDING_LAYER_NAMES):
+            return model
+    model.save_pretrained = functools.partial(model.save_pretrained, save_embedding_layers=False)
+    return model
+
+
 def lora_kwargs(cfg: GrpoConfig) -> dict[str, Any]:
     lora = cfg.lora
     return {
