@@ -154,10 +154,8 @@ def _needs(hw: Hardware, has: dict[str, bool], *packages: str) -> str | None:
     """Why a GPU path cannot run here, or None."""
     if hw.device != "cuda":
         why = f"needs a CUDA GPU, not {hw.describe()}"
-        if "unsloth" in packages and hw.device == "cpu":
-            # unsloth/_cpu_init.py: without a GPU Unsloth falls back to stock transformers and
-            # "supported: text LoRA / full finetuning with SFTTrainer": no GRPO, no vLLM.
-            why += "; Unsloth's CPU fallback trains SFT only"
+        # Unsloth installed on a CPU falls back to stock transformers (unsloth/_cpu_init.py):
+        # what runs then is not its GPU path, which is what this check is for.
         return why
     missing = [p for p in packages if not has.get(p)]
     if missing:
