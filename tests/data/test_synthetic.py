@@ -282,3 +282,26 @@ def test_a_config_reads_its_level_and_split(write):
     for split in ("sft", "train", "test"):
         rows = read_config_split(cfg, split, limit=20).to_list()
         assert rows == synthetic_rows(20, cfg.training.seed, split, "easy")
+
+
+def test_a_runs_held_out_rows_are_read_back_at_its_level(write, tmp_path):
+    from types import SimpleNamespace
+
+    from grpo_cli.config import load_config
+    from grpo_cli.data.loading import load_training_data, write_heldout
+    from grpo_cli.evaluation.rows import heldout_rows
+
+    def config(difficulty):
+        text = "model:\n  name: gpt2\nrewards: [correctness]\ndata:\n  source: synthetic\n"
+        text += f"  difficulty: {difficulty}\n  limit: 60\n  heldout_size: 10\n"
+        return load_config(write(f"{difficulty}.yaml", text), []).config
+
+    cfg = config("two_step")
+    data = load_training_data(cfg)
+    write_heldout(tmp_path / "run", cfg, data.heldout_ids)
+    # eval with another config still reads the rows the run held out, at the run's level
+    run = SimpleNamespace(run=SimpleNamespace(path=tmp_path / "run"))
+    raw, ids, _ = heldout_rows(config("easy"), [run])
+    held = [row["question"] for i, row in enumerate(raw.to_list()) if i in ids]
+    expected = synthetic_rows(60, cfg.training.seed, "train", "two_step")
+    assert held == [expected[i]["question"] for i in sorted(data.heldout_ids)]
