@@ -258,3 +258,10 @@ def test_trls_colocated_vllm_is_given_the_run_s_context_length(write):
     assert grpo_config_kwargs(cfg, "out", "fp16", "cuda", [1.0])["vllm_max_model_length"] == 768
     server = passes(write, "", ["vllm.use=true", "vllm.mode=server"])
     assert "vllm_max_model_length" not in grpo_config_kwargs(server, "out", "fp16", "cuda", [1.0])
+
+
+def test_a_difficulty_level_needs_synthetic_data(write):
+    problems = check(write, "data:\n  source: openai/gsm8k\n  difficulty: easy\n")
+    assert [p.key for p in problems] == ["data.difficulty"]
+    assert "data.source: synthetic" in problems[0].message
+    assert passes(write, "data:\n  source: synthetic\n  difficulty: two_step\n")

@@ -142,3 +142,166 @@ def test_a_thousand_rows_use_every_template(monkeypatch):
 def test_a_thousand_rows_have_few_repeated_questions():
     questions = [row["question"] for row in synthetic_rows(1000, seed=4)]
     assert len(set(questions)) >= 995
+
+
+# The simple levels: small problems, every one solvable from its question, and held-out problems
+# that are never among the training ones.
+
+SIMPLE_LEVELS = ("easy", "two_step", "simple")
+
+
+def solve(question: str) -> int:
+    """The answer worked out from the words of QUESTION alone, not from its worked solution:
+    what is had or bought is added, what is given away taken off."""
+    clause = re.compile(
+        r"(?P<piles>(?:has|buys) (\d+) red \w+ and (\d+) blue \w+, with (\d+) \w+ in each)"
+        r"|(?P<groups>(?:has|buys) (\d+) \w+ with (\d+) \w+ in each)"
+        r"|(?P<more>(?:has|gets|buys) (\d+))"
+        r"|(?P<less>gives (?:away )?(\d+))"
+    )
+    total = 0
+    for match in clause.finditer(question):
+        numbers = [int(n) for n in match.groups()[1:] if n is not None and n.isdigit()]
+        if match["piles"]:
+            total += (numbers[0] + numbers[1]) * numbers[2]
+        elif match["groups"]:
+            total += numbers[0] * numbers[1]
+        elif match["more"]:
+            total += numbers[0]
+        else:
+            total -= numbers[0]
+    return total
+
+
+def arithmetic(row: dict[str, str]) -> tuple[str, ...]:
+    """A problem's sums, whatever the story around them: `('5+3', '8-2')`."""
+    return tuple(expr for expr, _, _ in ANNOTATION.findall(row["answer"]))
+
+
+@pytest.mark.parametrize("difficulty", SIMPLE_LEVELS)
+def test_every_answer_of_a_simple_level_follows_from_its_question(difficulty):
+    for split in ("sft", "train", "test"):
+        for row in synthetic_rows(1000, seed=1, split=split, difficulty=difficulty):
+            *steps, final = row["answer"].split("\n")
+            gold = int(gold_answer(row["answer"]))
+            assert gold == solve(row["question"]) > 0, row
+            for line in steps:
+                ((expr, stated, shown),) = ANNOTATION.findall(line)
+                assert calculate(expr) == Fraction(stated) == int(shown), line
+            assert int(ANNOTATION.findall(steps[-1])[0][2]) == gold
+            steps_wanted = {"easy": {1}, "two_step": {2}, "simple": {1, 2}}[difficulty]
+            assert len(steps) in steps_wanted, row
+            # small numbers a tiny model can learn to add up
+            assert max(map(int, re.findall(r"\d+", row["question"]))) <= 100 and gold < 200
+
+
+@pytest.mark.parametrize("difficulty", SIMPLE_LEVELS)
+def test_held_out_problems_are_never_trained_on(difficulty):
+    sums = {
+        (split, seed): {
+            arithmetic(row)
+            for row in synthetic_rows(3000, seed=seed, split=split, difficulty=difficulty)
+        }
+        for split in ("sft", "train", "test", "validation")
+        for seed in (0, 1)
+    }
+    trained = set().union(*(sums[split, seed] for split in ("sft", "train") for seed in (0, 1)))
+    for seed in (0, 1):
+        # a held-out problem told with other names or things is still the same problem
+        assert not sums["test", seed] & trained
+        assert not sums["validation", seed] & trained
+        assert not sums["sft", seed] & (sums["train", 1 - seed] | sums["train", seed])
+    # each part is big enough to be worth its name: 200 held-out rows are 200 problems
+    assert len({arithmetic(row) for row in synthetic_rows(200, 0, "test", difficulty)}) >= 190
+
+
+@pytest.mark.parametrize("difficulty", SIMPLE_LEVELS)
+def test_a_simple_level_is_seeded(difficulty):
+    rows = synthetic_rows(300, seed=3, split="sft", difficulty=difficulty)
+    assert rows == synthetic_rows(300, seed=3, split="sft", difficulty=difficulty)
+    assert rows[:50] == synthetic_rows(50, seed=3, split="sft", difficulty=difficulty)
+    other = synthetic_rows(300, seed=4, split="sft", difficulty=difficulty)
+    assert len({r["question"] for r in rows} & {r["question"] for r in other}) <= 5
+    assert len({r["question"] for r in rows}) == 300
+
+
+def test_a_simple_level_is_the_same_in_another_process():
+    code = (
+        "import hashlib, json; from grpo_cli.data.synthetic import synthetic_rows; "
+        "rows = synthetic_rows(300, 7, 'test', 'simple'); "
+        "print(hashlib.sha256(json.dumps(rows).encode()).hexdigest())"
+    )
+    env = {**os.environ, "PYTHONHASHSEED": "54321"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
+    assert out.stdout.strip() == digest(synthetic_rows(300, 7, "test", "simple"))
+
+
+def test_simple_mixes_one_and_two_step_problems():
+    lengths = [
+        len(row["answer"].split("\n")) - 1 for row in synthetic_rows(1000, 0, "train", "simple")
+    ]
+    assert 0.2 < lengths.count(1) / len(lengths) < 0.8
+    assert set(lengths) == {1, 2}
+
+
+def test_the_default_level_makes_the_rows_it_always_made():
+    # the digest of these rows before difficulty levels existed: runs and the tiny model's
+    # tokenizer corpus are made from them
+    pinned = "95292544ce91ee4f0b9c2878a75a0dcdd82ca5506e8714e4d135b09504196a1a"
+    assert digest(synthetic_rows(300, 7, "test")) == pinned
+    assert synthetic_rows(300, 7, "test", "gsm8k_like") == synthetic_rows(300, 7, "test")
+
+
+def test_an_unknown_level_is_refused():
+    with pytest.raises(ValueError, match="difficulty must be one of gsm8k_like, easy"):
+        synthetic_rows(5, difficulty="hard")
+
+
+def test_the_config_offers_every_level(write):
+    from typing import get_args
+
+    from grpo_cli.config.schema import DataConfig
+
+    choices = get_args(DataConfig.model_fields["difficulty"].annotation)
+    assert set(choices) == set(synthetic.DIFFICULTIES)
+    assert DataConfig().difficulty == synthetic.DEFAULT_DIFFICULTY
+
+
+def test_a_config_reads_its_level_and_split(write):
+    from grpo_cli.config import load_config
+    from grpo_cli.data.loading import read_config_split
+
+    path = write(
+        "c.yaml",
+        "model:\n  name: gpt2\nrewards: [correctness]\n"
+        "data:\n  source: synthetic\n  difficulty: easy\n  limit: 20\n",
+    )
+    cfg = load_config(path, []).config
+    for split in ("sft", "train", "test"):
+        rows = read_config_split(cfg, split, limit=20).to_list()
+        assert rows == synthetic_rows(20, cfg.training.seed, split, "easy")
+
+
+def test_a_runs_held_out_rows_are_read_back_at_its_level(write, tmp_path):
+    from types import SimpleNamespace
+
+    from grpo_cli.config import load_config
+    from grpo_cli.data.loading import load_training_data, write_heldout
+    from grpo_cli.evaluation.rows import heldout_rows
+
+    def config(difficulty):
+        text = "model:\n  name: gpt2\nrewards: [correctness]\ndata:\n  source: synthetic\n"
+        text += f"  difficulty: {difficulty}\n  limit: 60\n  heldout_size: 10\n"
+        return load_config(write(f"{difficulty}.yaml", text), []).config
+
+    cfg = config("two_step")
+    data = load_training_data(cfg)
+    write_heldout(tmp_path / "run", cfg, data.heldout_ids)
+    # eval with another config still reads the rows the run held out, at the run's level
+    run = SimpleNamespace(run=SimpleNamespace(path=tmp_path / "run"))
+    raw, ids, _ = heldout_rows(config("easy"), [run])
+    held = [row["question"] for i, row in enumerate(raw.to_list()) if i in ids]
+    expected = synthetic_rows(60, cfg.training.seed, "train", "two_step")
+    assert held == [expected[i]["question"] for i in sorted(data.heldout_ids)]

@@ -228,6 +228,12 @@ def _prompt_problems(cfg: GrpoConfig) -> Iterator[tuple[str, str]]:
         )
     if d.reasoning_tag is not None and d.reasoning_tag == d.answer_tag:
         yield ("data.answer_tag", f"reasoning_tag and answer_tag are both '{d.answer_tag}'")
+    if d.difficulty != "gsm8k_like" and d.source != "synthetic":
+        yield (
+            "data.difficulty",
+            f"{d.difficulty} is a level of the synthetic problems, not of {d.source}: set "
+            "data.source: synthetic or remove data.difficulty",
+        )
 
 
 @_reads("rewards")

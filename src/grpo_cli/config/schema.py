@@ -232,6 +232,12 @@ class DataConfig(Section):
     heldout_size: int = Field(
         0, ge=0, description="Training rows set aside (seeded) for evaluation, never trained on."
     )
+    difficulty: Literal["gsm8k_like", "easy", "two_step", "simple"] = Field(
+        "gsm8k_like",
+        description="Synthetic problems only: gsm8k_like (multi-step), easy (one operation on "
+        "small numbers), two_step, or simple (easy and two_step mixed). Below gsm8k_like the "
+        "sft, train and other (held-out) splits never share a problem.",
+    )
 
     @field_validator("source")
     @classmethod

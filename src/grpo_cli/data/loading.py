@@ -109,6 +109,7 @@ def read_split(
     primary_split: str = "train",
     seed: int = 0,
     limit: int | None = None,
+    difficulty: str = "gsm8k_like",
 ) -> Dataset:
     """The raw rows of one split, the first `limit` of them when given."""
     import datasets
@@ -116,7 +117,9 @@ def read_split(
     if source == "synthetic":
         from grpo_cli.data.synthetic import synthetic_rows
 
-        rows = synthetic_rows(limit or SYNTHETIC_ROWS, seed=seed, split=split)
+        rows = synthetic_rows(
+            limit or SYNTHETIC_ROWS, seed=seed, split=split, difficulty=difficulty
+        )
         return datasets.Dataset.from_list(rows)
     if is_local(source):
         ds = _local_split(local_file(source, split, primary_split))
@@ -336,6 +339,7 @@ def read_config_split(
         primary_split=d.split,
         seed=cfg.training.seed,
         limit=limit,
+        difficulty=d.difficulty,
     )
 
 
@@ -378,6 +382,7 @@ def write_heldout(run_dir: Path, cfg: GrpoConfig, ids: list[int]) -> Path:
         "split": d.split,
         "limit": d.limit,
         "seed": cfg.training.seed,
+        "difficulty": d.difficulty,
         "row_ids": ids,
     }
     path = run_dir / HELDOUT_FILE

@@ -3,12 +3,20 @@
 The rows look like GSM8K's: a `question`, and an `answer` that works the problem one step a line
 with calculator annotations (`16 - 3 - 4 = <<16-3-4=9>>9`) and ends in `#### 9`. Every number
 along the way is a whole number and every final answer a positive integer below 1,000,000.
+
+Difficulty levels: `gsm8k_like` (the default: 12 multi-step templates, too hard for a tiny model),
+`easy` (one operation on small numbers), `two_step` (two operations) and `simple` (either). The
+levels below `gsm8k_like` split their problem space in three by a hash of the arithmetic alone,
+so the `sft` split, the `train` split (GRPO's) and every other split (held out: `test`, ...)
+never share a problem, whatever the seed, the names or the story around the numbers.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import random
+import re
 from collections.abc import Callable
 
 Person = tuple[str, str, str, str]  # name, he/she, him/her, his/her
@@ -123,24 +131,79 @@ TIMES = {2: "twice", 3: "three times", 4: "four times"}
 WEEKLY_GIFTS = ("grandmother", "grandfather", "aunt", "uncle", "mom", "dad")
 
 
-def synthetic_rows(n: int, seed: int = 0, split: str = "train") -> list[dict[str, str]]:
+DIFFICULTIES = ("gsm8k_like", "easy", "two_step", "simple")
+DEFAULT_DIFFICULTY = "gsm8k_like"
+# Share of the problem space, in tenths, each part of a split level gets; a larger warm-up part
+# since supervised fine-tuning needs the most rows.
+PARTS = {"sft": range(0, 5), "train": range(5, 8), "heldout": range(8, 10)}
+
+
+def synthetic_rows(
+    n: int, seed: int = 0, split: str = "train", difficulty: str = DEFAULT_DIFFICULTY
+) -> list[dict[str, str]]:
     """n GSM8K-style rows {"question": ..., "answer": "...worked solution...\\n#### N"}."""
     if n < 0:
         raise ValueError(f"n must be 0 or more, got {n}")
+    if difficulty not in DIFFICULTIES:
+        raise ValueError(f"difficulty must be one of {', '.join(DIFFICULTIES)}, got {difficulty!r}")
+    templates = level_templates(difficulty)
+    part = None if difficulty == DEFAULT_DIFFICULTY else split_part(split)
     # A str seed goes through SHA-512, not the per-process salted hash(), so the rows are the
-    # same in every process; putting the split in it gives each split its own stream.
-    rng = random.Random(f"grpo-cli synthetic {split} {seed}")
+    # same in every process; putting the split in it gives each split its own stream. The
+    # default level keeps the stream it always had, so existing runs stay reproducible.
+    level = "" if difficulty == DEFAULT_DIFFICULTY else f"{difficulty} "
+    rng = random.Random(f"grpo-cli synthetic {level}{split} {seed}")
     rows: list[dict[str, str]] = []
     seen: set[str] = set()
     while len(rows) < n:
-        # Redraw on a repeated question, but only a few times so a tiny space cannot hang us.
-        for _ in range(8):
-            question, steps, answer = rng.choice(TEMPLATES)(rng)
-            if question not in seen:
+        # Redraw on a repeated problem, but only a few times so a tiny space cannot hang us. On
+        # a split level a problem is its arithmetic: the same sum in other words is no new row.
+        repeats = 0
+        while True:
+            question, steps, answer = rng.choice(templates)(rng)
+            if part is None:
+                problem = question
+            else:
+                problem = arithmetic(steps)
+                if problem_part(problem) != part:
+                    continue
+            if problem not in seen or repeats >= 7:
                 break
-        seen.add(question)
+            repeats += 1
+        seen.add(problem)
         rows.append({"question": question, "answer": "\n".join([*steps, f"#### {answer}"])})
     return rows
+
+
+def split_part(split: str) -> str:
+    """The part of a split level's problem space that SPLIT draws from: `sft` the warm-up's,
+    `train` GRPO's, any other split (test, validation, ...) the held-out part."""
+    return split if split in ("sft", "train") else "heldout"
+
+
+_EXPRESSION = re.compile(r"<<([^=<>]+)=")
+
+
+def arithmetic(steps: list[str]) -> str:
+    """A problem's sums, whatever the story around them: `5+3|8-2`."""
+    return "|".join(_EXPRESSION.findall("\n".join(steps)))
+
+
+def problem_part(arithmetic: str) -> str:
+    """The part a problem belongs to, by its arithmetic alone: two stories around the same sums
+    are one problem, so a held-out problem is not trained on in other words."""
+    bucket = int(hashlib.sha256(arithmetic.encode()).hexdigest(), 16) % 10
+    return next(name for name, tenths in PARTS.items() if bucket in tenths)
+
+
+def level_templates(difficulty: str) -> tuple[Callable[[random.Random], WordProblem], ...]:
+    # Looked up on each call, so a test can swap a level's templates.
+    return {
+        "gsm8k_like": TEMPLATES,
+        "easy": EASY_TEMPLATES,
+        "two_step": TWO_STEP_TEMPLATES,
+        "simple": EASY_TEMPLATES + TWO_STEP_TEMPLATES,
+    }[difficulty]
 
 
 def eggs_sold(rng: random.Random) -> WordProblem:
@@ -432,4 +495,153 @@ TEMPLATES: tuple[Callable[[random.Random], WordProblem], ...] = (
     farm_animals,
     bake_sale_profit,
     pages_left,
+)
+
+
+# Small counted things for the simple levels: singular, plural.
+SMALL_THINGS = (
+    ("apple", "apples"),
+    ("marble", "marbles"),
+    ("sticker", "stickers"),
+    ("cookie", "cookies"),
+    ("pen", "pens"),
+    ("orange", "oranges"),
+    ("candy", "candies"),
+    ("notebook", "notebooks"),
+)
+CONTAINERS = ("bags", "boxes", "jars", "packs", "trays", "crates")
+
+
+def add_more(rng: random.Random) -> WordProblem:
+    """Some things, then more of them."""
+    name, he, _, _ = rng.choice(PEOPLE)
+    _, things = rng.choice(SMALL_THINGS)
+    a, b = rng.randint(2, 50), rng.randint(2, 50)
+    question = (
+        f"{name} has {a} {things}. {he.title()} gets {b} more. How many {things} does {he} "
+        "have now?"
+    )
+    return question, [f"{he.title()} has {_calc(f'{a} + {b}', a + b)} {things}."], a + b
+
+
+def take_away(rng: random.Random) -> WordProblem:
+    """Some things, a few of them given away."""
+    name, he, _, _ = rng.choice(PEOPLE)
+    _, things = rng.choice(SMALL_THINGS)
+    a = rng.randint(5, 60)
+    b = rng.randint(1, a - 1)
+    question = (
+        f"{name} has {a} {things}. {he.title()} gives {b} to a friend. How many {things} does "
+        f"{he} have left?"
+    )
+    return question, [f"{he.title()} has {_calc(f'{a} - {b}', a - b)} {things} left."], a - b
+
+
+def groups_of(rng: random.Random) -> WordProblem:
+    """Containers with the same number of things in each."""
+    name, he, _, _ = rng.choice(PEOPLE)
+    _, things = rng.choice(SMALL_THINGS)
+    a, b = rng.randint(2, 12), rng.randint(2, 12)
+    question = (
+        f"{name} buys {a} {rng.choice(CONTAINERS)} with {b} {things} in each. How many {things} "
+        f"does {he} buy?"
+    )
+    return question, [f"{he.title()} buys {_calc(f'{a} * {b}', a * b)} {things}."], a * b
+
+
+def more_then_fewer(rng: random.Random) -> WordProblem:
+    """Some things, more of them, then some given away."""
+    name, he, _, _ = rng.choice(PEOPLE)
+    _, things = rng.choice(SMALL_THINGS)
+    a, b = rng.randint(2, 30), rng.randint(2, 30)
+    c = rng.randint(1, a + b - 1)
+    question = (
+        f"{name} has {a} {things}. {he.title()} gets {b} more and then gives {c} to a friend. "
+        f"How many {things} does {he} have now?"
+    )
+    steps = [
+        f"After getting more {he} has {_calc(f'{a} + {b}', a + b)} {things}.",
+        f"After giving some away {he} has {_calc(f'{a + b} - {c}', a + b - c)} {things}.",
+    ]
+    return question, steps, a + b - c
+
+
+def fewer_then_more(rng: random.Random) -> WordProblem:
+    """Some things, some eaten, then more bought."""
+    name, he, _, _ = rng.choice(PEOPLE)
+    _, things = rng.choice(SMALL_THINGS)
+    a = rng.randint(5, 40)
+    b, c = rng.randint(1, a - 1), rng.randint(2, 30)
+    question = (
+        f"{name} has {a} {things}. {he.title()} gives away {b} and then buys {c} more. How "
+        f"many {things} does {he} have now?"
+    )
+    steps = [
+        f"After giving some away {he} has {_calc(f'{a} - {b}', a - b)} {things}.",
+        f"After buying more {he} has {_calc(f'{a - b} + {c}', a - b + c)} {things}.",
+    ]
+    return question, steps, a - b + c
+
+
+def groups_plus_extra(rng: random.Random) -> WordProblem:
+    """Containers of things, plus some already had."""
+    name, he, _, _ = rng.choice(PEOPLE)
+    _, things = rng.choice(SMALL_THINGS)
+    a, b, c = rng.randint(2, 10), rng.randint(2, 10), rng.randint(2, 30)
+    question = (
+        f"{name} has {c} {things}. {he.title()} buys {a} {rng.choice(CONTAINERS)} with {b} "
+        f"{things} in each. How many {things} does {he} have now?"
+    )
+    steps = [
+        f"{he.title()} buys {_calc(f'{a} * {b}', a * b)} {things}.",
+        f"Now {he} has {_calc(f'{a * b} + {c}', a * b + c)} {things}.",
+    ]
+    return question, steps, a * b + c
+
+
+def groups_minus_eaten(rng: random.Random) -> WordProblem:
+    """Trays of things baked, a few eaten."""
+    name, he, _, _ = rng.choice(PEOPLE)
+    _, things = rng.choice(SMALL_THINGS)
+    a, b = rng.randint(2, 10), rng.randint(2, 10)
+    c = rng.randint(1, a * b - 1)
+    question = (
+        f"{name} has {a} {rng.choice(CONTAINERS)} with {b} {things} in each. {he.title()} "
+        f"gives {c} {things} to a friend. How many {things} does {he} have left?"
+    )
+    steps = [
+        f"{he.title()} has {_calc(f'{a} * {b}', a * b)} {things}.",
+        f"{he.title()} has {_calc(f'{a * b} - {c}', a * b - c)} {things} left.",
+    ]
+    return question, steps, a * b - c
+
+
+def sum_then_groups(rng: random.Random) -> WordProblem:
+    """Two piles of containers, the same number of things in each."""
+    name, he, _, _ = rng.choice(PEOPLE)
+    _, things = rng.choice(SMALL_THINGS)
+    a, b, c = rng.randint(1, 6), rng.randint(1, 6), rng.randint(2, 10)
+    container = rng.choice(CONTAINERS)
+    question = (
+        f"{name} buys {a} red {container} and {b} blue {container}, with {c} {things} in each. "
+        f"How many {things} does {he} buy?"
+    )
+    steps = [
+        f"{he.title()} buys {_calc(f'{a} + {b}', a + b)} {container}.",
+        f"{he.title()} buys {_calc(f'{a + b} * {c}', (a + b) * c)} {things}.",
+    ]
+    return question, steps, (a + b) * c
+
+
+EASY_TEMPLATES: tuple[Callable[[random.Random], WordProblem], ...] = (
+    add_more,
+    take_away,
+    groups_of,
+)
+TWO_STEP_TEMPLATES: tuple[Callable[[random.Random], WordProblem], ...] = (
+    more_then_fewer,
+    fewer_then_more,
+    groups_plus_extra,
+    groups_minus_eaten,
+    sum_then_groups,
 )

@@ -64,6 +64,7 @@ def heldout_rows(cfg: GrpoConfig, sources: list[ModelSource]) -> tuple[Dataset, 
             primary_split=r["split"],
             seed=r["seed"],
             limit=r.get("limit"),
+            difficulty=r.get("difficulty", "gsm8k_like"),
         )
         return raw, set(r["row_ids"]), f"{r['source']} [{r['split']}] held-out rows"
     d = cfg.data
