@@ -136,10 +136,12 @@ def test_a_single_loss_spike_is_not_exploding():
 
 
 def test_a_reward_that_rises_then_collapses_blames_the_learning_rate():
+    rng = random.Random(0)
     history = healthy(steps=90)
-    for r in history:  # 0.2 -> 1.4 over 40 steps, then back to 0.2
+    for r in history:  # 0.2 -> 1.4 over 40 steps, then back to 0.2, with noise
         s = r["step"]
-        r["reward"] = 0.2 + 0.03 * min(s, 40) - (0.04 * (s - 50) if s > 50 else 0)
+        fall = 0.04 * (s - 50) if s > 50 else 0
+        r["reward"] = 0.2 + 0.03 * min(s, 40) - fall + rng.gauss(0, 0.2)
     warnings = replay(history)
     assert [w.code for w in warnings] == ["reward_collapse"]
     assert "training.learning_rate" in warnings[0].fix
@@ -202,3 +204,21 @@ def test_every_rule_reports_under_its_own_code():
     )
     codes = {w.code for w in replay(broken)}
     assert codes == set(health.RULES) - {"reward_collapse"}
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_flat_noisy_reward_is_no_collapse(seed):
+    rng = random.Random(seed)
+    history = healthy(steps=200, seed=seed)
+    for r in history:
+        r["reward"] = rng.gauss(0.5, 0.5)
+    assert [w.code for w in replay(history)] == []
+
+
+def test_a_rise_within_the_noise_then_a_fall_is_no_collapse():
+    rng = random.Random(0)
+    history = healthy(steps=90, seed=0)
+    for r in history:  # the same shape as the collapse above, at a tenth of the height, noisy
+        s = r["step"]
+        r["reward"] = 0.003 * min(s, 40) - (0.004 * (s - 50) if s > 50 else 0) + rng.gauss(0, 0.3)
+    assert [w.code for w in replay(history)] == []

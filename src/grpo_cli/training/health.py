@@ -18,6 +18,10 @@ from grpo_cli.files import append_jsonl
 
 HEALTH_FILE = "health.jsonl"
 
+# The metric names are TRL's (trl/trainer/grpo_trainer.py, 1.15: "frac_reward_zero_std",
+# "completions/clipped_ratio", "kl" only when beta > 0, "rewards/<name>/mean") and the accuracy
+# probe's ("accuracy", training/callbacks.py), as RunRecorder writes them into metrics.jsonl.
+
 # Conditions are judged over this many consecutive logged steps: one step's figures come from a
 # handful of groups (2-8 prompts), so a single bad step is noise; ten is still early enough in a
 # run of a few hundred steps for the user to stop it and fix the cause.
@@ -35,11 +39,16 @@ EXPLODE_FACTOR = 10.0
 EXPLODE_FLOOR = 1.0
 # Consecutive spiking logs that count as exploding; a non-finite value counts at once.
 EXPLODE_WINDOW = 3
-# Reward collapse: the window mean of the total reward rose by at least MIN_RISE above the
-# first window, then fell back, losing at least this share of the gain.
+# Reward collapse: the window mean of the total reward rose clearly above the first window,
+# then fell back, losing at least this share of the gain.
 COLLAPSE_LOSS = 0.75
-# Below this rise (in reward units) a "gain" is within the window-to-window noise of a few groups.
-MIN_RISE = 0.2
+# "Clearly": the rise exceeds this many standard errors of a window mean, the step-to-step noise
+# read from successive differences (which a slow trend barely moves). The best of many sliding
+# windows is a maximum of noisy means: on 300 steps of pure noise 3 flagged 43% of runs, 4 12%,
+# 5 1.3%, while 5 still caught 83% of rises of 1.5 noise SDs that fell back (simulated).
+RISE_NOISE = 5.0
+# ...and is at least this many reward units: a constant reward with one blip has ~0 noise.
+MIN_RISE = 0.05
 
 
 @dataclass(frozen=True)
@@ -188,7 +197,9 @@ def reward_collapse(history: Sequence[dict[str, Any]]) -> HealthWarning | None:
     means = [(sums[i + WINDOW] - sums[i]) / WINDOW for i in range(len(rewards) - WINDOW + 1)]
     first, best, now = means[0], max(means), means[-1]
     rise = best - first
-    if rise < MIN_RISE or now > best - COLLAPSE_LOSS * rise:
+    noise = statistics.stdev(b - a for a, b in itertools.pairwise(rewards)) / math.sqrt(2)
+    clear = max(MIN_RISE, RISE_NOISE * noise / math.sqrt(WINDOW))
+    if rise < clear or now > best - COLLAPSE_LOSS * rise:
         return None
     return HealthWarning(
         "reward_collapse",
