@@ -526,5 +526,12 @@ def closing_table(
     table.add_row("wall time", f"{wall:.1f} s")
     table.add_row("reward (first -> last 10% of logs)", first_last("reward"))
     table.add_row("accuracy (first -> last 10%)", first_last("accuracy"))
+    from grpo_cli.training import health
+
+    warnings = health.read(run.path)
+    for warning in warnings:  # the fixes were printed when each was raised, and are in the file
+        table.add_row(f"warning (step {warning.step})", warning.message)
+    where = display_path(run.path / health.HEALTH_FILE)
+    table.add_row("health", f"causes and fixes in {where}" if warnings else "no warnings")
     table.add_row("adapter", display_path(run.adapter))
     console.print(table)

@@ -17,6 +17,7 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 from grpo_cli.rewards.builtin import completion_text, strictly_correct
 from grpo_cli.rewards.runner import BoundReward
 from grpo_cli.training.checkpoints import mark_complete
+from grpo_cli.training.health import HealthWatch
 from grpo_cli.training.rundir import RunDir
 
 if TYPE_CHECKING:
@@ -58,6 +59,7 @@ class RunRecorder(TrainerCallback):
         self.step_started = 0.0
         self.step_times: list[float] = []
         self.history: list[dict[str, Any]] = []
+        self.health = HealthWatch(run.path)
         self.progress: Any = None
         self.task: Any = None
 
@@ -112,6 +114,7 @@ class RunRecorder(TrainerCallback):
             record["step_time"] = round(self.step_times[-1], 4)
         self.run.append_jsonl(self.run.metrics, record)
         self.history.append(record)
+        self.health.observe(self.history)
         line = _progress_line(record, state.max_steps)
         if self.progress is not None:
             status = line.split("  ", 1)[1] if "  " in line else ""
