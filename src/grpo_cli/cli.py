@@ -332,7 +332,8 @@ def evaluate(
             "-t",
             min=0.0,
             metavar="T",
-            help="Sampling temperature; default 0 (greedy) for one sample, 1.0 for several.",
+            help="Sampling temperature; default 0 (greedy) for one sample, the config's "
+            "training.temperature (as training samples) for several.",
         ),
     ] = None,
     batch_size: Annotated[
