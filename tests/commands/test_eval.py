@@ -157,10 +157,22 @@ def test_several_samples_report_pass_at_k_and_majority(cli, gsm8k_config, script
     assert "pass@4" in result.out and "maj@4" in result.out
 
 
-def test_eval_says_how_it_decodes(cli, gsm8k_config, scripted, tmp_path):
+def test_eval_says_how_it_decodes_and_with_how_many_threads(
+    cli, gsm8k_config, scripted, tmp_path, monkeypatch
+):
+    import torch
+
+    monkeypatch.delenv("GRPO_THREADS", raising=False)
     scripted({"base": Scripted(lambda q, i: True)})
-    result = cli("eval", gsm8k_config, "-n", "2", "--output", tmp_path / "greedy")
+    before = torch.get_num_threads()
+    try:
+        args = ("-n", "2", "--output", tmp_path / "greedy", "--threads", "1")
+        result = cli("eval", gsm8k_config, *args)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
     assert result.code == 0, result.err
+    assert "torch threads: 1 (from --threads)" in result.err
     assert "decoding: greedy, max 12 new tokens" in result.err
     assert "nothing from the model's generation_config.json" in result.err
 

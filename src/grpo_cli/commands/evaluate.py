@@ -25,6 +25,7 @@ from grpo_cli.evaluation.metrics import summarize
 from grpo_cli.evaluation.report import compare, print_table
 from grpo_cli.hub_access import HubItem, refuse_unreachable
 from grpo_cli.model_source import ModelSource, resolve_model
+from grpo_cli.threads import apply_threads
 
 COMPARISON = "comparison.json"
 
@@ -43,6 +44,7 @@ def evaluate(
     seed: int = 0,
     output: Path | None = None,
     engine: str = "auto",
+    threads: int | None = None,
 ) -> list[dict[str, Any]]:
     console = Console(stderr=True, soft_wrap=True, highlight=False)
     cfg = load_config(config_path, overrides).config
@@ -57,6 +59,10 @@ def evaluate(
     max_new_tokens = max_new_tokens or cfg.training.max_completion_length
     sampling = Sampling(samples, temperature, cfg.training.top_p, max_new_tokens, seed)
     refuse_unreachable(hub_items(models, cfg, split))
+    from grpo_cli.hardware import probe
+
+    if line := apply_threads(threads, probe().device):
+        console.print(line, markup=False)
     console.print(describe_decoding(sampling), markup=False)
     quiet_libraries()  # before any data is read: datasets draws a bar per file it loads
 
