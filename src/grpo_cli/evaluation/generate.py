@@ -132,7 +132,8 @@ def decoding_kwargs(
     from transformers import GenerationConfig
 
     known = GenerationConfig()
-    defaults = GenerationConfig._get_default_generation_params()
+    # transformers 5's fallbacks (generation/configuration_utils.py); older versions have none
+    defaults: dict[str, Any] = getattr(GenerationConfig, "_get_default_generation_params", dict)()
     model_keys = set(model_config.to_diff_dict()) if model_config is not None else set()
     kwargs: dict[str, Any] = {}
     for key in sorted(set(NEUTRAL_DECODING) | model_keys):
@@ -157,10 +158,10 @@ def describe_decoding(sampling: Sampling) -> str:
         how = "greedy"
     else:
         how = f"sampling at temperature {sampling.temperature:g}, top_p {sampling.top_p:g}"
-        how += f", k={sampling.samples}, seed {sampling.seed}"
+        how += f", k={sampling.samples}, seed {sampling.seed}, as training samples"
     return (
         f"decoding: {how}, max {sampling.max_new_tokens} new tokens; nothing from the model's "
-        "generation_config.json (no repetition penalty, no top_k), as training samples"
+        "generation_config.json (no repetition penalty, no top_k)"
     )
 
 
