@@ -15,7 +15,7 @@ import yaml
 
 from grpo_cli import __version__
 from grpo_cli.config import load_config
-from tests.conftest import CONFIGS, MINIMAL, REPO
+from tests.conftest import CONFIGS, MINIMAL, REPO, smoke_args
 
 GRPO = Path(sys.executable).parent / "grpo"
 HEAVY = ("torch", "transformers", "trl", "peft", "unsloth", "vllm", "datasets", "accelerate")
@@ -304,3 +304,33 @@ def test_doctor_help_says_what_it_checks_and_how_it_exits(cli, monkeypatch):
         assert flag in out
     assert "Exit code 1 when a problem is listed." in out
     assert "grpo doctor configs/qwen3b_gsm8k.yaml" in cli("--help").out
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "1.5"])
+@pytest.mark.parametrize("command", ["train", "eval"])
+def test_a_bad_thread_count_is_refused_naming_the_flag(cli, command, value):
+    result = cli(command, CONFIGS / "smoke_cpu.yaml", "--threads", value)
+    assert result.code == 2
+    assert "--threads" in result.err and "Traceback" not in result.err
+
+
+def test_a_bad_grpo_threads_is_refused_naming_the_variable(cli, tiny_model, tmp_path, monkeypatch):
+    monkeypatch.setenv("GRPO_THREADS", "lots")
+    result = cli(*smoke_args(tiny_model, tmp_path, "--dry-run"))
+    assert result.code == 2
+    assert "Error: GRPO_THREADS='lots'" in result.err and "Hint:" in result.err
+    assert "Traceback" not in result.err
+
+
+def test_train_uses_and_says_the_thread_count(cli, tiny_model, tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.delenv("GRPO_THREADS", raising=False)
+    before = torch.get_num_threads()
+    try:
+        result = cli(*smoke_args(tiny_model, tmp_path, "--dry-run", "--threads", "1"))
+        assert result.code == 0, result.err
+        assert "torch threads: 1 (from --threads)" in result.err
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

@@ -98,6 +98,16 @@ SetOpt = Annotated[
         "are read as in YAML: numbers, true/false, \\[a, b], null).",
     ),
 ]
+ThreadsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--threads",
+        min=1,
+        metavar="N",
+        help="CPU threads for torch (default: GRPO_THREADS, else torch's own: the number of "
+        "cores). On a machine others share, 1 can be several times faster than 2.",
+    ),
+]
 # score and rewards list read a config only with --config; their --set changes that config.
 ScoreSetOpt = Annotated[
     list[str] | None,
@@ -213,6 +223,7 @@ def train(
             "weights.",
         ),
     ] = False,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Train a LoRA adapter with GRPO.
 
@@ -224,7 +235,12 @@ def train(
     from grpo_cli.commands import train as train_command
 
     code = train_command.train(
-        config_path, overrides or [], resume=resume, overwrite=overwrite, dry_run=dry_run
+        config_path,
+        overrides or [],
+        resume=resume,
+        overwrite=overwrite,
+        dry_run=dry_run,
+        threads=threads,
     )
     if code:
         raise typer.Exit(code)
@@ -332,7 +348,8 @@ def evaluate(
             "-t",
             min=0.0,
             metavar="T",
-            help="Sampling temperature; default 0 (greedy) for one sample, 1.0 for several.",
+            help="Sampling temperature; default 0 (greedy) for one sample, the config's "
+            "training.temperature (as training samples) for several.",
         ),
     ] = None,
     batch_size: Annotated[
@@ -368,6 +385,7 @@ def evaluate(
         ),
     ] = None,
     overrides: SetOpt = None,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Accuracy on held-out questions, with 95% confidence intervals.
 
@@ -391,6 +409,7 @@ def evaluate(
         seed=seed,
         output=output,
         engine=engine.value,
+        threads=threads,
     )
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from grpo_cli.evaluation.generate import Completion
+from grpo_cli.evaluation.generate import Completion, Sampling
 from grpo_cli.evaluation.metrics import wilson_interval
 
 from ..conftest import smoke_args
@@ -155,6 +155,41 @@ def test_several_samples_report_pass_at_k_and_majority(cli, gsm8k_config, script
     assert m["pass@4"] == 1.0 and m["maj@4"] == 0.0  # the 3 wrong samples agree
     assert m["mean@4"] == pytest.approx(0.25)
     assert "pass@4" in result.out and "maj@4" in result.out
+
+
+def test_eval_says_how_it_decodes_and_with_how_many_threads(
+    cli, gsm8k_config, scripted, tmp_path, monkeypatch
+):
+    import torch
+
+    monkeypatch.delenv("GRPO_THREADS", raising=False)
+    scripted({"base": Scripted(lambda q, i: True)})
+    before = torch.get_num_threads()
+    try:
+        args = ("-n", "2", "--output", tmp_path / "greedy", "--threads", "1")
+        result = cli("eval", gsm8k_config, *args)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    assert result.code == 0, result.err
+    assert "torch threads: 1 (from --threads)" in result.err
+    assert "decoding: greedy, max 12 new tokens" in result.err
+    assert "nothing from the model's generation_config.json" in result.err
+
+
+def test_several_samples_are_drawn_at_the_configs_training_temperature(
+    cli, gsm8k_config, scripted, tmp_path
+):
+    seen: list[Sampling] = []
+    engine = Scripted(lambda q, i: True)
+    generate = engine.generate
+    engine.generate = lambda prompts, sampling: seen.append(sampling) or generate(prompts, sampling)
+    scripted({"base": engine})
+    args = ("-n", "2", "-k", "3", "--output", tmp_path / "eval")
+    result = cli("eval", gsm8k_config, *args, "--set", "training.temperature=0.8")
+    assert result.code == 0, result.err
+    assert {(s.temperature, s.top_p, s.samples) for s in seen} == {(0.8, 1.0, 3)}
+    assert "decoding: sampling at temperature 0.8, top_p 1, k=3" in result.err
 
 
 def test_a_crashed_evaluation_resumes_without_redoing_finished_rows(

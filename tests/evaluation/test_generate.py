@@ -9,7 +9,13 @@ from typing import Any
 
 import pytest
 
-from grpo_cli.evaluation.generate import Sampling, TransformersEngine, VllmEngine, prompt_ids
+from grpo_cli.evaluation.generate import (
+    Sampling,
+    TransformersEngine,
+    VllmEngine,
+    decoding_kwargs,
+    prompt_ids,
+)
 
 BOS, EOT, PAD = "<|begin_of_text|>", "<|eot_id|>", "<pad>"
 # Llama 3's template in miniature: the rendered chat begins with the BOS token itself.
@@ -117,6 +123,34 @@ def test_vllm_is_given_token_ids_with_one_bos(llama3_tokenizer, fake_vllm):
     assert [p["prompt_token_ids"] for p in prompts] == prompt_ids(llama3_tokenizer, PROMPTS)
 
 
+def test_vllm_decodes_only_as_told(llama3_tokenizer, fake_vllm, monkeypatch):
+    """Not the model's generation_config.json (vLLM's generation_config="auto"), and the
+    neutral settings training samples with."""
+    made: list[Any] = []
+    monkeypatch.setattr(FakeLLM, "__init__", lambda self, **kw: made.append(kw))
+    engine = VllmEngine(
+        "m",
+        llama3_tokenizer,
+        adapter=None,
+        lora_rank=16,
+        revision=None,
+        trust_remote_code=False,
+        max_model_len=256,
+    )
+    params: list[Any] = []
+    monkeypatch.setattr(FakeLLM, "generate", lambda self, p, sp, **kw: params.append(sp) or [])
+    engine.generate(PROMPTS, Sampling(samples=2, temperature=0.9, top_p=0.95))
+    assert made[0]["generation_config"] == "vllm"
+    (sp,) = params
+    assert (sp.temperature, sp.top_p, sp.top_k, sp.min_p, sp.repetition_penalty) == (
+        0.9,
+        0.95,
+        -1,
+        0.0,
+        1.0,
+    )
+
+
 class FakeModel:
     """A causal LM whose generate records its inputs and answers with the end-of-turn token."""
 
@@ -155,3 +189,85 @@ def test_transformers_and_vllm_engines_see_the_same_prompt(llama3_tokenizer, fak
     ]
     assert rows == prompt_ids(llama3_tokenizer, PROMPTS)
     assert seen["input_ids"][0, 0].item() == llama3_tokenizer.pad_token_id, "left padding"
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> tuple[Any, Any]:
+    """The tiny Qwen2 model, whose generation_config.json carries Qwen2.5-Instruct's sampling
+    defaults (repetition_penalty 1.05, top_k 20, temperature 0.7), and its tokenizer."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from grpo_cli.tiny_model import build_tiny_model
+    from grpo_cli.training.models import ready_for_generation
+
+    path = build_tiny_model(tmp_path_factory.mktemp("tiny-decoding"), seed=0)
+    model = AutoModelForCausalLM.from_pretrained(path).eval()
+    assert model.generation_config.repetition_penalty == 1.05, "the fixture is what it claims"
+    assert model.generation_config.top_k == 20
+    return model, ready_for_generation(AutoTokenizer.from_pretrained(path), str(path))
+
+
+def effective(model: Any, sampling: Sampling) -> Any:
+    """The generation config `model.generate` ends up with for the engine's keywords
+    (transformers/generation/utils.py: _prepare_generation_config, which generate calls)."""
+    kwargs = decoding_kwargs(sampling, model.generation_config, [0], 0)
+    config, model_kwargs = model._prepare_generation_config(None, **kwargs)
+    assert model_kwargs == {}, "nothing may reach the model's forward"
+    return config
+
+
+def test_greedy_eval_applies_no_repetition_penalty_from_the_model(tiny):
+    model, _ = tiny
+    config = effective(model, Sampling(max_new_tokens=7))
+    assert config.repetition_penalty == 1.0
+    assert config.do_sample is False
+    assert config.top_k is None and config.max_new_tokens == 7
+
+
+def test_sampled_eval_samples_as_training_does(tiny):
+    """TRL's GRPOTrainer samples with repetition_penalty 1.0, top_k 0 (none) and min_p None
+    (trl/trainer/grpo_trainer.py generation_kwargs), temperature and top_p from the config."""
+    model, _ = tiny
+    config = effective(model, Sampling(samples=4, temperature=0.9, top_p=0.95))
+    assert (config.do_sample, config.temperature, config.top_p) == (True, 0.9, 0.95)
+    assert config.top_k is None, "neither the model's 20 nor transformers' default 50"
+    assert config.repetition_penalty == 1.0 and config.min_p is None
+    assert config.num_return_sequences == 4
+
+
+def manual_greedy(model: Any, ids: list[int], steps: int, stop: list[int]) -> list[int]:
+    """Argmax decoding by hand: the model's logits, no processor of any kind."""
+    import torch
+
+    out: list[int] = []
+    with torch.inference_mode():
+        for _ in range(steps):
+            logits = model(torch.tensor([ids + out])).logits[0, -1]
+            out.append(int(logits.argmax()))
+            if out[-1] in stop:
+                break
+    return out
+
+
+def test_greedy_eval_equals_a_plain_argmax_decode(tiny):
+    model, tokenizer = tiny
+    engine = TransformersEngine(model, tokenizer)
+    prompts = [[{"role": "user", "content": f"What is {a} plus {a}?"}] for a in (3, 11, 250)]
+    steps = 24
+    out = engine.generate(prompts, Sampling(max_new_tokens=steps))
+    for prompt, ids, (completion,) in zip(
+        prompts, prompt_ids(tokenizer, prompts), out, strict=True
+    ):
+        expected = manual_greedy(model, ids, steps, engine.stop)
+        kept = expected[:-1] if expected and expected[-1] in engine.stop else expected
+        assert completion.text == tokenizer.decode(kept, skip_special_tokens=True), prompt
+
+
+def test_the_old_keywords_took_the_models_repetition_penalty(tiny):
+    """The defect was real: the keywords eval passed before (greedy, top_k None) left the
+    penalty to the model's generation_config.json, which training never applies."""
+    model, _ = tiny
+    config, _ = model._prepare_generation_config(
+        None, do_sample=False, temperature=None, top_p=None, top_k=None, max_new_tokens=7
+    )
+    assert config.repetition_penalty == 1.05

@@ -20,11 +20,12 @@ from grpo_cli.config import load_config
 from grpo_cli.config.schema import DATA_SUFFIXES, GrpoConfig, looks_like_path
 from grpo_cli.config.yamlio import display_path
 from grpo_cli.errors import GrpoError
-from grpo_cli.evaluation.generate import Engine, Sampling, load_engine
+from grpo_cli.evaluation.generate import Engine, Sampling, describe_decoding, load_engine
 from grpo_cli.evaluation.metrics import summarize
 from grpo_cli.evaluation.report import compare, print_table
 from grpo_cli.hub_access import HubItem, refuse_unreachable
 from grpo_cli.model_source import ModelSource, resolve_model
+from grpo_cli.threads import apply_threads
 
 COMPARISON = "comparison.json"
 
@@ -43,12 +44,13 @@ def evaluate(
     seed: int = 0,
     output: Path | None = None,
     engine: str = "auto",
+    threads: int | None = None,
 ) -> list[dict[str, Any]]:
     console = Console(stderr=True, soft_wrap=True, highlight=False)
     cfg = load_config(config_path, overrides).config
     models = resolve_models(model_args or ["base"], cfg)
-    if temperature is None:
-        temperature = 0.0 if samples == 1 else 1.0
+    if temperature is None:  # several samples are drawn as training draws them
+        temperature = 0.0 if samples == 1 else cfg.training.temperature
     if samples > 1 and temperature == 0:
         raise GrpoError(
             f"--samples {samples} with --temperature 0 gives {samples} identical greedy answers",
@@ -57,6 +59,11 @@ def evaluate(
     max_new_tokens = max_new_tokens or cfg.training.max_completion_length
     sampling = Sampling(samples, temperature, cfg.training.top_p, max_new_tokens, seed)
     refuse_unreachable(hub_items(models, cfg, split))
+    from grpo_cli.hardware import probe
+
+    if line := apply_threads(threads, probe().device):
+        console.print(line, markup=False)
+    console.print(describe_decoding(sampling), markup=False)
     quiet_libraries()  # before any data is read: datasets draws a bar per file it loads
 
     from grpo_cli.data.prompts import PromptFormat

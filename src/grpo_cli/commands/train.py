@@ -22,6 +22,7 @@ from grpo_cli.config.loader import config_error
 from grpo_cli.config.yamlio import display_path
 from grpo_cli.errors import INTERRUPTED_EXIT, GrpoError
 from grpo_cli.hardware import Hardware, preflight
+from grpo_cli.threads import apply_threads
 
 if TYPE_CHECKING:  # heavy imports (transformers, datasets): for the checker only
     from collections.abc import Callable
@@ -59,6 +60,7 @@ def train(
     resume: bool = False,
     overwrite: bool = False,
     dry_run: bool = False,
+    threads: int | None = None,
 ) -> int:
     """The recipe, with Ctrl-C / SIGTERM turned into a stop that says what was kept, and the run
     directory handed back to other processes however the recipe ends."""
@@ -68,7 +70,7 @@ def train(
     with Interrupts() as interrupts:
         stage = Stage(console, interrupts)
         try:
-            return recipe(stage, config_path, overrides, resume, overwrite, dry_run)
+            return recipe(stage, config_path, overrides, resume, overwrite, dry_run, threads)
         except KeyboardInterrupt:
             console.print(stage.stopped(), markup=False)
             return INTERRUPTED_EXIT
@@ -115,6 +117,7 @@ def recipe(
     resume: bool,
     overwrite: bool,
     dry_run: bool,
+    threads: int | None = None,
 ) -> int:
     console = stage.console
     loaded = load_config(config_path, overrides)
@@ -130,6 +133,8 @@ def recipe(
     hub = start_probe(config_items(cfg))  # answered while torch imports
     stage.enter("checking this machine")
     plan = resolve(loaded, console, hub)
+    if line := apply_threads(threads, plan.hardware.device):
+        console.print(line, markup=False)
     from grpo_cli.training.models import quiet_progress_bars
 
     quiet_progress_bars()

@@ -75,6 +75,96 @@ def stop_token_ids(model: Any, tokenizer: Any) -> list[int]:
     return ids
 
 
+# Knobs that change which token is picked or when generation stops, at the value that leaves
+# decoding alone. transformers 5 fills every knob a call leaves at None from the model's
+# generation_config.json (transformers/generation/utils.py: _prepare_generation_config, update with
+# defaults_only=True), so Qwen2.5-Instruct's repetition_penalty 1.05 and top_k 20 would apply to
+# eval but not to training: TRL samples with repetition_penalty 1.0, top_k 0 and min_p None
+# (trl/trainer/grpo_trainer.py: generation_kwargs; trl/trainer/grpo_config.py defaults). A keyword
+# argument is applied last, after those fills, so each knob is passed explicitly.
+NEUTRAL_DECODING: dict[str, Any] = {
+    "repetition_penalty": 1.0,
+    "top_k": None,  # the last update sets None as is: no top-k, as TRL's top_k 0
+    "min_p": None,
+    "typical_p": 1.0,
+    "epsilon_cutoff": 0.0,
+    "eta_cutoff": 0.0,
+    "no_repeat_ngram_size": 0,
+    "encoder_repetition_penalty": 1.0,
+    "encoder_no_repeat_ngram_size": 0,
+    "bad_words_ids": None,
+    "suppress_tokens": None,
+    "begin_suppress_tokens": None,
+    "forced_bos_token_id": None,
+    "forced_eos_token_id": None,
+    "sequence_bias": None,
+    "min_length": 0,
+    "min_new_tokens": None,
+    "length_penalty": 1.0,
+    "num_beams": 1,
+    "exponential_decay_length_penalty": None,
+    "renormalize_logits": False,
+    "stop_strings": None,
+}
+# What a generation_config.json may set that is not decoding: kept from the model.
+NOT_DECODING = frozenset(
+    {
+        "bos_token_id",
+        "decoder_start_token_id",
+        "transformers_version",
+        "_from_model_config",
+        "use_cache",
+        "cache_implementation",
+        "cache_config",
+        "compile_config",
+        "disable_compile",
+        "max_length",  # max_new_tokens, always passed, takes precedence
+    }
+)
+
+
+def decoding_kwargs(
+    sampling: Sampling, model_config: Any, stop: list[int], pad: int | None
+) -> dict[str, Any]:
+    """`model.generate` keywords that decode exactly as SAMPLING says (greedy, or temperature and
+    top_p as in training) and take nothing from MODEL_CONFIG, the model's generation config:
+    every knob it or transformers' defaults could add is set to its neutral value."""
+    from transformers import GenerationConfig
+
+    known = GenerationConfig()
+    # transformers 5's fallbacks (generation/configuration_utils.py); older versions have none
+    defaults: dict[str, Any] = getattr(GenerationConfig, "_get_default_generation_params", dict)()
+    model_keys = set(model_config.to_diff_dict()) if model_config is not None else set()
+    kwargs: dict[str, Any] = {}
+    for key in sorted(set(NEUTRAL_DECODING) | model_keys):
+        # an unknown key would be handed to the model's forward as an input
+        if key not in NOT_DECODING and hasattr(known, key):
+            kwargs[key] = NEUTRAL_DECODING.get(key, defaults.get(key))
+    kwargs.update(
+        max_new_tokens=sampling.max_new_tokens,
+        num_return_sequences=sampling.samples,
+        eos_token_id=stop,
+        pad_token_id=pad,
+        do_sample=not sampling.greedy,
+        temperature=None if sampling.greedy else sampling.temperature,
+        top_p=None if sampling.greedy else sampling.top_p,
+    )
+    return kwargs
+
+
+def describe_decoding(sampling: Sampling) -> str:
+    """The one line eval prints: how it decodes, all of it from the config and the flags."""
+    if sampling.greedy:
+        how = "greedy"
+    else:
+        how = f"sampling at temperature {sampling.temperature:g}, top_p {sampling.top_p:g}"
+        how += f", k={sampling.samples}, seed {sampling.seed}, as training samples"
+    return (
+        f"decoding: {how}, max {sampling.max_new_tokens} new tokens; nothing from the model's "
+        "generation_config.json (no repetition penalty, no top_k)"
+    )
+
+
 class TransformersEngine:
     """`model.generate` on a batch of left-padded prompts; runs on CPU as well as GPUs."""
 
@@ -90,18 +180,9 @@ class TransformersEngine:
         tok = self.tokenizer
         ids = prompt_ids(tok, prompts)
         batch = tok.pad({"input_ids": ids}, padding=True, return_tensors="pt").to(self.model.device)
-        kwargs: dict[str, Any] = {
-            "max_new_tokens": sampling.max_new_tokens,
-            "num_return_sequences": sampling.samples,
-            "eos_token_id": self.stop,
-            "pad_token_id": tok.pad_token_id,
-        }
-        if sampling.greedy:
-            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-        else:
-            kwargs.update(
-                do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p, top_k=None
-            )
+        kwargs = decoding_kwargs(
+            sampling, getattr(self.model, "generation_config", None), self.stop, tok.pad_token_id
+        )
         was_training = self.model.training
         self.model.eval()
         try:
@@ -148,6 +229,10 @@ class VllmEngine:
             max_lora_rank=next((r for r in VLLM_LORA_RANKS if r >= lora_rank), lora_rank),
             max_model_len=max_model_len,
             gpu_memory_utilization=0.85,
+            # "auto" (vLLM's default since 0.8) makes the model's generation_config.json the
+            # default sampling (vllm/config/model.py: generation_config; vLLM PR 11164);
+            # "vllm" loads none of it, so only the SamplingParams below decide.
+            generation_config="vllm",
         )
 
     def generate(self, prompts: list[list[Message]], sampling: Sampling) -> list[list[Completion]]:
@@ -162,6 +247,10 @@ class VllmEngine:
             n=sampling.samples,
             temperature=sampling.temperature,
             top_p=1.0 if sampling.greedy else sampling.top_p,
+            # explicit, though SamplingParams' own defaults: what training samples with
+            top_k=-1,
+            min_p=0.0,
+            repetition_penalty=1.0,
             max_tokens=sampling.max_new_tokens,
             seed=sampling.seed,
         )
