@@ -130,6 +130,8 @@ def panels(runs: list[Run]) -> list[Panel]:
                     and name not in reward_names
                 ):
                     reward_names.append(name)
+    # TRL 1.15 logs reward_std and rewards/<name>/std as the std over all of the step's
+    # completions (trl/trainer/grpo_trainer.py: nanstd(rewards)), not within groups.
     candidates = [
         Panel(
             "reward",
@@ -178,7 +180,7 @@ def draw(runs: list[Run]) -> list[Drawn]:
 
     matplotlib.use("Agg")  # no display: reports are drawn on servers and in CI
     from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
 
     out = []
     for panel in panels(runs):
@@ -192,7 +194,8 @@ def draw(runs: list[Run]) -> list[Drawn]:
         ax.set_ylabel(panel.ylabel)
         ax.grid(alpha=0.3)
         if panel.key == "learning_rate":
-            ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
+            # each tick written out: matplotlib's shared "1e-4" offset label overlaps the title
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.1e}"))
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8, loc="best")
         out.append(Drawn(panel, figure, series=_read_back(figure)))
