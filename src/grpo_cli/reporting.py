@@ -13,7 +13,7 @@ import io
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -200,6 +200,37 @@ def draw(runs: list[Run]) -> list[Drawn]:
             ax.legend(fontsize=8, loc="best")
         out.append(Drawn(panel, figure, series=_read_back(figure)))
     return out
+
+
+def card_figure(run: Run) -> bytes | None:
+    """Reward and accuracy side by side, the figure a model card shows; None without metrics."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    available = {p.key: p for p in panels([run])}
+    if "reward" not in available:
+        return None
+    figure = Figure(figsize=(10, 3.6), dpi=100, layout="constrained")
+    reward_ax, accuracy_ax = figure.subplots(1, 2)
+    _draw_run(reward_ax, available["reward"], run, color="C0")
+    reward_ax.set_title("Total reward (band: std)", fontsize=11, loc="left")
+    reward_ax.set_ylabel("reward")
+    for key, color in (("accuracy", "C1"), (HELDOUT, "C2")):
+        if key in available:
+            label = "train (sampled)" if key == "accuracy" else "held-out (greedy, 95% band)"
+            _draw_run(accuracy_ax, available[key], replace(run, label=label), color)
+    accuracy_ax.set_title("Accuracy", fontsize=11, loc="left")
+    accuracy_ax.set_ylabel("accuracy")
+    if accuracy_ax.get_legend_handles_labels()[0]:
+        accuracy_ax.legend(fontsize=8, loc="best")
+    for ax in (reward_ax, accuracy_ax):
+        ax.set_xlabel("step")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    return png(figure)
 
 
 def _draw_run(ax: Any, panel: Panel, run: Run, color: str) -> None:

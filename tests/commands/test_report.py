@@ -188,3 +188,21 @@ def test_grpo_train_draws_its_own_report_from_what_it_logged(cli, tiny_model, tm
     held = [m for m in metrics if "eval/strict_accuracy" in m]
     assert series["heldout-accuracy"][0]["y"] == [m["eval/strict_accuracy"] for m in held]
     assert (run / "report" / "truncation.png").is_file()
+
+
+def test_merge_puts_the_reward_and_accuracy_figure_beside_the_card(tmp_path):
+    from types import SimpleNamespace
+
+    from grpo_cli.merging.card import training_figure
+    from grpo_cli.modelcard import CardFacts, model_card
+    from grpo_cli.training.rundir import RunDir
+
+    run = make_run(tmp_path / "a")
+    src = SimpleNamespace(run=RunDir(run))
+    name = training_figure(src, tmp_path)  # type: ignore[arg-type]
+    assert name == "training.png" and (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+    card = model_card(CardFacts(base_model="b", dtype="bf16", config={"training": {}}, figure=name))
+    assert "![Reward and accuracy during training](training.png)" in card
+    (run / "metrics.jsonl").unlink()  # nothing to draw: no figure, and the card says nothing
+    assert training_figure(src, tmp_path / "none") is None  # type: ignore[arg-type]
+    assert training_figure(SimpleNamespace(run=None), tmp_path) is None  # type: ignore[arg-type]
