@@ -206,3 +206,14 @@ def test_merge_puts_the_reward_and_accuracy_figure_beside_the_card(tmp_path):
     (run / "metrics.jsonl").unlink()  # nothing to draw: no figure, and the card says nothing
     assert training_figure(src, tmp_path / "none") is None  # type: ignore[arg-type]
     assert training_figure(SimpleNamespace(run=None), tmp_path) is None  # type: ignore[arg-type]
+
+
+def test_grpo_eval_results_are_points_with_their_interval_after_the_last_step(tmp_path):
+    run = make_run(tmp_path / "a")
+    evals = {"test": {"strict_accuracy": 0.4, "strict_accuracy_ci95": [0.3, 0.5]}}
+    (run / "eval.json").write_text(json.dumps(evals))
+    drawn = reporting.draw([reporting.read_run(run)])
+    assert drawn_lines(drawn, "heldout-accuracy")["a: grpo eval test"] == ([6], [0.4])
+    [held] = [d for d in drawn if d.panel.name == "heldout-accuracy"]
+    bars = [c for c in held.figure.axes[0].collections if hasattr(c, "get_segments")]
+    assert [[tuple(p) for p in s] for s in bars[-1].get_segments()] == [[(6, 0.3), (6, 0.5)]]
