@@ -187,7 +187,7 @@ def draw(runs: list[Run]) -> list[Drawn]:
         figure = Figure(figsize=(7.5, 3.6), dpi=100, layout="constrained")
         ax = figure.add_subplot()
         for i, run in enumerate(runs):
-            _draw_run(ax, panel, run, color=f"C{i % 10}")
+            _draw_run(ax, panel, run, color=f"C{i % 10}", index=i)
         ax.set_title(panel.title, fontsize=11, loc="left")
         ax.set_xlabel("step")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -233,7 +233,7 @@ def card_figure(run: Run) -> bytes | None:
     return png(figure)
 
 
-def _draw_run(ax: Any, panel: Panel, run: Run, color: str) -> None:
+def _draw_run(ax: Any, panel: Panel, run: Run, color: str, index: int = 0) -> None:
     xs, ys = run.series(panel.key)
     if xs:
         ax.plot(xs, ys, color=color, label=run.label, marker="." if len(xs) < 30 else None)
@@ -241,7 +241,7 @@ def _draw_run(ax: Any, panel: Panel, run: Run, color: str) -> None:
         if lows:
             ax.fill_between(xs, lows, highs, color=color, alpha=0.18, linewidth=0)
     if panel.key == HELDOUT:
-        _draw_evals(ax, run, color, at=max(xs) if xs else _last_step(run))
+        _draw_evals(ax, run, color, at=max(xs) if xs else _last_step(run), index=index)
 
 
 def _band(
@@ -263,13 +263,14 @@ def _band(
     ]
 
 
-def _draw_evals(ax: Any, run: Run, color: str, at: float) -> None:
-    """`grpo eval`'s results on the run: a point with its 95% interval after the last step."""
+def _draw_evals(ax: Any, run: Run, color: str, at: float, index: int) -> None:
+    """`grpo eval`'s results on the run: a point with its 95% interval after the last step,
+    moved aside a little per run so that runs of equal length do not hide each other's."""
     for offset, (split, metrics) in enumerate(sorted(run.evals.items())):
         value, ci = metrics.get("strict_accuracy"), metrics.get("strict_accuracy_ci95")
         if not isinstance(value, int | float):
             continue
-        x = at + offset * 0.5
+        x = at * (1 + 0.015 * index) + offset * 0.5
         if isinstance(ci, list) and len(ci) == 2:
             ax.errorbar(
                 [x],
