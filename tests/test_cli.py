@@ -18,7 +18,17 @@ from grpo_cli.config import load_config
 from tests.conftest import CONFIGS, MINIMAL, REPO, smoke_args
 
 GRPO = Path(sys.executable).parent / "grpo"
-HEAVY = ("torch", "transformers", "trl", "peft", "unsloth", "vllm", "datasets", "accelerate")
+HEAVY = (
+    "torch",
+    "transformers",
+    "trl",
+    "peft",
+    "unsloth",
+    "vllm",
+    "datasets",
+    "accelerate",
+    "matplotlib",
+)
 
 
 def run_script(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

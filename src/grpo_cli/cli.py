@@ -70,6 +70,7 @@ app = typer.Typer(
     "  grpo train configs/smoke_cpu.yaml\n\n"
     "  grpo doctor configs/qwen3b_gsm8k.yaml\n\n"
     "  grpo score samples.jsonl --config configs/qwen3b_gsm8k.yaml\n\n"
+    "  grpo report outputs/smoke-cpu\n\n"
     "  grpo rewards list",
     no_args_is_help=True,
     add_completion=False,
@@ -483,6 +484,40 @@ def merge(
         gguf=gguf,
         force=force,
     )
+
+
+@app.command("report", cls=_Command)
+def report(
+    runs: Annotated[
+        list[Path], typer.Argument(metavar="RUN", help="Run directories, one or more.")
+    ],
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Folder for the figures and report.html (default: RUN/report for one run, "
+            "./report-<date>-<time> for several).",
+        ),
+    ] = None,
+) -> None:
+    """Draw a run's metrics: PNG figures and one self-contained HTML page.
+
+    Reward (total and each reward, with its spread), train and held-out accuracy with 95%
+    intervals, completion length, truncation, zero-spread groups, KL, learning rate, step time.
+
+    Several runs are overlaid on the same axes. The page also lists the health warnings and the
+    first and last sampled completions.
+
+    Examples:
+
+      grpo report outputs/smoke-cpu
+
+      grpo report outputs/a outputs/b outputs/c -o compare
+    """
+    from grpo_cli.commands import report as report_command
+
+    report_command.report(runs, output)
 
 
 @app.command("doctor", cls=_Command)

@@ -39,6 +39,7 @@ class CardFacts:
     gguf: list[str] = field(default_factory=list)
     # The chat messages of one question, rendered as in training (system prompt and format).
     example_messages: list[dict[str, str]] = field(default_factory=list)
+    figure: str | None = None  # a PNG of reward and accuracy beside the card, by file name
 
 
 def model_card(facts: CardFacts) -> str:
@@ -151,7 +152,8 @@ def training_section(facts: CardFacts) -> str:
     ):
         if key in train:
             rows.append((label, _value(train[key])))
-    return "## How it was trained\n\n" + _key_value_table(rows)
+    figure = f"\n\n![Reward and accuracy during training]({facts.figure})" if facts.figure else ""
+    return "## How it was trained\n\n" + _key_value_table(rows) + figure
 
 
 def rewards_section(facts: CardFacts) -> str:

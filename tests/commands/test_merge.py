@@ -36,6 +36,7 @@ MERGED_FILES = [
     "model.safetensors",
     "tokenizer.json",
     "tokenizer_config.json",
+    "training.png",
 ]
 ADAPTER_FILES = [
     "README.md",
@@ -45,6 +46,7 @@ ADAPTER_FILES = [
     "grpo_config.yaml",
     "tokenizer.json",
     "tokenizer_config.json",
+    "training.png",
 ]
 EVALS = {
     "test": {

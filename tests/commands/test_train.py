@@ -139,6 +139,8 @@ def test_sigint_saves_a_checkpoint_and_resume_continues_like_an_uninterrupted_ru
     assert (run / "checkpoints" / "checkpoint-2").is_dir()
     assert not (run / "adapter").exists()
     assert [r["step"] for r in metrics(run)] == [1, 2]
+    # the pictures of the steps done so far are drawn on the way out
+    assert (run / "report" / "reward.png").is_file() and "report.html" in stopped.err
 
     resumed = cli("train", str(run / "config.yaml"), "--resume")
     assert resumed.code == 0, resumed.err

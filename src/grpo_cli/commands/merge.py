@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from grpo_cli.errors import GrpoError
-from grpo_cli.merging.card import card_facts
+from grpo_cli.merging.card import card_facts, training_figure
 from grpo_cli.merging.hub import check_publish_flags, hub_token, publish, push_plan
 from grpo_cli.merging.staging import clean_leftovers, staging
 from grpo_cli.merging.weights import (
@@ -83,6 +83,7 @@ def merge(
         if src.run is not None and src.run.config.is_file():
             shutil.copyfile(src.run.config, tmp / TRAINED_CONFIG)
         facts = card_facts(src, dtype, adapter_only, repo_id, merger or "peft", quants)
+        facts.figure = training_figure(src, tmp)
         (tmp / "README.md").write_text(model_card(facts), encoding="utf-8")
     summary(console, target, src, dtype, adapter_only, merger, time.perf_counter() - started)
 

@@ -185,6 +185,9 @@ def recipe(
         stop.uninstall()
         recorder.close()
     wall = time.perf_counter() - started
+    from grpo_cli.commands.report import report_into_run
+
+    report_into_run(run.path, console)  # on Ctrl-C too: the pictures of what was done so far
 
     resume_cmd = f"grpo train {display_path(run.config)} --resume"
     if stop.requested:

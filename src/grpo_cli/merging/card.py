@@ -4,6 +4,7 @@ environment, data report, evaluations and the step the merged adapter was traine
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from grpo_cli.model_source import ModelSource, read_json
@@ -37,6 +38,27 @@ def card_facts(
         gguf=quants,
         example_messages=_example_messages(src.config),
     )
+
+
+TRAINING_FIGURE = "training.png"
+
+
+def training_figure(src: ModelSource, folder: Path) -> str | None:
+    """The run's reward and accuracy figure written into FOLDER, by file name; None without a
+    run or metrics. A figure that cannot be drawn leaves the card without it, never the merge
+    undone."""
+    from grpo_cli.reporting import card_figure, read_run
+
+    if src.run is None:
+        return None
+    try:
+        data = card_figure(read_run(src.run.path))
+    except Exception:  # noqa: BLE001 (the merged weights matter, the picture does not)
+        return None
+    if data is None:
+        return None
+    (folder / TRAINING_FIGURE).write_bytes(data)
+    return TRAINING_FIGURE
 
 
 def trained_steps(src: ModelSource) -> int | None:
