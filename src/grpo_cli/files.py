@@ -59,6 +59,26 @@ def append_jsonl(path: Path, records: list[dict[str, Any]], *, durable: bool = F
             os.fsync(f.fileno())
 
 
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The records of a run's JSON-lines file (none when it is missing); a line a hard stop cut
+    short is skipped, as resume drops it too."""
+    import json
+
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    records = []
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
+
+
 def size_text(n: float) -> str:
     """A size as people read it: `500 bytes`, `12.3 MB`."""
     for unit in ("bytes", "KB", "MB"):

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from grpo_cli.errors import GrpoError
 from grpo_cli.evaluation.metrics import wilson_interval
+from grpo_cli.files import read_jsonl
 from grpo_cli.model_source import is_run_dir, read_json, read_run_config
 from grpo_cli.training import health
 from grpo_cli.training.rundir import RunDir
@@ -86,10 +87,10 @@ def read_run(path: Path, label: str | None = None) -> Run:
     return Run(
         label=label or path.name,
         path=path,
-        metrics=[r for r in _jsonl(run.metrics) if isinstance(r.get("step"), int)],
+        metrics=[r for r in read_jsonl(run.metrics) if isinstance(r.get("step"), int)],
         warnings=health.read(path),
-        evals=read_json(run.evals) if run.evals.is_file() else {},
-        completions=_jsonl(run.completions),
+        evals=_greedy_evals(read_json(run.evals) if run.evals.is_file() else {}),
+        completions=read_jsonl(run.completions),
         heldout_rows=rows if isinstance(rows, int) else None,
     )
 
@@ -100,21 +101,12 @@ def labels_for(paths: list[Path]) -> list[str]:
     return [p.name if names.count(p.name) == 1 else str(p) for p in paths]
 
 
-def _jsonl(path: Path) -> list[dict[str, Any]]:
-    """The records of a JSON-lines file; a line a hard stop cut short is skipped."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-    records = []
-    for line in lines:
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict):
-            records.append(record)
-    return records
+def _greedy_evals(found: Any) -> dict[str, Any]:
+    """eval.json's greedy results by split: `grpo eval --samples K` ones (split@K) are sampled,
+    not what the held-out greedy panel shows, and an entry that is not an object is skipped."""
+    if not isinstance(found, dict):
+        return {}
+    return {k: v for k, v in found.items() if isinstance(v, dict) and "@" not in str(k)}
 
 
 def panels(runs: list[Run]) -> list[Panel]:
@@ -171,7 +163,11 @@ def panels(runs: list[Run]) -> list[Panel]:
         Panel("learning-rate", "Learning rate", "learning rate", "learning_rate"),
         Panel("step-time", "Step time", "seconds", "step_time"),
     ]
-    return [p for p in candidates if any(run.series(p.key)[0] for run in runs)]
+    return [
+        p
+        for p in candidates
+        if any(run.series(p.key)[0] or (p.key == HELDOUT and run.evals) for run in runs)
+    ]
 
 
 def draw(runs: list[Run]) -> list[Drawn]:

@@ -217,3 +217,25 @@ def test_grpo_eval_results_are_points_with_their_interval_after_the_last_step(tm
     [held] = [d for d in drawn if d.panel.name == "heldout-accuracy"]
     bars = [c for c in held.figure.axes[0].collections if hasattr(c, "get_segments")]
     assert [[tuple(p) for p in s] for s in bars[-1].get_segments()] == [[(6, 0.3), (6, 0.5)]]
+
+
+def test_grpo_eval_results_alone_get_the_heldout_panel_and_sampled_ones_are_left_out(tmp_path):
+    """A run evaluated with `grpo eval` but no eval.every_steps still shows its held-out
+    accuracy; `--samples K` results (split@K) are not greedy, and a damaged entry is skipped."""
+    run = make_run(tmp_path / "a")
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    kept = [json.loads(line) for line in lines[:-1]]
+    for record in kept:
+        record.pop("eval/strict_accuracy", None)
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kept))
+    evals = {
+        "test": {"strict_accuracy": 0.4, "strict_accuracy_ci95": [0.3, 0.5]},
+        "test@8": {"strict_accuracy": 0.9},
+        "broken": [1, 2],
+    }
+    (run / "eval.json").write_text(json.dumps(evals))
+    drawn = reporting.draw([reporting.read_run(run)])
+    lines = drawn_lines(drawn, "heldout-accuracy")
+    assert lines["a: grpo eval test"] == ([6], [0.4])
+    assert [label for label in lines if label.startswith("a:")] == ["a: grpo eval test"]
+    assert reporting.card_figure(reporting.read_run(run)) is not None

@@ -102,11 +102,17 @@ def test_one_correct_answer_in_the_window_is_enough():
     assert [w.step for w in replay(history)] == [2 * WINDOW]  # steps 11-20, none right
 
 
-def test_a_broken_format_reward_is_named():
-    history = with_values(healthy(), 5, **{"rewards/strict_format/mean": 0.0})
-    warnings = replay(history)
+def test_format_rewards_that_all_pay_nothing_are_named():
+    zero = {"rewards/strict_format/mean": 0.0, "rewards/soft_format/mean": 0.0}
+    warnings = replay(with_values(healthy(), 5, **zero))
     assert [(w.code, w.step) for w in warnings] == [("no_format_reward", 4 + WINDOW)]
-    assert "strict_format" in warnings[0].message and "soft_format" not in warnings[0].message
+    assert "strict_format" in warnings[0].message and "soft_format" in warnings[0].message
+
+
+def test_a_strict_format_reward_at_zero_while_a_soft_one_pays_is_healthy():
+    # GSM8K runs: strict_format stays at 0 long after soft_format pays; the template is fine
+    history = with_values(healthy(), 5, **{"rewards/strict_format/mean": 0.0})
+    assert [w.code for w in replay(history)] == []
 
 
 def test_most_completions_truncated():
@@ -200,7 +206,11 @@ def test_every_rule_reports_under_its_own_code():
         frac_reward_zero_std=1.0,
         accuracy=0.0,
         loss=None,
-        **{"completions/clipped_ratio": 1.0, "rewards/soft_format/mean": 0.0},
+        **{
+            "completions/clipped_ratio": 1.0,
+            "rewards/soft_format/mean": 0.0,
+            "rewards/strict_format/mean": 0.0,
+        },
     )
     codes = {w.code for w in replay(broken)}
     assert codes == set(health.RULES) - {"reward_collapse"}
@@ -222,3 +232,19 @@ def test_a_rise_within_the_noise_then_a_fall_is_no_collapse():
         s = r["step"]
         r["reward"] = 0.003 * min(s, 40) - (0.004 * (s - 50) if s > 50 else 0) + rng.gauss(0, 0.3)
     assert [w.code for w in replay(history)] == []
+
+
+def test_warnings_past_a_resumed_checkpoint_are_dropped_and_a_cut_line_is_skipped(tmp_path):
+    """--resume redoes the steps past its checkpoint, so their warnings go with them; a line a
+    hard stop cut short does not stop the run, the closing table or the report."""
+    from grpo_cli.training.checkpoints import trim_records
+
+    path = tmp_path / health.HEALTH_FILE
+    records = [
+        {"code": "truncated", "step": 10, "message": "m", "fix": "f"},
+        {"code": "zero_spread", "step": 30, "message": "m", "fix": "f"},
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in records) + '{"code": "expl')
+    assert [w.code for w in health.read(tmp_path)] == ["truncated", "zero_spread"]
+    assert trim_records(path, 20) == (1, 1)
+    assert [w.code for w in health.read(tmp_path)] == ["truncated"]

@@ -24,7 +24,7 @@ def report(run_paths: list[Path], output: Path | None = None) -> Path:
             else Path(f"report-{datetime.now():%Y%m%d-%H%M%S}")
         )
     page = write(runs, output)
-    Console(highlight=False).print(
+    Console(highlight=False, soft_wrap=True).print(
         f"report: {display_path(page)} (figures: {display_path(output)}/*.png)", markup=False
     )
     return page

@@ -158,7 +158,7 @@ def describe_decoding(sampling: Sampling) -> str:
         how = "greedy"
     else:
         how = f"sampling at temperature {sampling.temperature:g}, top_p {sampling.top_p:g}"
-        how += f", k={sampling.samples}, seed {sampling.seed}, as training samples"
+        how += f", k={sampling.samples}, seed {sampling.seed}"
     return (
         f"decoding: {how}, max {sampling.max_new_tokens} new tokens; nothing from the model's "
         "generation_config.json (no repetition penalty, no top_k)"

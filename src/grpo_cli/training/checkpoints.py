@@ -153,7 +153,10 @@ def resume_point(run: RunDir, say: Callable[[str], Any]) -> Path | None:
         if (checkpoint_step(child) or 0) > step and child.is_dir():
             shutil.rmtree(child)
             say(f"removed {child.name}: half-written, the run stopped while saving it")
-    for path in (run.metrics, run.completions):
+    from grpo_cli.training.health import HEALTH_FILE
+
+    # a warning raised past the checkpoint is raised again, if it still holds, as the run redoes
+    for path in (run.metrics, run.completions, run.path / HEALTH_FILE):
         past, cut = trim_records(path, step)
         if past:
             say(f"dropped {_count(past, 'record')} of {path.name} past {since}")

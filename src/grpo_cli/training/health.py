@@ -5,7 +5,6 @@ learning rate that undoes what was learnt), each with its likely cause and the f
 from __future__ import annotations
 
 import itertools
-import json
 import math
 import statistics
 import sys
@@ -14,7 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from grpo_cli.files import append_jsonl
+from grpo_cli.files import append_jsonl, read_jsonl
 
 HEALTH_FILE = "health.jsonl"
 
@@ -134,7 +133,9 @@ def no_format_reward(history: Sequence[dict[str, Any]]) -> HealthWarning | None:
         values = _window(history, f"rewards/{name}/mean")
         if values is not None and max(values) <= 0:
             starved.append(name)
-    if not starved:
+    # A strict format reward stays at 0 long after a soft one pays, in a healthy run: only all
+    # of them paying nothing says the template does not ask for the format.
+    if not starved or len(starved) < len(names):
         return None
     return HealthWarning(
         "no_format_reward",
@@ -225,14 +226,11 @@ RULES: dict[str, Callable[[Sequence[dict[str, Any]]], HealthWarning | None]] = {
 
 def read(run_path: Path) -> list[HealthWarning]:
     """The warnings a run has raised so far, from its health.jsonl."""
-    path = run_path / HEALTH_FILE
-    if not path.is_file():
-        return []
     fields = HealthWarning.__dataclass_fields__
     return [
-        HealthWarning(**{k: v for k, v in json.loads(line).items() if k in fields})
-        for line in path.read_text().splitlines()
-        if line.strip()
+        HealthWarning(**{k: v for k, v in record.items() if k in fields})
+        for record in read_jsonl(run_path / HEALTH_FILE)
+        if set(fields) <= set(record)
     ]
 
 
