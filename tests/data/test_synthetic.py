@@ -305,3 +305,14 @@ def test_a_runs_held_out_rows_are_read_back_at_its_level(write, tmp_path):
     held = [row["question"] for i, row in enumerate(raw.to_list()) if i in ids]
     expected = synthetic_rows(60, cfg.training.seed, "train", "two_step")
     assert held == [expected[i]["question"] for i in sorted(data.heldout_ids)]
+
+
+def test_a_sum_or_product_with_its_operands_swapped_is_the_same_problem():
+    """`5 + 3` held out must not be trained on as `3 + 5`: one problem, one part."""
+    from grpo_cli.data.synthetic import arithmetic, problem_part
+
+    for swapped, straight in (("5+3", "3+5"), ("12*4", "4*12"), ("40+7", "7+40")):
+        one = arithmetic([f"<<{swapped}=0>>", "<<9-2=7>>"])
+        other = arithmetic([f"<<{straight}=0>>", "<<9-2=7>>"])
+        assert one == other and problem_part(one) == problem_part(other)
+    assert arithmetic(["<<9-2=7>>"]) != arithmetic(["<<2-9=-7>>"])  # order matters there

@@ -185,8 +185,20 @@ _EXPRESSION = re.compile(r"<<([^=<>]+)=")
 
 
 def arithmetic(steps: list[str]) -> str:
-    """A problem's sums, whatever the story around them: `5+3|8-2`."""
-    return "|".join(_EXPRESSION.findall("\n".join(steps)))
+    """A problem's sums, whatever the story around them: `3+5|8-2`. The operands of a sum or
+    a product are put in order, so that `5 + 3` held out is not `3 + 5` trained on."""
+    return "|".join(_in_order(e) for e in _EXPRESSION.findall("\n".join(steps)))
+
+
+_COMMUTATIVE = re.compile(r"(\d+)([+*])(\d+)")
+
+
+def _in_order(expression: str) -> str:
+    found = _COMMUTATIVE.fullmatch(expression.replace(" ", ""))
+    if found is None:
+        return expression
+    a, op, b = found.groups()
+    return f"{min(int(a), int(b))}{op}{max(int(a), int(b))}"
 
 
 def problem_part(arithmetic: str) -> str:
