@@ -10,6 +10,7 @@ could hold a secret.
     checkpoints/       trainer checkpoints (optimizer, scheduler, RNG, step)
                        each complete one holds checkpoint_complete.json
     adapter/           the final LoRA adapter and the tokenizer
+    model/             grpo sft with full fine-tuning: the whole model and the tokenizer
     tensorboard/ wandb/  tracker files, when logging.report_to names one
     eval.json          written by `grpo eval`: {split name: metrics}, read by `grpo merge`
     run.lock           pid, host, start and command of the process training it (while it runs)
@@ -65,6 +66,7 @@ class RunDir:
     completions = property(lambda self: self.path / "completions.jsonl")
     checkpoints = property(lambda self: self.path / "checkpoints")
     adapter = property(lambda self: self.path / "adapter")
+    model = property(lambda self: self.path / "model")  # grpo sft's full fine-tuning output
     evals = property(lambda self: self.path / "eval.json")
 
     def latest_checkpoint(self) -> Path | None:
@@ -325,12 +327,17 @@ def write_config(run: RunDir, cfg: GrpoConfig, source: str) -> None:
     write_atomic(run.config, header + body)
 
 
-def environment(hardware: dict[str, Any], backend: str, reason: str, precision: str) -> dict:
-    """Versions, device and project commit: what a reader needs to reproduce the run."""
+def environment(
+    hardware: dict[str, Any], backend: str, reason: str, precision: str, stage: str = "grpo"
+) -> dict:
+    """Versions, device and project commit: what a reader needs to reproduce the run. STAGE is
+    the command that made the run: `grpo` (grpo train) or `sft` (grpo sft); a run written
+    before stages existed has none and is a grpo run."""
     from grpo_cli.stack import installed_version
 
     versions = {name: installed_version(name) for name in LIBRARIES}
     return {
+        "stage": stage,
         "python": sys.version.split()[0],
         "platform": sys.platform,
         "versions": versions,
