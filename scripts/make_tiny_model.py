@@ -1,6 +1,8 @@
 """Build the tiny random-weight Qwen2 model the CPU smoke config trains, with no network.
 
-Usage: python scripts/make_tiny_model.py OUT_DIR [--seed N] [--overwrite]
+Usage: python scripts/make_tiny_model.py OUT_DIR [--seed N] [--size smoke|learn] [--overwrite]
+
+--size learn builds the learning demo's larger model (configs/learn_cpu_sft.yaml).
 
 Running it again is harmless: a directory that already holds this seed's model is kept.
 """
@@ -10,7 +12,7 @@ import sys
 import time
 
 from grpo_cli.errors import GrpoError
-from grpo_cli.tiny_model import write_tiny_model
+from grpo_cli.tiny_model import SIZES, write_tiny_model
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,13 +22,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seed", type=int, default=0, help="weight initialisation seed")
     parser.add_argument(
+        "--size",
+        choices=sorted(SIZES),
+        default="smoke",
+        help="smoke: the smoke run's model (default); learn: the learning demo's",
+    )
+    parser.add_argument(
         "--overwrite", action="store_true", help="replace another model directory built before"
     )
     args = parser.parse_args(argv)
 
     start = time.perf_counter()
     try:
-        outcome = write_tiny_model(args.out_dir, args.seed, overwrite=args.overwrite)
+        outcome = write_tiny_model(
+            args.out_dir, args.seed, overwrite=args.overwrite, sizes=SIZES[args.size]
+        )
     except GrpoError as err:
         print(err.render(), file=sys.stderr)
         return 2

@@ -38,6 +38,17 @@ MODEL_SIZES: dict[str, Any] = {
     "max_position_embeddings": MODEL_MAX_LENGTH,
 }
 
+# The learning demo's model (configs/learn_cpu*.yaml): about 1.1M parameters, big enough to
+# learn one- and two-step arithmetic from a warm-up on 2 CPU cores, small enough to sample
+# 128 completions a step there.
+LEARN_SIZES: dict[str, Any] = {
+    **MODEL_SIZES,
+    "hidden_size": 128,
+    "intermediate_size": 512,
+    "num_hidden_layers": 4,
+}
+SIZES: dict[str, dict[str, Any]] = {"smoke": MODEL_SIZES, "learn": LEARN_SIZES}
+
 # ChatML as Qwen2.5 renders it, less tools and the default system message. Content given as a
 # list of parts (TRL's multimodal form) renders its text parts.
 CHAT_TEMPLATE = (
@@ -153,7 +164,11 @@ def _corpus() -> list[str]:
 
     formats = [PromptFormat(style="xml"), PromptFormat(style="think", reasoning_tag="think")]
     texts = ["0 1 2 3 4 5 6 7 8 9 $1,000 #### 42 .,;:!?"]
-    for i, row in enumerate(synthetic_rows(CORPUS_ROWS, seed=0)):
+    # The simple levels' words too (the learning demo's problems), a quarter of the rows.
+    rows = synthetic_rows(CORPUS_ROWS, seed=0) + synthetic_rows(
+        CORPUS_ROWS // 4, seed=0, split="sft", difficulty="simple"
+    )
+    for i, row in enumerate(rows):
         reasoning, final = split_gsm8k_solution(row["answer"])
         form = formats[i % 2]
         # Each turn as the chat template lays it out, less the special tokens around it.
