@@ -3,11 +3,10 @@ environment, data report, evaluations and the step the merged adapter was traine
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from grpo_cli.model_source import ModelSource, read_json
+from grpo_cli.model_source import ModelSource, read_json, run_steps
 from grpo_cli.modelcard import EXAMPLE_QUESTION, CardFacts
 
 
@@ -37,6 +36,7 @@ def card_facts(
         merger=merger,
         gguf=quants,
         example_messages=_example_messages(src.config),
+        lineage=src.lineage(),
     )
 
 
@@ -68,17 +68,7 @@ def trained_steps(src: ModelSource) -> int | None:
     state = read_json(src.adapter / "trainer_state.json")
     if "global_step" in state or src.run is None:
         return state.get("global_step")
-    steps = []
-    if src.run.metrics.is_file():
-        for line in src.run.metrics.read_text(encoding="utf-8").splitlines():
-            try:
-                steps.append(int(json.loads(line)["step"]))
-            except (ValueError, KeyError, TypeError):
-                continue
-    if steps:
-        return max(steps)
-    checkpoint = src.run.latest_checkpoint()
-    return read_json(checkpoint / "trainer_state.json").get("global_step") if checkpoint else None
+    return run_steps(src.run)
 
 
 def _example_messages(config: dict[str, Any]) -> list[dict[str, str]]:
