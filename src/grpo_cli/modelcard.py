@@ -90,11 +90,17 @@ def _title(facts: CardFacts) -> str:
         if facts.adapter_only
         else f"the LoRA adapter merged into {facts.dtype} weights"
     )
+    first = facts.lineage[0].get("model") if facts.lineage else None
+    stages = [stage.get("stage") for stage in facts.lineage]
+    if stages and stages[-1] == "sft":
+        how = "fine-tuned on worked solutions (`grpo sft`)"
+    else:
+        how = "trained with GRPO (Group Relative Policy Optimization) on verifiable rewards"
+        how += " after a `grpo sft` warm-up" if "sft" in stages else ""
     return (
         f"# {name}\n\n"
-        f"`{facts.base_model}` trained with GRPO (Group Relative Policy Optimization) on "
-        f"verifiable rewards using [grpo-cli](https://github.com/grpo-cli/grpo-cli); this "
-        f"repository holds {what}."
+        f"`{first or facts.base_model}` {how} using "
+        f"[grpo-cli](https://github.com/grpo-cli/grpo-cli); this repository holds {what}."
     )
 
 
@@ -310,7 +316,13 @@ def reproduce_section(facts: CardFacts) -> str:
     at = f" at commit `{git['commit']}`" if git.get("commit") else ""
     if at and git.get("dirty"):
         at += " (the run had uncommitted changes)"
-    commands = "\n".join([f"grpo train {CONFIG_FILE}", *evals, merge])
+    if facts.lineage and facts.lineage[-1].get("stage") == "sft":  # a merged warm-up
+        train = [f"grpo sft {CONFIG_FILE}"]
+    else:  # a warm-up first, from its own run's config
+        sft = [stage for stage in facts.lineage if stage.get("stage") == "sft"]
+        train = [f"grpo sft {stage.get('run')}/config.yaml" for stage in sft]
+        train.append(f"grpo train {CONFIG_FILE}")
+    commands = "\n".join([*train, *evals, merge])
     return (
         "## Reproduce\n\n"
         f"`{CONFIG_FILE}` in this repository is the run's resolved config. With grpo-cli"

@@ -228,17 +228,43 @@ def test_a_grpo_run_resolves_onto_the_sft_weights(sft_runs, grpo_runs, tiny_mode
 
 
 def test_eval_says_base_is_the_sft_model(sft_runs, grpo_runs, tmp_path, cli, write):
+    """The demo's measure of GRPO's gain over the warm-up: `base` of the GRPO config is the SFT
+    model; the grpo run's held-out rows are the rows, with the SFT run itself beside them."""
     config = write("eval.yaml", (grpo_runs["full"] / "config.yaml").read_text())
-    result = cli(
-        "eval", config, "--model", "base", "--model", grpo_runs["full"], "--limit", "2",
-        "--max-new-tokens", "4", "--output", tmp_path / "eval",
-    )  # fmt: skip
+    models = "--model", "base", "--model", sft_runs["full"], "--model", grpo_runs["full"]
+    flags = "--limit", "2", "--max-new-tokens", "4", "--split", "heldout"
+    result = cli("eval", config, *models, *flags, "--output", tmp_path / "eval")
     assert result.code == 0, result.err
-    run = sft_runs["full"]
-    assert f"(sft run {run} (full fine-tuning of" in result.err
-    assert "base: 2 rows" in result.err
-    metrics = json.loads((tmp_path / "eval" / "base" / "metrics.json").read_text())
-    assert metrics["rows"] == 2
+    said = f"(sft run {sft_runs['full']} (full fine-tuning of"
+    assert f"base: 2 rows of synthetic [train] held-out rows {said}" in result.err
+    assert f"sft-full: 2 rows of synthetic [train] held-out rows {said}" in result.err
+    base = json.loads((tmp_path / "eval" / "base" / "metrics.json").read_text())
+    sft = json.loads((tmp_path / "eval" / "sft-full" / "metrics.json").read_text())
+    assert base["rows"] == sft["rows"] == 2
+    # the same weights, decoded alike, answer alike
+    base_rows = (tmp_path / "eval" / "base" / "predictions.jsonl").read_text()
+    assert base_rows == (tmp_path / "eval" / "sft-full" / "predictions.jsonl").read_text()
+
+
+def test_the_unsloth_backend_continues_a_lora_sft_adapter(sft_runs, tmp_path):
+    """Unsloth patches trl and transformers process-wide, so it runs in a process of its own."""
+    import subprocess
+    import sys
+
+    from safetensors.torch import load_file
+
+    from tests.optional import require
+
+    require("unsloth", "the unsloth backend (scripts/test.sh installs it with --no-deps)")
+    grpo = Path(sys.executable).with_name("grpo")
+    args = [str(grpo), *grpo_args(sft_runs["lora"], tmp_path, "--set", "model.backend=unsloth")]
+    result = subprocess.run(args, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "continuing its LoRA adapter" in result.stderr
+    name = "adapter_model.safetensors"
+    before = load_file(sft_runs["lora"] / "adapter" / name)
+    after = load_file(tmp_path / "outputs" / "grpo" / "adapter" / name)
+    assert set(before) == set(after) and any(not before[k].equal(after[k]) for k in before)
 
 
 # --- merging ---------------------------------------------------------------------------------
