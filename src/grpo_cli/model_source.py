@@ -162,6 +162,7 @@ def resolve_model(arg: str, config: GrpoConfig | None = None, flag: str = "") ->
     name = f"{flag} {arg}" if flag else arg
     if config is not None and arg == "base":
         m = config.model
+        refuse_missing_run(config)
         sft = sft_run(m.name, "model.name")
         if sft is not None:
             return _from_sft(ModelSource(arg, "base", m.name), sft)
@@ -268,6 +269,20 @@ def sft_run(name: str, key: str = "model.name") -> SftRun | None:
         bool(model.get("trust_remote_code", False)),
         run_steps(run),
         rows if isinstance(rows, int) else None,
+    )
+
+
+def refuse_missing_run(config: GrpoConfig) -> None:
+    """model.name `outputs/<run>` (under output.dir) that is not there: a run of this machine not
+    made yet, e.g. the warm-up of a two-stage recipe, never a Hub repo to download."""
+    name, runs = config.model.name, Path(config.output.dir).expanduser()
+    path = Path(name).expanduser()
+    if path.exists() or path.parent.resolve() != runs.resolve():
+        return
+    raise GrpoError(
+        f"model.name: {name} does not exist; it names a run in output.dir {config.output.dir}",
+        f"make that run first (`grpo sft CONFIG` for a warm-up; its output.run_name is "
+        f"{path.name}), or point model.name at a model folder or a Hub id",
     )
 
 

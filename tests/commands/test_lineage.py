@@ -117,6 +117,14 @@ def test_an_unfinished_sft_run_is_refused_with_the_resume_command(tmp_path, tiny
     assert "model.name" in result.err and f"grpo sft {run / 'config.yaml'} --resume" in result.err
 
 
+def test_a_warm_up_not_made_yet_is_not_looked_for_on_the_hub(tmp_path, cli, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # outputs/sft-later reads like a Hub id
+    result = cli(*grpo_args("outputs/sft-later", tmp_path, "--set", "output.dir=outputs"))
+    assert result.code == 2 and "Traceback" not in result.err
+    assert "model.name: outputs/sft-later does not exist" in result.err
+    assert "grpo sft CONFIG" in result.err and "output.run_name is sft-later" in result.err
+
+
 def test_a_grpo_run_as_model_name_is_refused_with_the_merge_to_do_first(tmp_path, tiny_model, cli):
     run = write_run_files(tmp_path / "runs" / "grpo-a", sft_config(tiny_model, "a"), "grpo")
     (run / "adapter").mkdir()
@@ -134,6 +142,8 @@ def test_the_lora_section_must_describe_the_adapter_it_continues(sft_runs, tmp_p
     assert result.code == 2 and "Traceback" not in result.err
     assert "lora.r: is 4 but the grpo sft adapter" in result.err and "set lora.r: 8" in result.err
     assert "lora.alpha" in result.err
+    revision = cli(*grpo_args(sft_runs["full"], tmp_path, "--set", "model.revision=main")).err
+    assert "model.revision" in revision and "set it to null" in revision
     targets = "--set", "lora.target_modules=[q_proj]"
     assert "lora.target_modules" in cli(*grpo_args(sft_runs["lora"], tmp_path, *targets)).err
 
