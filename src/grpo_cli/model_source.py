@@ -144,7 +144,16 @@ class ModelSource:
         if not isinstance(before, list):
             before = lineage(str(model.get("name") or self.base), model.get("revision"))
         stage = str(self.env.get("stage") or "grpo")
-        return [*before, {"stage": stage, "run": str(self.run.path), "steps": run_steps(self.run)}]
+        return [*before, {"stage": stage, "run": str(self.run.path), "steps": self.steps()}]
+
+    def steps(self) -> int | None:
+        """The optimizer steps behind these weights: a checkpoint's own step, else its run's
+        last logged step (or latest checkpoint's)."""
+        folder = self.adapter or self.path
+        state = read_json(folder / "trainer_state.json") if folder is not None else {}
+        if isinstance(state.get("global_step"), int) or self.run is None:
+            return state.get("global_step")
+        return run_steps(self.run)
 
     def fingerprint(self) -> dict[str, Any]:
         """What identifies the weights: eval reuses predictions only while it is unchanged."""
@@ -281,8 +290,8 @@ def refuse_missing_run(config: GrpoConfig) -> None:
         return
     raise GrpoError(
         f"model.name: {name} does not exist; it names a run in output.dir {config.output.dir}",
-        f"make that run first (`grpo sft CONFIG` for a warm-up; its output.run_name is "
-        f"{path.name}), or point model.name at a model folder or a Hub id",
+        f"make that run first (a warm-up: `grpo sft CONFIG` with sft.run_name: {path.name}), "
+        "or point model.name at a model folder or a Hub id",
     )
 
 

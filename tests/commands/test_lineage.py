@@ -122,7 +122,7 @@ def test_a_warm_up_not_made_yet_is_not_looked_for_on_the_hub(tmp_path, cli, monk
     result = cli(*grpo_args("outputs/sft-later", tmp_path, "--set", "output.dir=outputs"))
     assert result.code == 2 and "Traceback" not in result.err
     assert "model.name: outputs/sft-later does not exist" in result.err
-    assert "grpo sft CONFIG" in result.err and "output.run_name is sft-later" in result.err
+    assert "`grpo sft CONFIG` with sft.run_name: sft-later" in result.err
 
 
 def test_a_grpo_run_as_model_name_is_refused_with_the_merge_to_do_first(tmp_path, tiny_model, cli):

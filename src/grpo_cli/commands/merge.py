@@ -162,6 +162,8 @@ def summary(
     table.add_column("")
     table.add_row("adapter" if adapter_only else "merged model", str(target))
     table.add_row("base model", src.base)
+    if src.sft is not None:
+        table.add_row("warmed up by", src.sft.describe())
     if not adapter_only:
         via = "Unsloth merged_16bit" if merger == "unsloth" else "PEFT merge_and_unload"
         table.add_row("weights", f"{dtype} safetensors ({via})")

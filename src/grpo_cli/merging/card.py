@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from grpo_cli.model_source import ModelSource, read_json, run_steps
+from grpo_cli.model_source import ModelSource, read_json
 from grpo_cli.modelcard import EXAMPLE_QUESTION, CardFacts
 
 
@@ -28,7 +28,7 @@ def card_facts(
         config=src.config,
         env=src.env,
         data=read_json(run.data) if run else {},
-        steps=trained_steps(src),
+        steps=src.steps(),
         evals=read_json(run.evals) if run else {},
         default_weights={name: info.weight for name, info in registered().items()},
         repo_id=repo_id,
@@ -59,16 +59,6 @@ def training_figure(src: ModelSource, folder: Path) -> str | None:
         return None
     (folder / TRAINING_FIGURE).write_bytes(data)
     return TRAINING_FIGURE
-
-
-def trained_steps(src: ModelSource) -> int | None:
-    """The checkpoint's global step when a checkpoint is merged; else the run's last logged step,
-    or its latest checkpoint's."""
-    assert src.adapter is not None  # merge refuses a source without an adapter
-    state = read_json(src.adapter / "trainer_state.json")
-    if "global_step" in state or src.run is None:
-        return state.get("global_step")
-    return run_steps(src.run)
 
 
 def _example_messages(config: dict[str, Any]) -> list[dict[str, str]]:
