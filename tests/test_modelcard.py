@@ -188,3 +188,30 @@ def test_reproduce_repeats_each_recorded_evaluation():
     card = model_card(facts(run_path="outputs/r", evals=evals))
     assert "grpo eval grpo_config.yaml --model base --model outputs/r --split heldout\n" in card
     assert "--model outputs/r --samples 4 --temperature 1\n" in card
+
+
+LINEAGE = [
+    {"stage": "base", "model": "Qwen/Qwen2.5-0.5B-Instruct", "revision": None},
+    {"stage": "sft", "run": "outputs/warm", "method": "full", "steps": 600, "rows": 2000},
+    {"stage": "grpo", "run": "outputs/grpo", "steps": 150},
+]
+
+
+def test_a_model_warmed_up_by_grpo_sft_shows_its_lineage():
+    card = model_card(facts(base_model="outputs/warm/model", lineage=LINEAGE, run_path=None))
+    assert front_matter(card)["base_model"] == "Qwen/Qwen2.5-0.5B-Instruct"
+    assert "`Qwen/Qwen2.5-0.5B-Instruct` trained with GRPO" in card
+    assert "after a `grpo sft` warm-up" in card
+    assert (
+        "| grpo sft (warm-up) | run `outputs/warm`, full fine-tuning, 600 steps, 2000 rows |"
+        in card
+    )
+    assert "| grpo train | run `outputs/grpo`, 150 steps |" in card
+    assert "grpo sft outputs/warm/config.yaml\ngrpo train grpo_config.yaml" in card
+
+
+def test_a_merged_warm_up_is_reproduced_by_grpo_sft():
+    card = model_card(facts(lineage=LINEAGE[:2]))
+    assert "fine-tuned on worked solutions (`grpo sft`)" in card
+    assert "grpo sft grpo_config.yaml\n" in card and "grpo train" not in card
+    assert "## Lineage" not in model_card(facts(lineage=LINEAGE[:1]))  # no warm-up: as before

@@ -200,12 +200,17 @@ class HubItem:
 def config_items(cfg: GrpoConfig) -> list[HubItem]:
     """The config's model and dataset; for a backend that may be Unsloth, the model's copy
     Unsloth downloads instead of it (unsloth_names.unsloth_repo) counts as the model."""
+    from grpo_cli.model_source import refuse_missing_run, start_weights
     from grpo_cli.unsloth_names import unsloth_repo
 
     m, d = cfg.model, cfg.data
-    copy = unsloth_repo(m.name, m.quantization) if m.backend != "trl" else None
+    refuse_missing_run(cfg)
+    # a grpo sft run (outputs/<run>, which reads like a Hub id) loads local weights, or the
+    # base its adapter goes on
+    name, revision = start_weights(m.name, m.revision)
+    copy = unsloth_repo(name, m.quantization) if m.backend != "trl" else None
     return [
-        HubItem(m.name, "model.name", revision=m.revision, copies=(copy,) if copy else ()),
+        HubItem(name, "model.name", revision=revision, copies=(copy,) if copy else ()),
         HubItem(d.source, "data.source", "dataset", subset=d.subset),
     ]
 

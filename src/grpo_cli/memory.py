@@ -30,6 +30,7 @@ from grpo_cli.hardware import (
     hardware_problems,
     native_bf16,
 )
+from grpo_cli.model_source import start_weights
 
 if TYPE_CHECKING:
     from grpo_cli.config.schema import GrpoConfig
@@ -323,7 +324,7 @@ def estimate(cfg: GrpoConfig, precision: str, backend: str) -> MemoryEstimate:
 
     precision is the compute dtype (bf16, fp16 or fp32) and backend unsloth or trl, as
     hardware.choose_precision and choose_backend decide them."""
-    shape, source = model_shape(cfg.model.name, cfg.model.revision)
+    shape, source = model_shape(*start_weights(cfg.model.name, cfg.model.revision))
     if shape is None:
         return MemoryEstimate(parts=[], total_gib=0.0, notes=[source])
     return _estimate(cfg, precision, backend, shape, source)
@@ -594,7 +595,7 @@ def _suggestions(est: MemoryEstimate, gpu: Hardware, cfg: GrpoConfig) -> list[st
     """For each kind of change, its mildest value that fits this GPU, re-estimated; when no
     single change is enough, one combination of them that fits. A precision this GPU refuses
     is set to auto first: it costs no memory, and every other change needs it."""
-    shape, source = model_shape(cfg.model.name, cfg.model.revision)
+    shape, source = model_shape(*start_weights(cfg.model.name, cfg.model.revision))
     if shape is None:
         return []
     memory = gpu.gpu_memory_gib or 0.0

@@ -7,6 +7,9 @@ Hub id, with the run's config and the base model (and revision) its weights belo
     checkpoint      RUN/checkpoints/checkpoint-N: an adapter of an unfinished run
     adapter folder  adapter_config.json and adapter_model.* (PEFT)
     merged folder   config.json: full weights (grpo merge's output, or any saved model)
+    sft run         a `grpo sft` run (env.json stage sft): its model/ (full fine-tuning) or its
+                    adapter/ on the model it started from (LoRA). A config whose model.name
+                    names one starts from it, and every later stage knows (`sft_run`, `lineage`)
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from grpo_cli import unsloth_names
 from grpo_cli.config.schema import is_hub_id, looks_like_path
 from grpo_cli.config.yamlio import load_text
 from grpo_cli.errors import GrpoError, first_line
+from grpo_cli.files import read_jsonl
 from grpo_cli.training.checkpoints import CHECKPOINT, refuse_unfinished
 from grpo_cli.training.rundir import RunDir
 
@@ -37,6 +41,7 @@ KIND_NAMES = {
     "adapter": "adapter",
     "merged": "merged model",
     "hub": "Hub model",
+    "sft": "sft run",
 }
 WHAT_TO_GIVE = (
     "give a run directory (outputs/<run>), its adapter/ or a checkpoint folder, an adapter folder "
@@ -62,6 +67,7 @@ class ModelSource:
     # the pre-quantized copy (bnb-4bit, FP8) the weights were trained on or the config names,
     # when `base` is its 16-bit original
     quantized_base: str | None = None
+    sft: SftRun | None = None  # the grpo sft run these weights start from (or are)
 
     @property
     def label(self) -> str:
@@ -70,6 +76,8 @@ class ModelSource:
             return "base"
         if self.kind == "hub":
             return self.arg.replace("/", "__")
+        if self.kind == "sft" and self.sft is not None:
+            return self.sft.run.path.name
         folder = Path(self.base) if self.adapter is None else self.adapter
         if self.run is None:
             return folder.resolve().name
@@ -79,6 +87,8 @@ class ModelSource:
 
     def describe(self) -> str:
         """`base model Qwen/...`, `run outputs/x`, `checkpoint outputs/x/checkpoints/...`"""
+        if self.kind in ("base", "sft") and self.sft is not None:
+            return self.sft.describe()
         what = KIND_NAMES[self.kind]
         return f"{what} {self.base if self.kind == 'base' else self.arg}"
 
@@ -121,9 +131,33 @@ class ModelSource:
                 "the run directory was changed by hand or written by another version",
             ) from exc
 
+    def lineage(self) -> list[dict[str, Any]]:
+        """The stages these weights went through, oldest first: the base model, a grpo sft
+        warm-up, the grpo run (with its steps) that made them."""
+        if self.sft is not None and self.kind in ("base", "sft"):
+            return lineage(str(self.sft.run.path))
+        if self.run is None or not self.config:
+            return [{"stage": "base", "model": self.base, "revision": self.revision}]
+        model = self.config.get("model")
+        model = model if isinstance(model, dict) else {}
+        before = self.env.get("lineage")  # as grpo train recorded it when the run started
+        if not isinstance(before, list):
+            before = lineage(str(model.get("name") or self.base), model.get("revision"))
+        stage = str(self.env.get("stage") or "grpo")
+        return [*before, {"stage": stage, "run": str(self.run.path), "steps": self.steps()}]
+
+    def steps(self) -> int | None:
+        """The optimizer steps behind these weights: a checkpoint's own step, else its run's
+        last logged step (or latest checkpoint's)."""
+        folder = self.adapter or self.path
+        state = read_json(folder / "trainer_state.json") if folder is not None else {}
+        if isinstance(state.get("global_step"), int) or self.run is None:
+            return state.get("global_step")
+        return run_steps(self.run)
+
     def fingerprint(self) -> dict[str, Any]:
         """What identifies the weights: eval reuses predictions only while it is unchanged."""
-        if self.kind == "base":
+        if self.kind == "base" and self.sft is None:
             return {"model": self.base, "revision": self.revision}
         if self.kind == "hub":
             return {"model": self.base}
@@ -137,6 +171,10 @@ def resolve_model(arg: str, config: GrpoConfig | None = None, flag: str = "") ->
     name = f"{flag} {arg}" if flag else arg
     if config is not None and arg == "base":
         m = config.model
+        refuse_missing_run(config)
+        sft = sft_run(m.name, "model.name")
+        if sft is not None:
+            return _from_sft(ModelSource(arg, "base", m.name), sft)
         return with_16bit_base(ModelSource(arg, "base", m.name, m.revision, m.trust_remote_code))
     path = Path(arg).expanduser()
     if not path.exists():
@@ -147,6 +185,12 @@ def resolve_model(arg: str, config: GrpoConfig | None = None, flag: str = "") ->
         raise GrpoError(f"{name}: no such folder", WHAT_TO_GIVE + also)
     if not path.is_dir():
         raise GrpoError(f"{name} is a file, not a model folder", WHAT_TO_GIVE)
+    sft = sft_run(arg, name)
+    if sft is not None:
+        source = ModelSource(arg, "sft", sft.base, path=path, run=sft.run)
+        source.config, source.config_file = read_run_config(sft.run.config), sft.run.config
+        source.env = read_json(sft.run.env)
+        return _from_sft(source, sft)
     if is_run_dir(path):
         return _run(arg, path, name)
     if (path / "adapter_config.json").is_file():
@@ -160,6 +204,126 @@ def resolve_model(arg: str, config: GrpoConfig | None = None, flag: str = "") ->
         + (inside if (path / "adapter" / "adapter_config.json").is_file() else ""),
         WHAT_TO_GIVE,
     )
+
+
+@dataclass
+class SftRun:
+    """A finished `grpo sft` run as the model a later stage starts from."""
+
+    run: RunDir
+    method: str  # full: RUN/model holds the whole model; lora: RUN/adapter on `base`
+    base: str  # the model the warm-up started from, as the run's config names it
+    revision: str | None = None
+    trust_remote_code: bool = False
+    steps: int | None = None
+    rows: int | None = None
+
+    @property
+    def weights(self) -> str:
+        """The model to load: the fine-tuned folder, or the base the adapter goes on."""
+        return str(self.run.model) if self.method == "full" else self.base
+
+    @property
+    def adapter(self) -> Path | None:
+        return self.run.adapter if self.method == "lora" else None
+
+    @property
+    def tokenizer(self) -> Path:
+        """grpo sft saves the tokenizer it trained with beside the weights, in both methods."""
+        return self.run.model if self.method == "full" else self.run.adapter
+
+    def describe(self) -> str:
+        """`sft run outputs/x (full fine-tuning of ./models/tiny)`"""
+        how = "full fine-tuning" if self.method == "full" else "LoRA"
+        return f"sft run {self.run.path} ({how} of {self.base})"
+
+
+def sft_run(name: str, key: str = "model.name") -> SftRun | None:
+    """The grpo sft run NAME points at (the run directory, its model/ or its adapter/), or None
+    when NAME is anything else: a Hub id, a model folder, a grpo train run. An SFT run that has
+    not finished (neither model/ nor adapter/ yet) is refused, naming KEY."""
+    path = Path(name).expanduser()
+    if not path.is_dir():
+        return None
+    if is_run_dir(path):
+        folder = path
+    elif path.name in ("model", "adapter") and is_run_dir(path.parent):
+        folder = path.parent
+    else:
+        return None
+    if read_json(folder / "env.json").get("stage") != "sft":
+        return None
+    run = RunDir(folder)
+    if (run.model / "config.json").is_file():
+        method = "full"
+    elif (run.adapter / "adapter_config.json").is_file():
+        method = "lora"
+    else:
+        raise GrpoError(
+            f"{key}: {name} is a grpo sft run that has not finished (no model/ nor adapter/)",
+            f"finish it with `grpo sft {run.config} --resume`, then run this again",
+        )
+    config = read_run_config(run.config)
+    model = config.get("model")
+    model = model if isinstance(model, dict) else {}
+    base = str(model.get("name") or "")
+    if method == "lora" and not base:
+        base = adapter_base(run.adapter)[0]
+    rows = read_json(run.data).get("trained_on")
+    return SftRun(
+        run,
+        method,
+        base or str(run.model),
+        model.get("revision"),
+        bool(model.get("trust_remote_code", False)),
+        run_steps(run),
+        rows if isinstance(rows, int) else None,
+    )
+
+
+def refuse_missing_run(config: GrpoConfig) -> None:
+    """model.name `outputs/<run>` (under output.dir) that is not there: a run of this machine not
+    made yet, e.g. the warm-up of a two-stage recipe, never a Hub repo to download."""
+    name, runs = config.model.name, Path(config.output.dir).expanduser()
+    path = Path(name).expanduser()
+    if path.exists() or path.parent.resolve() != runs.resolve():
+        return
+    raise GrpoError(
+        f"model.name: {name} does not exist; it names a run in output.dir {config.output.dir}",
+        f"make that run first (a warm-up: `grpo sft CONFIG` with sft.run_name: {path.name}), "
+        "or point model.name at a model folder or a Hub id",
+    )
+
+
+def start_weights(name: str, revision: str | None = None) -> tuple[str, str | None]:
+    """(model folder or Hub id, revision) whose weights a config's model.name NAME loads: a grpo
+    sft run's model/ or the base under its adapter; NAME itself otherwise."""
+    sft = sft_run(name)
+    if sft is None:
+        return name, revision
+    return sft.weights, sft.revision if sft.method == "lora" else None
+
+
+def lineage(name: str, revision: str | None = None) -> list[dict[str, Any]]:
+    """The stages behind the model a config's model.name names, oldest first:
+    [{"stage": "base", "model": ...}, {"stage": "sft", "run": ..., "method": ..., ...}].
+    grpo train records it in env.json; eval, merge and the model card read it from there."""
+    sft = sft_run(name)
+    if sft is None:
+        return [{"stage": "base", "model": name, "revision": revision}]
+    record: dict[str, Any] = {"stage": "sft", "run": str(sft.run.path), "method": sft.method}
+    record |= {"steps": sft.steps, "rows": sft.rows}
+    return [*lineage(sft.base, sft.revision), record]
+
+
+def run_steps(run: RunDir) -> int | None:
+    """The last step a run logged, or its latest checkpoint's."""
+    steps = [r["step"] for r in read_jsonl(run.metrics) if isinstance(r.get("step"), int)]
+    if steps:
+        return max(steps)
+    checkpoint = run.latest_checkpoint()
+    step = read_json(checkpoint / "trainer_state.json").get("global_step") if checkpoint else None
+    return step if isinstance(step, int) else None
 
 
 def is_run_dir(folder: Path) -> bool:
@@ -232,7 +396,25 @@ def _adapter(
         # records Unsloth's quantized copy instead).
         _with_config(source, run.config)
         source.env = read_json(run.env)
+        sft = sft_run(source.base, source.base_origin)
+        if sft is not None:  # a grpo run that started from a grpo sft run
+            return _from_sft(source, sft, own_adapter=True)
     return with_16bit_base(source, recorded=base)
+
+
+def _from_sft(source: ModelSource, sft: SftRun, *, own_adapter: bool = False) -> ModelSource:
+    """SOURCE's weights start from SFT: a full fine-tuning's folder is the base; a LoRA warm-up
+    puts its adapter on the model it started from, unless SOURCE has its own (OWN_ADAPTER: a
+    grpo run continued the SFT adapter, so its adapter holds all of the LoRA weights)."""
+    source.sft = sft
+    source.trust_remote_code = sft.trust_remote_code
+    if sft.method == "full":
+        source.base, source.revision = sft.weights, None
+        return source
+    source.base, source.revision = sft.base, sft.revision
+    if not own_adapter:
+        source.adapter = sft.adapter
+    return with_16bit_base(source)
 
 
 def with_16bit_base(source: ModelSource, recorded: str | None = None) -> ModelSource:

@@ -40,6 +40,8 @@ class CardFacts:
     # The chat messages of one question, rendered as in training (system prompt and format).
     example_messages: list[dict[str, str]] = field(default_factory=list)
     figure: str | None = None  # a PNG of reward and accuracy beside the card, by file name
+    # model_source.ModelSource.lineage: base model, grpo sft warm-up, the run merged
+    lineage: list[dict[str, Any]] = field(default_factory=list)
 
 
 def model_card(facts: CardFacts) -> str:
@@ -47,6 +49,7 @@ def model_card(facts: CardFacts) -> str:
         front_matter(facts),
         _title(facts),
         _model_section(facts),
+        lineage_section(facts.lineage),
         training_section(facts),
         rewards_section(facts),
         data_section(facts),
@@ -61,9 +64,12 @@ def model_card(facts: CardFacts) -> str:
 
 def front_matter(facts: CardFacts) -> str:
     lines = ["---"]
-    if _is_hub_model(facts.base_model):
+    # A warm-up's weights are local; the Hub links the model to the one the lineage began with.
+    first = str(facts.lineage[0].get("model") or "") if facts.lineage else ""
+    origin = first if _is_hub_model(first) else facts.base_model
+    if _is_hub_model(origin):
         # The Hub links a model to its base through this key; a local path would be rejected.
-        lines.append(f"base_model: {facts.base_model}")
+        lines.append(f"base_model: {origin}")
     lines.append(f"library_name: {'peft' if facts.adapter_only else 'transformers'}")
     lines.append("pipeline_tag: text-generation")
     tags = ["grpo", "trl", "lora", "reasoning", "grpo-cli"]
@@ -84,11 +90,17 @@ def _title(facts: CardFacts) -> str:
         if facts.adapter_only
         else f"the LoRA adapter merged into {facts.dtype} weights"
     )
+    first = facts.lineage[0].get("model") if facts.lineage else None
+    stages = [stage.get("stage") for stage in facts.lineage]
+    if stages and stages[-1] == "sft":
+        how = "fine-tuned on worked solutions (`grpo sft`)"
+    else:
+        how = "trained with GRPO (Group Relative Policy Optimization) on verifiable rewards"
+        how += " after a `grpo sft` warm-up" if "sft" in stages else ""
     return (
         f"# {name}\n\n"
-        f"`{facts.base_model}` trained with GRPO (Group Relative Policy Optimization) on "
-        f"verifiable rewards using [grpo-cli](https://github.com/grpo-cli/grpo-cli); this "
-        f"repository holds {what}."
+        f"`{first or facts.base_model}` {how} using "
+        f"[grpo-cli](https://github.com/grpo-cli/grpo-cli); this repository holds {what}."
     )
 
 
@@ -106,6 +118,30 @@ def _model_section(facts: CardFacts) -> str:
     if facts.gguf:
         rows.append(("GGUF", ", ".join(f"`{q}`" for q in facts.gguf) + " in `gguf/`"))
     return "## Model\n\n" + _key_value_table(rows)
+
+
+def lineage_section(stages: list[dict[str, Any]]) -> str:
+    """base model -> grpo sft (run, method, steps, rows) -> grpo: shown when there was a
+    warm-up, since `base model` above is then the warm-up's output rather than a known model."""
+    if not any(stage.get("stage") == "sft" for stage in stages):
+        return ""
+    rows = []
+    for stage in stages:
+        name = str(stage.get("stage"))
+        if name == "base":
+            revision = f" at `{stage['revision']}`" if stage.get("revision") else ""
+            rows.append(("base model", f"`{stage.get('model')}`{revision}"))
+            continue
+        parts = [f"run `{stage.get('run')}`"]
+        if stage.get("method"):
+            parts.append("full fine-tuning" if stage["method"] == "full" else "LoRA")
+        if stage.get("steps") is not None:
+            parts.append(f"{stage['steps']} steps")
+        if stage.get("rows") is not None:
+            parts.append(f"{stage['rows']} rows")
+        label = {"sft": "grpo sft (warm-up)", "grpo": "grpo train"}.get(name, name)
+        rows.append((label, ", ".join(parts)))
+    return "## Lineage\n\n" + _key_value_table(rows)
 
 
 def training_section(facts: CardFacts) -> str:
@@ -280,7 +316,13 @@ def reproduce_section(facts: CardFacts) -> str:
     at = f" at commit `{git['commit']}`" if git.get("commit") else ""
     if at and git.get("dirty"):
         at += " (the run had uncommitted changes)"
-    commands = "\n".join([f"grpo train {CONFIG_FILE}", *evals, merge])
+    if facts.lineage and facts.lineage[-1].get("stage") == "sft":  # a merged warm-up
+        train = [f"grpo sft {CONFIG_FILE}"]
+    else:  # a warm-up first, from its own run's config
+        sft = [stage for stage in facts.lineage if stage.get("stage") == "sft"]
+        train = [f"grpo sft {stage.get('run')}/config.yaml" for stage in sft]
+        train.append(f"grpo train {CONFIG_FILE}")
+    commands = "\n".join([*train, *evals, merge])
     return (
         "## Reproduce\n\n"
         f"`{CONFIG_FILE}` in this repository is the run's resolved config. With grpo-cli"

@@ -101,6 +101,14 @@ def merge(
 def resolve_source(path: Path) -> ModelSource:
     """A run directory (outputs/NAME), its adapter/ or a checkpoint, or any PEFT adapter."""
     src = resolve_model(str(path))
+    if src.sft is not None and src.adapter is None:
+        # Nothing to merge, and a copy would only duplicate the weights under another name.
+        folder = src.sft.run.model
+        raise GrpoError(
+            f"{path} is a grpo sft run with full fine-tuning: {folder} is already a whole model",
+            f"use {folder} as it is (`grpo eval CONFIG --model {path}`, or model.name: {path} "
+            "to train GRPO from it); merge the grpo run trained from it instead",
+        )
     if src.kind == "merged":
         raise GrpoError(
             f"{path} holds a full model, not a LoRA adapter",
@@ -111,7 +119,7 @@ def resolve_source(path: Path) -> ModelSource:
 
 def default_output(src: ModelSource, given: Path, adapter_only: bool) -> Path:
     name = "adapter-release" if adapter_only else "merged"
-    if src.kind == "run" and src.run is not None:
+    if src.kind in ("run", "sft") and src.run is not None:
         return src.run.path / name
     if src.kind == "checkpoint" and src.run is not None and src.adapter is not None:
         # beside checkpoints/, not in it: the trainer takes any `*checkpoint-N` folder there for
@@ -154,6 +162,8 @@ def summary(
     table.add_column("")
     table.add_row("adapter" if adapter_only else "merged model", str(target))
     table.add_row("base model", src.base)
+    if src.sft is not None:
+        table.add_row("warmed up by", src.sft.describe())
     if not adapter_only:
         via = "Unsloth merged_16bit" if merger == "unsloth" else "PEFT merge_and_unload"
         table.add_row("weights", f"{dtype} safetensors ({via})")

@@ -154,12 +154,14 @@ def recipe(
             console.print(line, markup=False)
     if not resume or not run.config.is_file():
         rundir.write_config(run, with_run_name(cfg, run_path.name), display_path(config_path))
-    run.write_json(
-        run.env,
-        rundir.environment(
-            plan.hardware.as_dict(), plan.backend, plan.backend_reason, plan.precision
-        ),
+    from grpo_cli.model_source import lineage
+
+    env = rundir.environment(
+        plan.hardware.as_dict(), plan.backend, plan.backend_reason, plan.precision
     )
+    # what the weights were before this run: eval, merge and the model card read it back
+    env["lineage"] = lineage(cfg.model.name, cfg.model.revision)
+    run.write_json(run.env, env)
     console.print(f"run directory: {display_path(run.path)}")
     point_tracker_at(cfg, run)
 
@@ -311,6 +313,8 @@ def load_model(plan: Plan, tokenizer: Any, console: Console) -> tuple[Any, Any]:
     from grpo_cli.training import models
 
     cfg = plan.loaded.config
+    if line := models.starting_point(cfg):
+        console.print(line, markup=False)
     if plan.backend == "unsloth":
         if cfg.model.fast_inference:  # said before vLLM starts, which is when it runs short
             console.print(models.vllm_memory_line(cfg, plan.hardware.gpu_memory_gib), markup=False)

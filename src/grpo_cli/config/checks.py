@@ -281,13 +281,40 @@ def _trl_problems(cfg: GrpoConfig) -> Iterator[tuple[str, str]]:
             yield (f"training.trl.{key}", f"is set by grpo: use {OWNED_TRL_FIELDS[key]} instead")
 
 
-@_reads("model")
+@_reads("model", "lora")
 def _model_path_problems(cfg: GrpoConfig) -> Iterator[tuple[str, str]]:
-    """A local model folder must exist (relative paths: from the current folder)."""
+    """A local model folder must exist (relative paths: from the current folder); a grpo sft
+    run must have finished, and a LoRA one is continued with its own adapter's shape."""
+    from grpo_cli.errors import GrpoError
+    from grpo_cli.model_source import enclosing_run, is_run_dir, sft_run
+    from grpo_cli.training.rundir import RunDir
+
     name = cfg.model.name
-    if not looks_like_path(name):
+    try:
+        sft = sft_run(name)  # outputs/<run> is a path even though it reads like a Hub id
+    except GrpoError as exc:
+        yield ("model.name", f"{exc.message.removeprefix('model.name: ')}; {exc.hint}")
+        return
+    if sft is not None:
+        if cfg.model.revision is not None:
+            yield ("model.revision", f"{name} is a grpo sft run, a local folder: set it to null")
+        if sft.adapter is not None:
+            yield from continued_adapter_problems(cfg, sft.adapter)
         return
     path = Path(name).expanduser()
+    adapter = (path / "adapter_config.json").is_file()  # a run's adapter/ or a checkpoint
+    run = RunDir(path) if is_run_dir(path) else enclosing_run(path) if adapter else None
+    if run is not None:
+        # A grpo train run's adapter sits on a base of its own: merged, it is a model like any
+        # other, and the lineage of what it was trained from goes with it (grpo_config.yaml).
+        yield (
+            "model.name",
+            f"{name} is a grpo train run, not a model to start from: merge it first "
+            f"(`grpo merge {run.path}`) and set model.name: {run.path / 'merged'}",
+        )
+        return
+    if not looks_like_path(name):
+        return
     if not path.is_dir():
         yield (
             "model.name",
@@ -296,6 +323,41 @@ def _model_path_problems(cfg: GrpoConfig) -> Iterator[tuple[str, str]]:
         )
     elif not (path / "config.json").is_file():
         yield ("model.name", f"{name} has no config.json, so it is not a transformers model")
+
+
+# The adapter settings a continued adapter keeps: PEFT loads the saved adapter_config.json as it
+# is (peft/peft_model.py, PeftModel.from_pretrained), and Unsloth refuses a get_peft_model whose
+# settings differ from the loaded adapter's ("Your new parameters are different",
+# unsloth/models/llama.py, FastLlamaModel.get_peft_model).
+ADAPTER_KEYS = (("r", "r"), ("alpha", "lora_alpha"), ("dropout", "lora_dropout"))
+
+
+def continued_adapter_problems(cfg: GrpoConfig, adapter: Path) -> Iterator[tuple[str, str]]:
+    """The lora section against the adapter of a LoRA grpo sft run, which GRPO trains on: the
+    config describes the adapter the run saves, so it must say what the adapter is."""
+    from grpo_cli.model_source import read_json
+
+    saved, lora = read_json(adapter / "adapter_config.json"), cfg.lora
+    where = f"the grpo sft adapter {adapter}"
+    for key, theirs in ADAPTER_KEYS:
+        if theirs in saved and saved[theirs] != getattr(lora, key):
+            yield (
+                f"lora.{key}",
+                f"is {getattr(lora, key)} but {where} has {saved[theirs]}; GRPO continues that "
+                f"adapter, so set lora.{key}: {saved[theirs]}",
+            )
+    if "use_rslora" in saved and bool(saved["use_rslora"]) != lora.rslora:
+        yield ("lora.rslora", f"{where} has use_rslora {saved['use_rslora']}: set it alike")
+    targets = saved.get("target_modules")
+    # PEFT saves all-linear expanded to the model's module names
+    # (peft/tuners/tuners_utils.py, _maybe_include_all_linear_layers): only names compare.
+    wanted = lora.target_modules
+    if isinstance(targets, list) and isinstance(wanted, list) and set(targets) != set(wanted):
+        yield (
+            "lora.target_modules",
+            f"{where} adapts {sorted(targets)}; GRPO continues that adapter, so set "
+            f"lora.target_modules: {sorted(targets)}",
+        )
 
 
 @_reads("data")

@@ -45,7 +45,10 @@ def heldout_rows(cfg: GrpoConfig, sources: list[ModelSource]) -> tuple[Dataset, 
     from grpo_cli.data.prompts import PromptFormat
 
     records = {}
-    for source in sources:
+    # A grpo sft run's held-out slice (if any) is the warm-up's: the grpo runs compared with it
+    # decide, and it counts only when it is evaluated alone.
+    grpo_runs = [s for s in sources if s.run is not None and s.kind != "sft"]
+    for source in grpo_runs or sources:
         if source.run is not None:
             record = read_heldout(source.run.path)
             records[json.dumps(record, sort_keys=True)] = (source.run.path, record)

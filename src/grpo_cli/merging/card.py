@@ -3,7 +3,6 @@ environment, data report, evaluations and the step the merged adapter was traine
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,7 @@ def card_facts(
         config=src.config,
         env=src.env,
         data=read_json(run.data) if run else {},
-        steps=trained_steps(src),
+        steps=src.steps(),
         evals=read_json(run.evals) if run else {},
         default_weights={name: info.weight for name, info in registered().items()},
         repo_id=repo_id,
@@ -37,6 +36,7 @@ def card_facts(
         merger=merger,
         gguf=quants,
         example_messages=_example_messages(src.config),
+        lineage=src.lineage(),
     )
 
 
@@ -59,26 +59,6 @@ def training_figure(src: ModelSource, folder: Path) -> str | None:
         return None
     (folder / TRAINING_FIGURE).write_bytes(data)
     return TRAINING_FIGURE
-
-
-def trained_steps(src: ModelSource) -> int | None:
-    """The checkpoint's global step when a checkpoint is merged; else the run's last logged step,
-    or its latest checkpoint's."""
-    assert src.adapter is not None  # merge refuses a source without an adapter
-    state = read_json(src.adapter / "trainer_state.json")
-    if "global_step" in state or src.run is None:
-        return state.get("global_step")
-    steps = []
-    if src.run.metrics.is_file():
-        for line in src.run.metrics.read_text(encoding="utf-8").splitlines():
-            try:
-                steps.append(int(json.loads(line)["step"]))
-            except (ValueError, KeyError, TypeError):
-                continue
-    if steps:
-        return max(steps)
-    checkpoint = src.run.latest_checkpoint()
-    return read_json(checkpoint / "trainer_state.json").get("global_step") if checkpoint else None
 
 
 def _example_messages(config: dict[str, Any]) -> list[dict[str, str]]:

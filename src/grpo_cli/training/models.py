@@ -89,26 +89,45 @@ def import_unsloth_first() -> Any:
 
 
 def load_tokenizer(cfg: GrpoConfig) -> Any:
+    """model.name's tokenizer; a grpo sft run's is the one it saved with its weights (the
+    chat template it was warmed up with)."""
     from transformers import AutoTokenizer
 
+    from grpo_cli.model_source import sft_run, start_weights
+
     m = cfg.model
+    name, revision = start_weights(m.name, m.revision)
+    sft = sft_run(m.name)
+    if sft is not None and (sft.tokenizer / "tokenizer_config.json").is_file():
+        name, revision = str(sft.tokenizer), None
     try:
         tokenizer = cache_first(
             partial(
                 AutoTokenizer.from_pretrained,
-                m.name,
-                revision=m.revision,
+                name,
+                revision=revision,
                 trust_remote_code=m.trust_remote_code,
             ),
-            m.name,
+            name,
             key="model.name",
-            revision=m.revision,
+            revision=revision,
         )
     except GrpoError:
         raise
     except Exception as exc:
         raise load_error(cfg, "tokenizer", exc) from exc
     return ready_for_generation(tokenizer, m.name)
+
+
+def starting_point(cfg: GrpoConfig) -> str | None:
+    """What training starts from when model.name is a grpo sft run, said before it loads."""
+    from grpo_cli.model_source import sft_run
+
+    sft = sft_run(cfg.model.name)
+    if sft is None:
+        return None
+    then = "continuing its LoRA adapter" if sft.adapter else "with a new LoRA adapter (lora:)"
+    return f"starting from {sft.describe()}, {then}"
 
 
 def ready_for_generation(tokenizer: Any, name: str) -> Any:
@@ -125,14 +144,19 @@ def ready_for_generation(tokenizer: Any, name: str) -> Any:
 
 
 def load_trl_model(cfg: GrpoConfig, precision: str) -> Any:
-    """A transformers model with a fresh LoRA adapter (PEFT), ready for GRPOTrainer."""
+    """A transformers model with a fresh LoRA adapter (PEFT), ready for GRPOTrainer; from a LoRA
+    grpo sft run, its base with the run's adapter, trainable, to go on training it."""
     import torch
-    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
     from transformers import AutoModelForCausalLM
 
+    from grpo_cli.model_source import sft_run, start_weights
+
     m, lora = cfg.model, cfg.lora
+    name, revision = start_weights(m.name, m.revision)
+    sft = sft_run(m.name)
     kwargs: dict[str, Any] = {
-        "revision": m.revision,
+        "revision": revision,
         "trust_remote_code": m.trust_remote_code,
         "dtype": getattr(torch, DTYPES[precision]),
     }
@@ -152,10 +176,10 @@ def load_trl_model(cfg: GrpoConfig, precision: str) -> Any:
         kwargs["device_map"] = {"": 0}
     try:
         model = cache_first(
-            partial(AutoModelForCausalLM.from_pretrained, m.name, **kwargs),
-            m.name,
+            partial(AutoModelForCausalLM.from_pretrained, name, **kwargs),
+            name,
             key="model.name",
-            revision=m.revision,
+            revision=revision,
         )
     except GrpoError:
         raise
@@ -165,6 +189,15 @@ def load_trl_model(cfg: GrpoConfig, precision: str) -> Any:
         model = prepare_model_for_kbit_training(
             model, use_gradient_checkpointing=bool(lora.gradient_checkpointing)
         )
+    if sft is not None and sft.adapter is not None:
+        # PEFT loads an adapter frozen unless is_trainable (peft/peft_model.py,
+        # PeftModel.from_pretrained). GRPOTrainer takes the PeftModel as it is and refuses a
+        # second peft_config with it (trl/trainer/grpo_trainer.py); with beta > 0 it copies
+        # this adapter as the reference, so KL is measured against the warmed-up model.
+        try:
+            return PeftModel.from_pretrained(model, str(sft.adapter), is_trainable=True)
+        except Exception as exc:
+            raise model_load_error(str(sft.adapter), "adapter", exc, key="model.name") from exc
     torch.manual_seed(lora.random_state)  # the adapter's initial weights
     return get_peft_model(model, LoraConfig(**lora_kwargs(cfg), task_type="CAUSAL_LM"))
 
@@ -174,9 +207,20 @@ def load_unsloth_model(cfg: GrpoConfig, precision: str) -> tuple[Any, Any]:
     import torch
     from unsloth import FastLanguageModel
 
+    from grpo_cli.model_source import sft_run, start_weights
+
     m, lora = cfg.model, cfg.lora
+    name, revision = start_weights(m.name, m.revision)
+    sft = sft_run(m.name)
+    if sft is not None and sft.adapter is not None:
+        # Given an adapter folder, Unsloth loads the base it names and the adapter trainable
+        # (unsloth/models/loader.py, FastLanguageModel.from_pretrained: PeftModel.from_pretrained
+        # with is_trainable=True); get_peft_model below then keeps it, its settings being the
+        # adapter's (config/checks.py, continued_adapter_problems; unsloth/models/llama.py:
+        # "Already have LoRA adapters! We shall skip this step").
+        name = str(sft.adapter)
     kwargs: dict[str, Any] = {
-        "model_name": m.name,
+        "model_name": name,
         "max_seq_length": m.max_seq_length,
         "dtype": getattr(torch, DTYPES[precision]),
         "load_in_4bit": m.quantization == "4bit",
@@ -186,8 +230,8 @@ def load_unsloth_model(cfg: GrpoConfig, precision: str) -> tuple[Any, Any]:
     }
     if m.quantization == "fp8":
         kwargs["load_in_fp8"] = True
-    if m.revision:
-        kwargs["revision"] = m.revision
+    if revision:
+        kwargs["revision"] = revision
     if m.fast_inference:
         kwargs["max_lora_rank"] = m.max_lora_rank
         if m.gpu_memory_utilization is not None:
@@ -201,9 +245,9 @@ def load_unsloth_model(cfg: GrpoConfig, precision: str) -> tuple[Any, Any]:
         # refusing even when model.name itself is not there
         model, tokenizer = cache_first(
             partial(FastLanguageModel.from_pretrained, **kwargs),
-            m.name,
+            start_weights(m.name, m.revision)[0],
             key="model.name",
-            revision=m.revision,
+            revision=revision,
         )
     except GrpoError:
         raise
@@ -261,8 +305,10 @@ def lora_kwargs(cfg: GrpoConfig) -> dict[str, Any]:
 
 
 def load_error(cfg: GrpoConfig, what: str, exc: Exception) -> GrpoError:
-    m = cfg.model
-    return model_load_error(m.name, what, exc, key="model.name", revision=m.revision)
+    from grpo_cli.model_source import start_weights
+
+    name, revision = start_weights(cfg.model.name, cfg.model.revision)
+    return model_load_error(name, what, exc, key="model.name", revision=revision)
 
 
 def model_load_error(
