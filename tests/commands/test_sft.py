@@ -267,3 +267,10 @@ def test_dry_run_shows_the_masked_prompt_and_the_solution_without_loading_weight
     assert rest.lstrip("─ \n").startswith("<reasoning>\n") and "</answer>" in rest
     assert "correctness" in rest and "2.0" in rest
     assert not (tmp_path / "outputs").exists()
+
+
+def test_the_unsloth_backend_is_refused_with_the_setting_that_works(cli, tiny_model, tmp_path):
+    result = cli(*sft_args(tiny_model, tmp_path, "--set", "model.backend=unsloth"))
+    assert result.code == 2 and "model.backend" in result.err
+    assert "--set model.backend=trl" in result.err and "Traceback" not in result.err
+    assert not (tmp_path / "outputs").exists()

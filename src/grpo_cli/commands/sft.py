@@ -9,6 +9,7 @@ checkpoints and Ctrl-C handling are grpo train's (commands/train.py, training/).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,7 +18,8 @@ from rich.console import Console
 from rich.table import Table
 
 from grpo_cli.commands.train import Plan, Stage, find_run_dir, first_last, resolve
-from grpo_cli.config import load_config
+from grpo_cli.config import LoadedConfig, load_config
+from grpo_cli.config.loader import config_error
 from grpo_cli.config.yamlio import display_path
 from grpo_cli.errors import INTERRUPTED_EXIT, GrpoError
 from grpo_cli.threads import apply_threads
@@ -76,7 +78,7 @@ def recipe(
 
     hub = start_probe(config_items(cfg))
     stage.enter("checking this machine")
-    plan = resolve(loaded, console, hub, stage="sft")
+    plan = resolve(on_trl(loaded, console), console, hub, stage="sft")
     if line := apply_threads(threads, plan.hardware.device):
         console.print(line, markup=False)
     from grpo_cli.training.models import quiet_progress_bars
@@ -114,8 +116,7 @@ def recipe(
     stage.enter("loading the model")
     from grpo_cli.training import sft as sft_training
 
-    model, unsloth_tokenizer = sft_training.load_model(cfg, plan.backend, plan.precision)
-    tokenizer = unsloth_tokenizer or tokenizer
+    model = sft_training.load_model(cfg, plan.precision)
     stage.enter("building the trainer")
     trainer, recorder, stop = build_trainer(plan, model, tokenizer, rows, run, console)
 
@@ -148,6 +149,32 @@ def recipe(
         markup=False,
     )
     return 0
+
+
+def on_trl(loaded: LoadedConfig, console: Console) -> LoadedConfig:
+    """The config to plan with: grpo sft trains through TRL's SFTTrainer on transformers + PEFT.
+    Unsloth rewrites SFTTrainer's data preparation and arguments on a GPU (unsloth/models/rl.py,
+    patch_trl_rl_trainers; skipped under UNSLOTH_ALLOW_CPU=1), where the prompt masking and
+    length limits pinned here on CPU are not checked yet: model.backend unsloth is refused and
+    auto means trl. The saved config keeps the backend as written, for grpo train."""
+    model = loaded.config.model
+    if model.backend == "unsloth":
+        error = config_error(
+            loaded,
+            [
+                (
+                    "model.backend",
+                    "grpo sft trains on the trl backend (TRL's SFTTrainer), not unsloth",
+                )
+            ],
+        )
+        error.hint = "warm up with --set model.backend=trl; grpo train can still use unsloth"
+        raise error
+    if model.backend == "trl":
+        return loaded
+    console.print("note: grpo sft trains on the trl backend (TRL's SFTTrainer) on every machine")
+    update = {"model": model.model_copy(update={"backend": "trl"})}
+    return dataclasses.replace(loaded, config=loaded.config.model_copy(update=update))
 
 
 def with_sft_run_name(cfg: GrpoConfig, name: str) -> GrpoConfig:

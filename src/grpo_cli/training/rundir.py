@@ -69,6 +69,16 @@ class RunDir:
     model = property(lambda self: self.path / "model")  # grpo sft's full fine-tuning output
     evals = property(lambda self: self.path / "eval.json")
 
+    @property
+    def command(self) -> str:
+        """The command that trains this run (grpo train, grpo sft), for the hints that say how
+        to go on: env.json's stage; a run without one is grpo train's."""
+        try:
+            stage = json.loads(self.env.read_text(encoding="utf-8")).get("stage", "grpo")
+        except (OSError, ValueError, AttributeError):
+            stage = "grpo"
+        return STAGE_COMMANDS.get(stage, "grpo train")
+
     def latest_checkpoint(self) -> Path | None:
         """The checkpoint with the highest step that the trainer finished writing."""
         complete = complete_checkpoints(self.checkpoints)

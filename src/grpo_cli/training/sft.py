@@ -151,17 +151,13 @@ def build_sft_config(kwargs: dict[str, Any]) -> trl.SFTConfig:
         ) from exc
 
 
-def load_model(cfg: GrpoConfig, backend: str, precision: str) -> tuple[Any, Any | None]:
-    """(model, Unsloth's tokenizer or None): with a fresh LoRA adapter (sft.method lora) or
-    every weight trainable (full)."""
+def load_model(cfg: GrpoConfig, precision: str) -> Any:
+    """The transformers model with a fresh LoRA adapter (sft.method lora), or with every weight
+    trainable (full)."""
     from grpo_cli.training import models
 
-    full = cfg.sft.method == "full"
-    if backend == "unsloth":
-        model, tokenizer = models.load_unsloth_model(cfg, precision)
-        return models.saved_without_hub_lookup(model), tokenizer
-    model = models.load_trl_model(cfg, precision, with_lora=not full)
-    return models.saved_without_hub_lookup(model), None
+    model = models.load_trl_model(cfg, precision, with_lora=cfg.sft.method == "lora")
+    return models.saved_without_hub_lookup(model)
 
 
 def output_folder(run: RunDir, method: str) -> Path:
