@@ -266,6 +266,7 @@ def test_dry_run_shows_the_masked_prompt_and_the_solution_without_loading_weight
     assert "left out of the loss" in prompt and "<|im_start|>user" in prompt
     assert rest.lstrip("─ \n").startswith("<reasoning>\n") and "</answer>" in rest
     assert "correctness" in rest and "2.0" in rest
+    assert "64 rows from synthetic [sft]" in rest and "no weights were loaded" in rest
     assert not (tmp_path / "outputs").exists()
 
 
@@ -274,3 +275,12 @@ def test_the_unsloth_backend_is_refused_with_the_setting_that_works(cli, tiny_mo
     assert result.code == 2 and "model.backend" in result.err
     assert "--set model.backend=trl" in result.err and "Traceback" not in result.err
     assert not (tmp_path / "outputs").exists()
+
+
+def test_rows_longer_than_max_length_are_dropped_and_none_left_is_refused(
+    cli, tiny_model, tmp_path
+):
+    result = cli(*sft_args(tiny_model, tmp_path, "--set", "sft.max_length=20"))
+    assert result.code == 2, result.err
+    assert "every row's prompt and worked solution is longer than sft.max_length 20" in result.err
+    assert "Hint: raise sft.max_length" in result.err

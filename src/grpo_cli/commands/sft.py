@@ -172,7 +172,11 @@ def on_trl(loaded: LoadedConfig, console: Console) -> LoadedConfig:
         raise error
     if model.backend == "trl":
         return loaded
-    console.print("note: grpo sft trains on the trl backend (TRL's SFTTrainer) on every machine")
+    console.print(
+        "note: grpo sft trains on the trl backend (TRL's SFTTrainer), whatever model.backend "
+        "auto would choose",
+        markup=False,
+    )
     update = {"model": model.model_copy(update={"backend": "trl"})}
     return dataclasses.replace(loaded, config=loaded.config.model_copy(update=update))
 
@@ -329,6 +333,7 @@ def dry_run_report(plan: Plan, console: Console) -> int:
     out.print(table)
     out.print(
         f"dry run: {data.report.summary()}; config, tokenizer and data are ready; no weights "
-        "were loaded"
+        "were loaded",
+        markup=False,
     )
     return 0
