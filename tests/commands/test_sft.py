@@ -284,3 +284,9 @@ def test_rows_longer_than_max_length_are_dropped_and_none_left_is_refused(
     assert result.code == 2, result.err
     assert "every row's prompt and worked solution is longer than sft.max_length 20" in result.err
     assert "Hint: raise sft.max_length" in result.err
+
+
+def test_packing_without_flash_attention_is_refused(cli, tiny_model, tmp_path):
+    result = cli(*sft_args(tiny_model, tmp_path, "--set", "sft.packing=true"))
+    assert result.code == 2 and "sft.packing" in result.err and "flash attention" in result.err
+    assert not (tmp_path / "outputs").exists()

@@ -79,6 +79,19 @@ def recipe(
     hub = start_probe(config_items(cfg))
     stage.enter("checking this machine")
     plan = resolve(on_trl(loaded, console), console, hub, stage="sft")
+    if cfg.sft.packing and plan.hardware.device != "cuda":
+        # trl/trainer/sft_trainer.py warns that packed rows attend to each other unless the
+        # model runs flash attention, which needs a CUDA GPU
+        raise config_error(
+            loaded,
+            [
+                (
+                    "sft.packing",
+                    "packed rows would attend to each other without flash attention, "
+                    "which needs a CUDA GPU: set sft.packing: false",
+                )
+            ],
+        )
     if line := apply_threads(threads, plan.hardware.device):
         console.print(line, markup=False)
     from grpo_cli.training.models import quiet_progress_bars

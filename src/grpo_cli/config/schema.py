@@ -496,7 +496,9 @@ class SftConfig(Section):
         "null: model.max_seq_length.",
     )
     packing: bool = Field(
-        False, description="Pack several rows into one sequence of max_length (TRL's bfd)."
+        False,
+        description="Pack several rows into one sequence of max_length (TRL's bfd); needs a "
+        "CUDA GPU and a model that runs flash attention, else packed rows attend to each other.",
     )
     limit: int | None = Field(
         None,
