@@ -290,3 +290,18 @@ def test_packing_without_flash_attention_is_refused(cli, tiny_model, tmp_path):
     result = cli(*sft_args(tiny_model, tmp_path, "--set", "sft.packing=true"))
     assert result.code == 2 and "sft.packing" in result.err and "flash attention" in result.err
     assert not (tmp_path / "outputs").exists()
+
+
+def test_resume_without_a_run_name_finds_the_newest_run_of_its_own_command(tmp_path, write):
+    from grpo_cli.commands.train import find_run_dir
+    from grpo_cli.config import load_config
+
+    path = write(
+        "demo.yaml", f"model: {{name: a/b}}\nrewards: [correctness]\noutput: {{dir: {tmp_path}}}\n"
+    )
+    for name in ("demo-20260101-000000", "demo-sft-20260102-000000", "demo-sft-20260103-000000"):
+        (tmp_path / name / "checkpoints").mkdir(parents=True)
+    cfg = load_config(path).config
+    assert find_run_dir(cfg, path, resume=True).name == "demo-20260101-000000"
+    assert find_run_dir(cfg, path, resume=True, stage="sft").name == "demo-sft-20260103-000000"
+    assert find_run_dir(cfg, path, resume=False, stage="sft").name.startswith("demo-sft-2")
