@@ -79,19 +79,7 @@ def recipe(
     hub = start_probe(config_items(cfg))
     stage.enter("checking this machine")
     plan = resolve(on_trl(loaded, console), console, hub, stage="sft")
-    if cfg.sft.packing and plan.hardware.device != "cuda":
-        # trl/trainer/sft_trainer.py warns that packed rows attend to each other unless the
-        # model runs flash attention, which needs a CUDA GPU
-        raise config_error(
-            loaded,
-            [
-                (
-                    "sft.packing",
-                    "packed rows would attend to each other without flash attention, "
-                    "which needs a CUDA GPU: set sft.packing: false",
-                )
-            ],
-        )
+    refuse_packing_without_flash_attention(loaded, plan.hardware.device)
     if line := apply_threads(threads, plan.hardware.device):
         console.print(line, markup=False)
     from grpo_cli.training.models import quiet_progress_bars
@@ -192,6 +180,17 @@ def on_trl(loaded: LoadedConfig, console: Console) -> LoadedConfig:
     )
     update = {"model": model.model_copy(update={"backend": "trl"})}
     return dataclasses.replace(loaded, config=loaded.config.model_copy(update=update))
+
+
+def refuse_packing_without_flash_attention(loaded: LoadedConfig, device: str) -> None:
+    """trl/trainer/sft_trainer.py warns that packed rows attend to each other unless the model
+    runs flash attention, which needs a CUDA GPU; on any other device packing is refused."""
+    if loaded.config.sft.packing and device != "cuda":
+        message = (
+            "packed rows would attend to each other without flash attention, which needs a "
+            "CUDA GPU: set sft.packing: false"
+        )
+        raise config_error(loaded, [("sft.packing", message)])
 
 
 def with_sft_run_name(cfg: GrpoConfig, name: str) -> GrpoConfig:
