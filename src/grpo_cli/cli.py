@@ -247,6 +247,50 @@ def train(
         raise typer.Exit(code)
 
 
+@app.command("sft", cls=_Command)
+def sft(
+    config_path: Annotated[Path, typer.Argument(metavar="CONFIG", help="YAML config file.")],
+    overrides: SetOpt = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the run from its latest checkpoint.")
+    ] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an existing run directory.")
+    ] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Check config, tokenizer and data, print one prompt and worked solution; load "
+            "no weights.",
+        ),
+    ] = False,
+    threads: ThreadsOpt = None,
+) -> None:
+    """Warm a model up with supervised fine-tuning on worked solutions, before GRPO.
+
+    Trains on worked solutions in the config's prompt style, the loss on the solution only:
+    a LoRA adapter (RUN/adapter) or every weight (RUN/model), as the sft section says.
+
+    Ctrl-C saves a checkpoint; --resume continues from it. Then train with GRPO from the run:
+    grpo train CONFIG --set model.name=outputs/RUN
+
+    Example: grpo sft configs/smoke_cpu.yaml
+    """
+    from grpo_cli.commands import sft as sft_command
+
+    code = sft_command.sft(
+        config_path,
+        overrides or [],
+        resume=resume,
+        overwrite=overwrite,
+        dry_run=dry_run,
+        threads=threads,
+    )
+    if code:
+        raise typer.Exit(code)
+
+
 @rewards_app.command("list", cls=_Command)
 def rewards_list(
     config_path: Annotated[

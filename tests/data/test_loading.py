@@ -14,6 +14,7 @@ from grpo_cli.data.formatters import formatter, get_formatter, registered
 from grpo_cli.data.loading import (
     ROW_ID,
     load_eval_data,
+    load_sft_data,
     load_training_data,
     read_heldout,
     write_heldout,
@@ -348,3 +349,55 @@ def test_math_boxed_keeps_numeric_answers_only():
         assert fmt.fn({"problem": "p", "solution": f"\\boxed{{{boxed}}}"}, prompt) is None
     assert formatter  # the decorator is the public way to add one
     load_plugins([], include_project=False)
+
+
+# --- the rows grpo sft trains on -------------------------------------------------------------
+
+
+def test_formatters_yield_the_worked_solution_without_calculator_marks():
+    prompt = PromptFormat()
+    row = {"question": "q", "answer": "16 - 3 - 4 = <<16-3-4=9>>9 eggs.\nShe sells 9.\n#### 9"}
+    assert (
+        get_formatter("gsm8k").fn(row, prompt)["reasoning"] == "16 - 3 - 4 = 9 eggs.\nShe sells 9."
+    )
+    boxed = get_formatter("math_boxed").fn(
+        {"problem": "p", "solution": " 2+2 is \\boxed{4}. "}, prompt
+    )
+    assert boxed["reasoning"] == "2+2 is \\boxed{4}." and boxed["answer"] == "4"
+
+
+def test_grpo_trains_on_the_same_rows_and_columns_as_before_worked_solutions(write, gsm8k_dir):
+    cfg = config(write, f"  source: {gsm8k_dir}\n  limit: 20\n")
+    assert "reasoning" not in load_training_data(cfg).train.column_names  # rewards never see it
+    assert "reasoning" not in load_eval_data(cfg)[0].column_names
+
+
+def test_sft_never_trains_on_held_out_or_eval_rows_of_a_dataset(write, gsm8k_dir):
+    cfg = config(write, f"  source: {gsm8k_dir}\n  limit: 200\n  heldout_size: 40\n")
+    sft, grpo = load_sft_data(cfg), load_training_data(cfg)
+    assert sft.report.split == "train" and len(sft.train) == 160
+    assert set(sft.train[ROW_ID]) == set(grpo.train[ROW_ID])
+    assert not set(sft.train[ROW_ID]) & set(grpo.heldout[ROW_ID])
+    assert not set(sft.train["question"]) & set(load_eval_data(cfg)[0]["question"])
+    assert all(r.strip() and "<<" not in r for r in sft.train["reasoning"])
+    # sft.limit takes fewer rows for the warm-up; the held-out slice stays grpo train's
+    fewer = load_sft_data(
+        config(
+            write,
+            f"  source: {gsm8k_dir}\n  limit: 200\n  heldout_size: 40\n",
+            "sft: {limit: 100}\n",
+        )
+    )
+    assert set(fewer.train[ROW_ID]) == set(grpo.train[ROW_ID]) & set(range(100))
+
+
+def test_synthetic_warm_up_rows_are_a_split_of_their_own(write):
+    cfg = config(
+        write, "  source: synthetic\n  difficulty: simple\n  limit: 300\n  heldout_size: 50\n"
+    )
+    sft, grpo = load_sft_data(cfg), load_training_data(cfg)
+    assert sft.report.split == "sft" and len(sft.train) == 300
+    test = load_eval_data(cfg)[0]
+    others = set(grpo.train["question"]) | set(grpo.heldout["question"]) | set(test["question"])
+    assert not set(sft.train["question"]) & others
+    assert sft.train["question"] == load_sft_data(cfg).train["question"]  # seeded

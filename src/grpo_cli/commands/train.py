@@ -82,8 +82,8 @@ def train(
 class Stage:
     """Where the recipe is, so that a stop can say what was saved and how to go on."""
 
-    def __init__(self, console: Console, interrupts: Interrupts):
-        self.console, self.interrupts = console, interrupts
+    def __init__(self, console: Console, interrupts: Interrupts, command: str = "train"):
+        self.console, self.interrupts, self.command = console, interrupts, command
         self.name = "reading the config"
         self.run: RunDir | None = None  # once this process owns it
 
@@ -100,7 +100,7 @@ class Stage:
         run = self.run
         if run is None or not run.config.is_file():
             return f"{text}; nothing was written.\nStart again with the same command."
-        resume = f"grpo train {display_path(run.config)} --resume"
+        resume = f"grpo {self.command} {display_path(run.config)} --resume"
         checkpoint = run.latest_checkpoint()
         if checkpoint is None:
             return f"{text}; no checkpoint was saved yet.\nStart again from step 0 with: {resume}"
@@ -226,11 +226,13 @@ def point_tracker_at(cfg: GrpoConfig, run: RunDir) -> None:
     os.environ["WANDB_DIR"] = str(run.path)
 
 
-def resolve(loaded: LoadedConfig, console: Console, hub: HubAnswer | None = None) -> Plan:
+def resolve(
+    loaded: LoadedConfig, console: Console, hub: HubAnswer | None = None, stage: str = "grpo"
+) -> Plan:
     """The config, checked against this machine (`hardware.preflight`, which `grpo doctor`
     shares): backend, precision, tracker, installed packages; then whether the Hub is needed
     and answers (HUB, a probe started earlier). Unsloth, when chosen, is imported here: after
-    torch, before trl / transformers / peft."""
+    torch, before trl / transformers / peft. STAGE sft (grpo sft) builds no GRPOConfig."""
     cfg = loaded.config
     checked = preflight(cfg)
     backend, backend_reason = checked.backend, checked.backend_reason
@@ -256,9 +258,11 @@ def resolve(loaded: LoadedConfig, console: Console, hub: HubAnswer | None = None
         from grpo_cli.training.models import import_unsloth_first
 
         import_unsloth_first()
-    from grpo_cli.training.trl_args import check_construction
+    if stage == "grpo":
+        from grpo_cli.training.trl_args import check_construction
 
-    check_construction(loaded, backend, checked.precision, checked.hardware.device, checked.tracker)
+        device = checked.hardware.device
+        check_construction(loaded, backend, checked.precision, device, checked.tracker)
     return Plan(
         loaded,
         checked.hardware,
@@ -279,19 +283,27 @@ def build_training_rewards(cfg: GrpoConfig) -> list[TrainingReward]:
     return [AccuracyProbe(bound[0], context.answer_tag), *bound[1:]]
 
 
-def find_run_dir(cfg: GrpoConfig, config_path: Path, resume: bool) -> Path:
-    """outputs/<run_name>; with --resume and no run_name, the newest run of this config."""
-    from grpo_cli.training.rundir import run_name
+def find_run_dir(cfg: GrpoConfig, config_path: Path, resume: bool, stage: str = "grpo") -> Path:
+    """outputs/<run_name>; with --resume and no run_name, the newest run of this config (of
+    STAGE: grpo sft's runs are named <config>-sft-<date>, see rundir.run_name)."""
+    from grpo_cli.training.rundir import STAGE_COMMANDS, named_run, run_name, stamped_prefix
 
     root = Path(cfg.output.dir).expanduser()
-    if cfg.output.run_name or not resume:
-        return root / run_name(cfg, config_path)
-    runs = sorted(p for p in root.glob(f"{config_path.stem}-*") if (p / "checkpoints").is_dir())
+    if named_run(cfg, stage) or not resume:
+        return root / run_name(cfg, config_path, stage=stage)
+    prefix = stamped_prefix(config_path, stage)
+    sft = stamped_prefix(config_path, "sft")
+    runs = sorted(
+        p
+        for p in root.glob(f"{prefix}*")
+        if (p / "checkpoints").is_dir() and (stage == "sft" or not p.name.startswith(sft))
+    )
     if not runs:
+        command = STAGE_COMMANDS[stage]
         raise GrpoError(
-            f"--resume: no run of {config_path.name} with checkpoints in {root}",
+            f"--resume: no {command} run of {config_path.name} with checkpoints in {root}",
             "name the run with --set output.run_name=NAME, or resume from its config: "
-            "grpo train outputs/NAME/config.yaml --resume",
+            f"{command} outputs/NAME/config.yaml --resume",
         )
     return runs[-1]
 
@@ -519,25 +531,27 @@ def dry_run_report(plan: Plan, rewards: list[TrainingReward], console: Console) 
     return 0
 
 
+def first_last(history: list[dict[str, Any]], key: str) -> str:
+    """KEY's mean over the first and the last tenth of the logged steps: `0.120 -> 0.480`."""
+    values = [r[key] for r in history if isinstance(r.get(key), (int, float))]
+    if not values:
+        return "-"
+    tenth = max(1, len(values) // 10)
+    first = sum(values[:tenth]) / tenth
+    last = sum(values[-tenth:]) / tenth
+    return f"{first:.3f} -> {last:.3f}"
+
+
 def closing_table(
     history: list[dict[str, Any]], steps: int, wall: float, run: RunDir, console: Console
 ) -> None:
-    def first_last(key: str) -> str:
-        values = [r[key] for r in history if isinstance(r.get(key), (int, float))]
-        if not values:
-            return "-"
-        tenth = max(1, len(values) // 10)
-        first = sum(values[:tenth]) / tenth
-        last = sum(values[-tenth:]) / tenth
-        return f"{first:.3f} -> {last:.3f}"
-
     table = Table(title="grpo train: done", title_justify="left", show_header=False)
     table.add_column("")
     table.add_column("")
     table.add_row("steps", str(steps))
     table.add_row("wall time", f"{wall:.1f} s")
-    table.add_row("reward (first -> last 10% of logs)", first_last("reward"))
-    table.add_row("accuracy (first -> last 10%)", first_last("accuracy"))
+    table.add_row("reward (first -> last 10% of logs)", first_last(history, "reward"))
+    table.add_row("accuracy (first -> last 10%)", first_last(history, "accuracy"))
     from grpo_cli.training import health
 
     warnings = health.read(run.path)

@@ -144,6 +144,16 @@ def _backend_problems(cfg: GrpoConfig) -> Iterator[tuple[str, str]]:
         )
 
 
+@_reads("model", "sft")
+def _sft_problems(cfg: GrpoConfig) -> Iterator[tuple[str, str]]:
+    if cfg.sft.method == "full" and cfg.model.quantization != "none":
+        yield (
+            "sft.method",
+            f"full fine-tuning trains every weight, which {cfg.model.quantization} weights "
+            "cannot hold: set sft.method: lora, or model.quantization: none",
+        )
+
+
 @_reads("model")
 def _fast_inference_problems(cfg: GrpoConfig) -> Iterator[tuple[str, str]]:
     """What Unsloth refuses or drops with fast_inference only once the model is downloaded."""

@@ -456,6 +456,68 @@ class OutputConfig(Section):
         return value
 
 
+class SftConfig(Section):
+    """`grpo sft`: supervised fine-tuning on worked solutions, the cold start before GRPO."""
+
+    method: Literal["lora", "full"] = Field(
+        "lora",
+        description="lora: train a LoRA adapter (the lora section), saved in RUN/adapter; full: "
+        "train every weight, saved in RUN/model (needs model.quantization none).",
+    )
+    learning_rate: float = Field(
+        2e-4, gt=0, description="Peak learning rate (2e-4 suits LoRA; full fine-tuning ~1e-5)."
+    )
+    num_train_epochs: float = Field(
+        1.0, gt=0, description="Passes over the warm-up rows (when max_steps is null)."
+    )
+    max_steps: int | None = Field(
+        None, ge=1, description="Optimizer steps to run; overrides num_train_epochs."
+    )
+    batch_size: int = Field(8, ge=1, description="Rows per micro-batch on each device.")
+    gradient_accumulation_steps: int = Field(
+        1, ge=1, description="Micro-batches per optimizer step."
+    )
+    warmup_ratio: float = Field(
+        0.03, ge=0, lt=1, description="Share of the steps spent warming the learning rate up."
+    )
+    lr_scheduler_type: Literal[SCHEDULERS] = Field(  # type: ignore[valid-type]
+        "cosine", description="Learning-rate schedule (transformers SchedulerType)."
+    )
+    weight_decay: float = Field(0.0, ge=0, description="Decoupled weight decay.")
+    save_steps: int = Field(250, ge=1, description="Save a checkpoint every N steps.")
+    save_total_limit: int | None = Field(
+        2, ge=1, description="Keep only the N newest checkpoints; null keeps all."
+    )
+    logging_steps: int = Field(1, ge=1, description="Log metrics every N steps.")
+    max_length: int | None = Field(
+        None,
+        ge=1,
+        description="Longest prompt + worked solution in tokens; longer rows are dropped. "
+        "null: model.max_seq_length.",
+    )
+    packing: bool = Field(
+        False,
+        description="Pack several rows into one sequence of max_length (TRL's bfd); needs a "
+        "CUDA GPU and a model that runs flash attention, else packed rows attend to each other.",
+    )
+    limit: int | None = Field(
+        None,
+        ge=1,
+        description="Use only the first N warm-up rows; null: data.limit. Synthetic data "
+        "generates N rows of its sft split.",
+    )
+    run_name: str | None = Field(
+        None,
+        description="Run directory of grpo sft; null: <output.run_name>-sft, or <config "
+        "name>-sft-<date>-<time> when output.run_name is null.",
+    )
+
+    @field_validator("run_name")
+    @classmethod
+    def _single_name(cls, value: str | None) -> str | None:
+        return OutputConfig._single_name(value)
+
+
 class GrpoConfig(Section):
     """A whole run: model, LoRA, data, rewards, training, vLLM, logging and output."""
 
@@ -480,3 +542,7 @@ class GrpoConfig(Section):
         description="Evaluation during training (`grpo eval` runs after it).",
     )
     output: OutputConfig = Field(default_factory=OutputConfig, description="Where runs go.")
+    sft: SftConfig = Field(
+        default_factory=SftConfig,
+        description="Supervised warm-up on worked solutions (`grpo sft`), before GRPO.",
+    )

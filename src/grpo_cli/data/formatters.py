@@ -2,7 +2,9 @@
 number. `@formatter("name", columns=(...))` registers one; `data.formatter` in a config names it.
 
 A formatter returns `{"prompt": messages, "answer": gold}` for a row, or None when the row's gold
-answer cannot be read (the row is dropped and counted). The row's other columns are kept.
+answer cannot be read (the row is dropped and counted). The row's other columns are kept. It may
+add `"reasoning"`: the row's worked solution, without its final answer, which `grpo sft` trains
+on (written in the config's prompt style); `grpo train` never passes it to the rewards.
 """
 
 from __future__ import annotations
@@ -84,7 +86,12 @@ def gsm8k(row: dict[str, Any], prompt: PromptFormat) -> dict[str, Any] | None:
     gold = gold_answer(row["answer"])
     if gold is None:
         return None
-    return {"prompt": prompt.messages(str(row["question"]).strip()), "answer": gold}
+    reasoning = split_gsm8k_solution(str(row["answer"]))[0]
+    return {
+        "prompt": prompt.messages(str(row["question"]).strip()),
+        "answer": gold,
+        "reasoning": reasoning,
+    }
 
 
 def split_gsm8k_solution(text: str) -> tuple[str, str]:
@@ -98,6 +105,8 @@ def math_boxed(row: dict[str, Any], prompt: PromptFormat) -> dict[str, Any] | No
     """MATH-style rows {problem, solution with \\boxed{...}}: rows whose boxed answer is a number
     (integers, decimals, fractions) are kept, the others dropped."""
     solution = row["solution"]
+    # the whole solution, its \boxed{} included: the answer tag repeats the number after it
+    reasoning = solution.strip() if isinstance(solution, str) else None
     if isinstance(solution, str):
         boxed = last_boxed(solution)
         if boxed is None or not _NUMERIC_LATEX.fullmatch(boxed):
@@ -106,4 +115,8 @@ def math_boxed(row: dict[str, Any], prompt: PromptFormat) -> dict[str, Any] | No
     gold = normalize(solution)  # also a JSON number: `"solution": 42`
     if gold is None:
         return None
-    return {"prompt": prompt.messages(str(row["problem"]).strip()), "answer": gold}
+    return {
+        "prompt": prompt.messages(str(row["problem"]).strip()),
+        "answer": gold,
+        "reasoning": reasoning,
+    }

@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 SYNTHETIC_ROWS = 2000  # rows per synthetic split; data.limit takes fewer
 HELDOUT_FILE = "heldout.json"
 ROW_ID = "row_id"  # index of the row in its source split, kept so eval can find held-out rows
+REASONING = "reasoning"  # a formatter's worked solution of a row, for grpo sft
+WITHOUT_SOLUTION = "without a worked solution"
+SFT_SPLIT = "sft"  # synthetic data's warm-up split, disjoint from train's and the held-out ones
 
 
 @dataclass
@@ -255,9 +258,16 @@ def _hub_split(source: str, subset: str | None, split: str) -> Dataset:
 
 
 def format_split(
-    ds: Dataset, formatter_name: str, prompt: PromptFormat, report: DataReport
+    ds: Dataset,
+    formatter_name: str,
+    prompt: PromptFormat,
+    report: DataReport,
+    *,
+    reasoning: bool = False,
 ) -> Dataset:
-    """Rows as prompts + gold answers, other columns kept; unreadable gold answers dropped."""
+    """Rows as prompts + gold answers, other columns kept; unreadable gold answers dropped.
+    With REASONING, each row also has the formatter's worked solution (`reasoning`), and rows
+    without one are dropped; without it, a worked solution the formatter returns is left out."""
     import datasets
 
     fmt = get_formatter(formatter_name)
@@ -282,9 +292,23 @@ def format_split(
             gold = str(row.get(fmt.columns[-1], ""))[-60:].replace("\n", " ")
             report.drop("whose gold answer cannot be read as a number", f"row {index}: ...{gold!r}")
             continue
+        solution = formatted.pop(REASONING, None)
+        if reasoning:
+            if _blank(solution):
+                report.drop(WITHOUT_SOLUTION, f"row {index}: {_show_row(row)}")
+                continue
+            formatted[REASONING] = str(solution).strip()
         made_keys.update(formatted)
         rows.append({**row, **formatted, ROW_ID: index})
     report.kept = len(rows)
+    if reasoning and not rows and WITHOUT_SOLUTION in report.dropped_why:
+        raise GrpoError(
+            f"{report.dropped_why[WITHOUT_SOLUTION]} of the {report.rows} rows of "
+            f"{report.source} [{report.split}] have no worked solution (the {fmt.name} formatter "
+            f"returns none for them){_other_drops(report)}",
+            "grpo sft trains on worked solutions: use a formatter that returns one "
+            '("reasoning", as gsm8k and math_boxed do) or a dataset whose rows have one',
+        )
     if not rows:
         raise GrpoError(
             f"no usable rows in {report.source} [{report.split}]: "
@@ -297,6 +321,11 @@ def format_split(
     features = datasets.Dataset.from_list([{k: r[k] for k in made} for r in rows]).features
     kept = {c: ds.features[c] for c in ds.column_names if c not in made}
     return datasets.Dataset.from_list(rows, features=datasets.Features({**kept, **features}))
+
+
+def _other_drops(report: DataReport) -> str:
+    others = report.dropped - report.dropped_why[WITHOUT_SOLUTION]
+    return f", and {others} were unusable besides" if others else ""
 
 
 def _blank(value: Any) -> bool:
@@ -362,6 +391,45 @@ def load_training_data(cfg: GrpoConfig) -> TrainingData:
         report.heldout = len(ids)
         report.kept = len(ds)
     return TrainingData(ds, heldout, ids, report)
+
+
+def load_sft_data(cfg: GrpoConfig) -> TrainingData:
+    """The rows `grpo sft` trains on, each with its worked solution. Synthetic data has a split
+    of its own for the warm-up (`sft`: on the split levels, disjoint from GRPO's rows and the
+    held-out ones); any other source warms up on data.split less the held-out slice, the rows
+    GRPO trains on, so held-out and eval rows are never trained on. sft.limit, else data.limit,
+    takes the first rows."""
+    d = cfg.data
+    limit = cfg.sft.limit or d.limit
+    if d.source == "synthetic":
+        report = DataReport(source=d.source, split=SFT_SPLIT)
+        raw = read_config_split(cfg, SFT_SPLIT, limit=limit)
+        ds = format_split(raw, d.formatter, PromptFormat.from_config(d), report, reasoning=True)
+        return TrainingData(ds, None, [], report)
+    report = DataReport(source=d.source, split=d.split)
+    raw = read_config_split(cfg, limit=limit)
+    ds = format_split(raw, d.formatter, PromptFormat.from_config(d), report, reasoning=True)
+    ids: list[int] = []
+    if d.heldout_size:
+        # chosen among the same rows as grpo train's (data.limit of them, not sft.limit):
+        # worked solutions a formatter lacks do not move the held-out slice
+        same_rows = limit == d.limit and WITHOUT_SOLUTION not in report.dropped_why
+        row_ids = list(ds[ROW_ID]) if same_rows else _formatted_row_ids(cfg)
+        ids = heldout_ids(row_ids, d.heldout_size, cfg.training.seed)
+        chosen = set(ids)
+        keep = [i for i, row_id in enumerate(ds[ROW_ID]) if row_id not in chosen]
+        report.heldout = len(ds) - len(keep)
+        ds = ds.select(keep)
+        report.kept = len(ds)
+    return TrainingData(ds, None, ids, report)
+
+
+def _formatted_row_ids(cfg: GrpoConfig) -> list[int]:
+    """The row ids grpo train draws its held-out slice from."""
+    d = cfg.data
+    raw = read_config_split(cfg, limit=d.limit)
+    ds = format_split(raw, d.formatter, PromptFormat.from_config(d), DataReport(d.source, d.split))
+    return list(ds[ROW_ID])
 
 
 def load_eval_data(cfg: GrpoConfig, split: str | None = None) -> tuple[Dataset, DataReport]:

@@ -53,13 +53,16 @@ class RunRecorder(TrainerCallback):
     """metrics.jsonl (every log), completions.jsonl (every N steps), and what the user sees: a
     progress bar in a terminal, one line per logged step elsewhere (CI logs, pipes)."""
 
-    def __init__(self, run: RunDir, samples: int, every: int, console: Console):
+    def __init__(
+        self, run: RunDir, samples: int, every: int, console: Console, watch_health: bool = True
+    ):
         self.run, self.samples, self.every, self.console = run, samples, every, console
         self.trainer: Any = None  # set once the trainer exists; its sample buffer is read
         self.step_started = 0.0
         self.step_times: list[float] = []
         self.history: list[dict[str, Any]] = []
-        self.health = HealthWatch(run.path)
+        # the health rules read GRPO's metrics; grpo sft's run has none of them
+        self.health = HealthWatch(run.path) if watch_health else None
         self.progress: Any = None
         self.task: Any = None
 
@@ -114,7 +117,8 @@ class RunRecorder(TrainerCallback):
             record["step_time"] = round(self.step_times[-1], 4)
         self.run.append_jsonl(self.run.metrics, record)
         self.history.append(record)
-        self.health.observe(self.history)
+        if self.health is not None:
+            self.health.observe(self.history)
         line = _progress_line(record, state.max_steps)
         if self.progress is not None:
             status = line.split("  ", 1)[1] if "  " in line else ""
@@ -250,6 +254,7 @@ def _progress_line(record: dict[str, Any], max_steps: int) -> str:
         ("reward", "reward"),
         ("accuracy", "accuracy"),
         ("loss", "loss"),
+        ("mean_token_accuracy", "token accuracy"),
         ("completions/mean_length", "length"),
         ("eval/strict_accuracy", "eval accuracy"),
     ):

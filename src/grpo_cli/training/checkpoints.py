@@ -215,13 +215,13 @@ def damaged(checkpoint: Path, problem: str, run: RunDir, earlier: list[Path]) ->
     if usable is None:
         hint = (
             f"no earlier checkpoint is whole; start over: "
-            f"grpo train {display_path(run.config)} --overwrite"
+            f"{run.command} {display_path(run.config)} --overwrite"
         )
     else:
         aside = display_path(run.path / f"{checkpoint.name}.damaged")
         hint = (
             f"move it aside to resume from {usable.name}: mv {where} {aside} && "
-            f"grpo train {display_path(run.config)} --resume"
+            f"{run.command} {display_path(run.config)} --resume"
         )
     return GrpoError(f"checkpoint {where} is damaged: {problem}", hint)
 
@@ -274,12 +274,12 @@ def explain_failure(
     if complete:
         hint = (
             f"free some space, then resume from {complete[-1].name}: "
-            f"grpo train {display_path(run.config)} --resume"
+            f"{run.command} {display_path(run.config)} --resume"
         )
     else:
         hint = (
             "free some space, then start over: "
-            + f"grpo train {display_path(run.config)} --overwrite"
+            + f"{run.command} {display_path(run.config)} --overwrite"
         )
     return GrpoError(message, hint)
 

@@ -143,9 +143,10 @@ def ready_for_generation(tokenizer: Any, name: str) -> Any:
     return tokenizer
 
 
-def load_trl_model(cfg: GrpoConfig, precision: str) -> Any:
+def load_trl_model(cfg: GrpoConfig, precision: str, with_lora: bool = True) -> Any:
     """A transformers model with a fresh LoRA adapter (PEFT), ready for GRPOTrainer; from a LoRA
-    grpo sft run, its base with the run's adapter, trainable, to go on training it."""
+    grpo sft run, its base with the run's adapter, trainable, to go on training it. Without
+    WITH_LORA, the bare model, every weight trainable (grpo sft's full fine-tuning)."""
     import torch
     from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
     from transformers import AutoModelForCausalLM
@@ -185,6 +186,8 @@ def load_trl_model(cfg: GrpoConfig, precision: str) -> Any:
         raise
     except Exception as exc:
         raise load_error(cfg, "model", exc) from exc
+    if not with_lora:  # quantized weights cannot be trained whole: sft.method full refuses them
+        return model
     if m.quantization in ("4bit", "8bit"):
         model = prepare_model_for_kbit_training(
             model, use_gradient_checkpointing=bool(lora.gradient_checkpointing)

@@ -69,6 +69,16 @@ class RunDir:
     model = property(lambda self: self.path / "model")  # grpo sft's full fine-tuning output
     evals = property(lambda self: self.path / "eval.json")
 
+    @property
+    def command(self) -> str:
+        """The command that trains this run (grpo train, grpo sft), for the hints that say how
+        to go on: env.json's stage; a run without one is grpo train's."""
+        try:
+            stage = json.loads(self.env.read_text(encoding="utf-8")).get("stage", "grpo")
+        except (OSError, ValueError, AttributeError):
+            stage = "grpo"
+        return STAGE_COMMANDS.get(stage, "grpo train")
+
     def latest_checkpoint(self) -> Path | None:
         """The checkpoint with the highest step that the trainer finished writing."""
         complete = complete_checkpoints(self.checkpoints)
@@ -106,11 +116,30 @@ class RunDir:
         append_jsonl(path, [record])
 
 
-def run_name(cfg: GrpoConfig, config_path: Path, now: datetime | None = None) -> str:
+STAGE_COMMANDS = {"grpo": "grpo train", "sft": "grpo sft"}
+
+
+def run_name(
+    cfg: GrpoConfig, config_path: Path, now: datetime | None = None, stage: str = "grpo"
+) -> str:
+    """The run directory's name. grpo sft's differs from grpo train's of the same config, so
+    that one config can warm a model up and then train it with GRPO: sft.run_name, else
+    <output.run_name>-sft, else <config name>-sft-<date>-<time>."""
+    if stage == "sft" and cfg.sft.run_name:
+        return cfg.sft.run_name
     if cfg.output.run_name:
-        return cfg.output.run_name
+        return cfg.output.run_name + ("-sft" if stage == "sft" else "")
     stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
-    return f"{config_path.stem}-{stamp}"
+    return f"{stamped_prefix(config_path, stage)}{stamp}"
+
+
+def named_run(cfg: GrpoConfig, stage: str = "grpo") -> bool:
+    """Whether the config names STAGE's run directory (else it is stamped with the time)."""
+    return bool(cfg.output.run_name or (stage == "sft" and cfg.sft.run_name))
+
+
+def stamped_prefix(config_path: Path, stage: str = "grpo") -> str:
+    return f"{config_path.stem}-sft-" if stage == "sft" else f"{config_path.stem}-"
 
 
 def check(path: Path, *, resume: bool, overwrite: bool) -> None:
@@ -321,8 +350,8 @@ def _owner(fd: int) -> dict[str, Any]:
     return record if isinstance(record, dict) else {}
 
 
-def write_config(run: RunDir, cfg: GrpoConfig, source: str) -> None:
-    header = f"# Resolved from {source} by grpo train; `grpo train` accepts this file as is.\n"
+def write_config(run: RunDir, cfg: GrpoConfig, source: str, command: str = "grpo train") -> None:
+    header = f"# Resolved from {source} by {command}; `{command}` accepts this file as is.\n"
     body = yaml.safe_dump(dump_config(cfg), sort_keys=False, allow_unicode=True)
     write_atomic(run.config, header + body)
 
