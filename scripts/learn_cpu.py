@@ -2,7 +2,7 @@
 
 Usage: python scripts/learn_cpu.py [--seed N] [--threads N] [--rows N] [--quick]
 
-Four stages, each a real grpo-cli command (printed before it runs, so you can run it yourself):
+Five stages, each a real grpo-cli command (printed before it runs, so you can run it yourself):
 
   1. build    python scripts/make_tiny_model.py models/tiny-qwen2-learn --size learn
   2. warm-up  grpo sft configs/learn_cpu_sft.yaml      supervised fine-tuning on worked solutions
@@ -10,6 +10,7 @@ Four stages, each a real grpo-cli command (printed before it runs, so you can ru
   4. eval     grpo eval configs/learn_cpu.yaml --model base --model outputs/learn-cpu
               greedy accuracy of the warm-up model (base) and the GRPO model on held-out
               problems neither stage saw, with the paired test
+  5. report   grpo report outputs/learn-cpu             the run's figures, held-out result included
 
 It ends with one table: accuracy before and after GRPO, the gain, its p-value, and each stage's
 wall time, against the demo's target (at least +10 points, p < 0.01, on at least 200 held-out
@@ -40,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=TARGET_ROWS, help="held-out rows to grade")
     parser.add_argument("--quick", action="store_true", help="a few steps of each stage")
     parser.add_argument("--outputs", default="outputs", help="folder for the runs")
+    parser.add_argument("--models", default="models", help="folder for the tiny model")
     args = parser.parse_args(argv)
 
     stages = plan(args)
@@ -58,9 +60,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_names(args: argparse.Namespace) -> tuple[str, str]:
+    """(warm-up run, GRPO run): grpo sft names its run after output.run_name, plus -sft."""
     suffix = "" if args.seed == DEFAULT_SEED else f"-seed{args.seed}"
     suffix += "-quick" if args.quick else ""
-    return f"learn-cpu-sft{suffix}", f"learn-cpu{suffix}"
+    return f"learn-cpu{suffix}-sft", f"learn-cpu{suffix}"
 
 
 def plan(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
@@ -68,15 +71,25 @@ def plan(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
     overrides the seed, the run names, the model folder and the warm-up run GRPO starts from."""
     sft_run, grpo_run = run_names(args)
     out = Path(args.outputs)
-    model = "models/tiny-qwen2-learn"
+    model = str(Path(args.models) / "tiny-qwen2-learn")
     if args.seed != DEFAULT_SEED:
         model += f"-seed{args.seed}"
+    if not Path(model).is_absolute():
+        model = f"./{model}"
     grpo = [sys.executable, "-m", "grpo_cli"]
+    rows = str(8 if args.quick else args.rows)
+    # The default seed builds the model the configs' comment builds (seed 0); another seed
+    # changes the weights, the data, the sampling and the GRPO adapter's start.
+    model_seed = 0 if args.seed == DEFAULT_SEED else args.seed
     common = ["--set", f"training.seed={args.seed}", "--set", f"output.dir={out}"]
-    if args.threads:
-        common += ["--threads", str(args.threads)]
-    sft_set = ["--set", f"model.name=./{model}", "--set", f"output.run_name={sft_run}"]
-    train_set = ["--set", f"model.name={out / sft_run}", "--set", f"output.run_name={grpo_run}"]
+    if args.seed != DEFAULT_SEED:
+        common += ["--set", f"lora.random_state={args.seed}"]
+    threads = ["--threads", str(args.threads)] if args.threads else []
+    # `./`: a relative folder, never read as a Hub id
+    warm = f"{out / sft_run}" if out.is_absolute() else f"./{out / sft_run}"
+    common += ["--set", f"output.run_name={grpo_run}"]
+    sft_set = ["--set", f"model.name={model}"]
+    train_set = ["--set", f"model.name={warm}"]
     if args.quick:
         sft_set += ["--set", "sft.max_steps=4", "--set", "sft.save_steps=2"]
         train_set += ["--set", "training.max_steps=2", "--set", "training.save_steps=1"]
@@ -89,22 +102,47 @@ def plan(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
         "--model",
         str(out / grpo_run),
         "-n",
-        str(args.rows),
+        rows,
         "--output",
         str(out / grpo_run / "heldout-eval"),
+        *threads,
         *common,
         "--set",
-        f"model.name={out / sft_run}",
+        f"model.name={warm}",
     ]
     return [
         (
             "build",
             [sys.executable, "scripts/make_tiny_model.py", model, "--size", "learn"]
-            + ["--seed", str(args.seed), "--overwrite"],
+            + ["--seed", str(model_seed), "--overwrite"],
         ),
-        ("warm-up", [*grpo, "sft", "configs/learn_cpu_sft.yaml", "--overwrite", *common, *sft_set]),
-        ("GRPO", [*grpo, "train", "configs/learn_cpu.yaml", "--overwrite", *common, *train_set]),
+        (
+            "warm-up",
+            [
+                *grpo,
+                "sft",
+                "configs/learn_cpu_sft.yaml",
+                "--overwrite",
+                *threads,
+                *common,
+                *sft_set,
+            ],
+        ),
+        (
+            "GRPO",
+            [
+                *grpo,
+                "train",
+                "configs/learn_cpu.yaml",
+                "--overwrite",
+                *threads,
+                *common,
+                *train_set,
+            ],
+        ),
         ("eval", evaluation),
+        # Drawn again now that the run holds eval's held-out result (grpo train drew it first)
+        ("report", [*grpo, "report", str(out / grpo_run)]),
     ]
 
 

@@ -22,9 +22,34 @@ def test_configs_are_shipped():
     }
 
 
+@pytest.fixture
+def demo_folder(shipped_models, tiny_model):
+    """A working folder as the learning demo leaves it: its model built, its warm-up run done."""
+    from tests.sft_runs import full_sft_run
+
+    (shipped_models / "models" / "tiny-qwen2-learn").symlink_to(tiny_model)
+    full_sft_run(tiny_model, shipped_models / "outputs", "learn-cpu-sft")
+    return shipped_models
+
+
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
-def test_shipped_config_validates(path, shipped_models):
+def test_shipped_config_validates(path, request):
+    request.getfixturevalue("demo_folder" if path.name.startswith("learn") else "shipped_models")
     load_config(path)
+
+
+def test_learning_demo_configs(demo_folder):
+    """GRPO starts from the warm-up run, on the same problems' GRPO part, and both stages read
+    their prompts the same way."""
+    sft = load_config(CONFIGS / "learn_cpu_sft.yaml").config
+    grpo = load_config(CONFIGS / "learn_cpu.yaml").config
+    assert grpo.model.name == "./outputs/learn-cpu-sft"
+    assert sft.output.run_name == grpo.output.run_name == "learn-cpu"  # grpo sft adds -sft
+    assert sft.sft.method == "full" and sft.model.quantization == "none"
+    assert sft.data == grpo.data and sft.data.difficulty == "simple"
+    assert (grpo.data.heldout_size, grpo.data.eval_split) == (0, "test")
+    assert [r.name for r in grpo.rewards] == ["correctness", "arithmetic", "strict_format"]
+    assert grpo.training.beta == 0.0
 
 
 def test_seed_recipe():

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from grpo_cli.rewards.builtin import (
+    arithmetic,
+    calculations,
     completion_text,
     correctness,
     integer_answer,
@@ -156,9 +158,101 @@ def test_every_built_in_gives_the_same_value_for_text_and_chat_completions():
     long = GOOD + "x" * 2100  # past 80% of the default 512-token limit (4 characters a token)
     texts = [GOOD, GOOD + "tail", "<think>\nx\n</think>\n<answer>\n18\n</answer>", long, ""]
     built_ins = {n: i for n, i in registered().items() if i.source == "built-in"}
-    assert len(built_ins) == 7
+    assert len(built_ins) == 8
     for name, info in built_ins.items():
         as_text = info.fn(completions=texts, answer=["18"] * len(texts))
         as_chat = info.fn(completions=[chat(t) for t in texts], answer=["18"] * len(texts))
         assert as_text == as_chat, name
         assert len(set(as_text)) > 1, f"{name} should tell these completions apart"
+
+
+TWO_STEPS = (
+    "<reasoning>\nShe has 28 + 10 = 38 pens.\nThen 38 - 3 = 35 pens.\n</reasoning>\n"
+    "<answer>\n35\n</answer>\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "paid"),
+    [
+        (TWO_STEPS, 1.0),  # both steps and the answer check
+        (TWO_STEPS.replace("38 - 3 = 35", "38 - 3 = 34"), 1 / 3),  # a wrong step, a lucky answer
+        (TWO_STEPS.replace("= 38 pens", "= 39 pens"), 2 / 3),  # one wrong step
+        (TWO_STEPS.replace("\n35\n</answer>", "\n36\n</answer>"), 2 / 3),  # the steps are right
+        ("<answer>\n35\n</answer>", 0.0),  # no calculation written
+        ("x = 35\n<answer>\n35\n</answer>", 0.0),  # an `=` is not a calculation
+    ],
+)
+def test_arithmetic_pays_the_share_of_steps_that_add_up(text, paid):
+    assert arithmetic([text]) == [pytest.approx(paid)]
+    assert arithmetic([chat(text)]) == [pytest.approx(paid)]
+
+
+def test_arithmetic_reads_chains_brackets_money_and_thousands():
+    text = "3 * 4 * 2 = 24\n(1,200 - 200) / 4 = $250\n$5 \u00d7 3 = $15\n10 \u00f7 4 = 2.5"
+    assert [worked == written for _, worked, written in calculations(text)] == [True] * 4
+    assert calculations(text)[1][0] == [1200, 200, 4]
+    # A wrong chain is wrong as a whole, not judged on its last operator alone.
+    assert [w == r for _, w, r in calculations("3 * 4 * 2 = 8")] == [False]
+
+
+def test_arithmetic_survives_a_division_by_zero():
+    assert calculations("5 / 0 = 1") == [([5, 0], None, 1)]
+    assert arithmetic(["5 / 0 = 1\n<answer>\n1\n</answer>"]) == [pytest.approx(0.5)]
+
+
+QUESTION = [
+    {"role": "system", "content": "Answer in tags."},
+    {"role": "user", "content": "Tina has 28 pens. She gets 10 more and gives 3 away. How many?"},
+]
+
+
+def test_arithmetic_pays_only_steps_built_on_the_question():
+    """The hack a policy found in the learning demo: a right sum of made-up numbers, whatever
+    the question, answered consistently, was paid in full."""
+    hack = "<reasoning>\n11 + 11 = 22 pens.\n</reasoning>\n<answer>\n22\n</answer>\n"
+    honest_but_wrong = TWO_STEPS.replace("= 38 pens", "= 39 pens").replace(
+        "38 - 3 = 35", "39 - 3 = 36"
+    )
+    honest_but_wrong = honest_but_wrong.replace("\n35\n</answer>", "\n36\n</answer>")
+    paid = arithmetic([TWO_STEPS, hack, honest_but_wrong], prompts=[QUESTION] * 3)
+    assert paid == [1.0, 0.0, pytest.approx(2 / 3)]
+    assert arithmetic([hack], prompts=["Tina has 28 pens."], grounded=False) == [1.0]
+    assert arithmetic([hack]) == [1.0]  # no prompt to check against (grpo score without one)
+
+
+def test_arithmetic_pays_the_synthetic_worked_solutions_in_full():
+    from grpo_cli.data.formatters import split_gsm8k_solution
+    from grpo_cli.data.prompts import PromptFormat
+    from grpo_cli.data.synthetic import synthetic_rows
+
+    # gsm8k_like brings numbers of its own (a percentage over 100), as GSM8K does: ungrounded.
+    for level, grounded in (("gsm8k_like", False), ("simple", True)):
+        for row in synthetic_rows(50, seed=1, split="sft", difficulty=level):
+            reasoning, final = split_gsm8k_solution(row["answer"])
+            target = PromptFormat().target(reasoning, final)
+            paid = arithmetic([target], prompts=[row["question"]], grounded=grounded)
+            assert paid == [1.0], row
+
+
+@pytest.mark.parametrize(
+    ("text", "steps"),
+    [
+        ("5 + 3 = 8. 8 - 2 = 6", [True, True]),  # a sentence's full stop is not a number
+        ("Step 1. 4 + 5 = 9", [True]),
+        ("2, 3 + 4 = 7", [True]),
+        ("3 () + 2 = 5", []),  # not arithmetic: no step, and no crash of the run
+        ("2 ** 3 = 8", []),
+        ("x = 5", []),
+    ],
+)
+def test_arithmetic_finds_the_calculation_in_its_sentence(text, steps):
+    assert [worked == written for _, worked, written in calculations(text)] == steps
+    arithmetic([text], prompts=["5 3 8 2 4 7"])  # never raises
+
+
+def test_a_made_up_number_does_not_ground_the_steps_after_it():
+    chain = "11 + 11 = 22\n22 + 28 = 50\n<answer>\n50\n</answer>"
+    assert arithmetic([chain], prompts=[QUESTION]) == [0.0]
+    slip = "28 + 10 = 39\n39 - 3 = 36\n<answer>\n36\n</answer>"  # a slip, then consistent
+    assert arithmetic([slip], prompts=[QUESTION]) == [pytest.approx(2 / 3)]

@@ -17,7 +17,7 @@ from grpo_cli.rewards.runner import RewardContext, RewardError, bind, build_rewa
 
 from ..conftest import config_problems
 
-BUILT_INS = {*DEFAULT_REWARDS, "think_format", "length_penalty"}
+BUILT_INS = {*DEFAULT_REWARDS, "think_format", "length_penalty", "arithmetic"}
 
 PLUGIN = '''
 from grpo_cli.rewards import reward

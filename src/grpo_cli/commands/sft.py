@@ -69,6 +69,7 @@ def recipe(
     console = stage.console
     loaded = load_config(config_path, overrides)
     cfg = loaded.config
+    refuse_warm_start(loaded)
     if not dry_run:
         from grpo_cli.training import rundir
 
@@ -142,7 +143,7 @@ def recipe(
         return INTERRUPTED_EXIT
     output = sft_training.output_folder(run, cfg.sft.method)
     stage.enter(f"saving {output.name}/")
-    with failures_explained(run, trainer):
+    with failures_explained(run, trainer, staged=output):
         sft_training.save(trainer, output)
     closing_table(recorder.history, trainer.state.global_step, wall, run, output, console)
     console.print(
@@ -150,6 +151,26 @@ def recipe(
         markup=False,
     )
     return 0
+
+
+def refuse_warm_start(loaded: LoadedConfig) -> None:
+    """grpo sft starts from a model, not from another warm-up: a LoRA warm-up would be dropped
+    (full fine-tuning loads its base only) or stacked on a base the next stage cannot find. The
+    config is a GRPO stage's: its model.name is the warm-up run GRPO continues."""
+    from grpo_cli.model_source import sft_run
+
+    name = loaded.config.model.name
+    if sft_run(name) is not None:
+        raise config_error(
+            loaded,
+            [
+                (
+                    "model.name",
+                    f"{name} is a grpo sft run: grpo sft starts from a base model. To train "
+                    "it with GRPO: grpo train; to warm up again, set model.name to its base",
+                )
+            ],
+        )
 
 
 def on_trl(loaded: LoadedConfig, console: Console) -> LoadedConfig:

@@ -144,13 +144,19 @@ def _backend_problems(cfg: GrpoConfig) -> Iterator[tuple[str, str]]:
         )
 
 
-@_reads("model", "sft")
+@_reads("model", "sft", "output")
 def _sft_problems(cfg: GrpoConfig) -> Iterator[tuple[str, str]]:
     if cfg.sft.method == "full" and cfg.model.quantization != "none":
         yield (
             "sft.method",
             f"full fine-tuning trains every weight, which {cfg.model.quantization} weights "
             "cannot hold: set sft.method: lora, or model.quantization: none",
+        )
+    if cfg.sft.run_name is not None and cfg.sft.run_name == cfg.output.run_name:
+        yield (
+            "sft.run_name",
+            f"{cfg.sft.run_name} is output.run_name too: grpo train would write into the "
+            "warm-up it starts from; leave sft.run_name null (<output.run_name>-sft)",
         )
 
 

@@ -231,20 +231,25 @@ def damaged(checkpoint: Path, problem: str, run: RunDir, earlier: list[Path]) ->
 
 @contextmanager
 def failures_explained(
-    run: RunDir, trainer: Any, resumed_from: Path | None = None
+    run: RunDir, trainer: Any, resumed_from: Path | None = None, staged: Path | None = None
 ) -> Iterator[None]:
-    """Failures the user can fix (see `explain_failure`) become user errors; the rest pass."""
+    """Failures the user can fix (see `explain_failure`) become user errors; the rest pass.
+    STAGED: the final folder, when the save writes it beside and renames it into place."""
     try:
         yield
     except Exception as exc:
-        error = explain_failure(exc, run, trainer, resumed_from)
+        error = explain_failure(exc, run, trainer, resumed_from, staged)
         if error is None:
             raise
         raise error from exc
 
 
 def explain_failure(
-    exc: BaseException, run: RunDir, trainer: Any, resumed_from: Path | None
+    exc: BaseException,
+    run: RunDir,
+    trainer: Any,
+    resumed_from: Path | None,
+    staged: Path | None = None,
 ) -> GrpoError | None:
     """A user error for a failure the user can fix: a checkpoint that does not load, or a full
     disk while saving a checkpoint or the adapter (or writing a record); None for the rest."""
@@ -256,18 +261,21 @@ def explain_failure(
     if "_save_checkpoint" in frames:
         target = Path(trainer.args.output_dir) / f"checkpoint-{trainer.state.global_step}"
     elif "save_model" in frames:
-        target = run.adapter
+        target = staged or run.adapter
     else:  # a record of the run, or a file the error names
         filename = next((f for e in causes(exc) if (f := getattr(e, "filename", None))), None)
         target = Path(filename) if filename else run.path
-    saving = target == run.adapter or checkpoint_step(target) is not None
+    final = target in (run.adapter, staged)
+    saving = final or checkpoint_step(target) is not None
     complete = complete_checkpoints(run.checkpoints)
-    needed = space_needed(complete, trainer, adapter_only=target == run.adapter) if saving else 0
+    needed = space_needed(complete, trainer, adapter_only=final) if saving else 0
     free = free_space(target) or 0
     if not _disk_full(exc, saving and free < needed):
         return None
-    if saving and target.is_dir() and target not in complete:
-        shutil.rmtree(target)  # half-written: never to be resumed from, and it holds the space
+    # Half-written: never to be resumed from, and it holds the space. A staged folder is the
+    # finished one the failed save was to replace: kept.
+    if saving and target != staged and target.is_dir() and target not in complete:
+        shutil.rmtree(target)
     message = f"the disk is full: writing {display_path(target)} failed; "
     message += f"{size_text(free)} free there"
     message += f", about {size_text(needed)} needed" if saving else ""
@@ -294,7 +302,7 @@ def space_needed(complete: list[Path], trainer: Any, *, adapter_only: bool) -> i
             files = [p for p in files if p.suffix not in (".pt", ".pth")]
         return sum(p.stat().st_size for p in files)
     weights = sum(
-        p.numel() * p.elementsize_text() for p in trainer.model.parameters() if p.requires_grad
+        p.numel() * p.element_size() for p in trainer.model.parameters() if p.requires_grad
     )
     return weights if adapter_only else 3 * weights
 

@@ -93,7 +93,7 @@ class RunDir:
     def trained_any_step(self) -> bool:
         """Whether a step was done: a checkpoint, a metrics record or an adapter. A run without
         any is what a start that failed or was stopped while loading leaves behind."""
-        if self.adapter.exists():
+        if self.adapter.exists() or self.model.exists():
             return True
         if self.checkpoints.is_dir() and any(self.checkpoints.iterdir()):
             return True

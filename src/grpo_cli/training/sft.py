@@ -132,7 +132,8 @@ def sft_config_kwargs(
         "fp16": precision == "fp16",
         "use_cpu": device == "cpu",
         "report_to": [] if report_to in ("none", "auto") else [report_to],
-        "run_name": log.run_name or cfg.output.run_name,
+        # the tracker's run: this run directory's, never the GRPO run's of the same config
+        "run_name": f"{log.run_name}-sft" if log.run_name else Path(output_dir).parent.name,
         "disable_tqdm": True,  # grpo draws its own progress bar
         "dataloader_num_workers": 0,
     }
@@ -167,8 +168,9 @@ def output_folder(run: RunDir, method: str) -> Path:
 
 def save(trainer: Any, target: Path) -> None:
     """The adapter (or the whole model) and the tokenizer into TARGET, written beside it and
-    renamed into place: a crash while saving leaves no half-written folder."""
+    renamed into place: a crash while saving leaves no half-written folder, and a resumed run
+    that trained further replaces the folder it saved before only once the new one is whole."""
     from grpo_cli.merging.staging import staging
 
-    with staging(target, force=False) as folder:
+    with staging(target, force=True) as folder:
         trainer.save_model(str(folder))  # the tokenizer too: it is the processing_class
