@@ -125,6 +125,17 @@ def shipped_models(tiny_model, tmp_path, monkeypatch) -> Path:
     return tmp_path
 
 
+@pytest.fixture
+def demo_folder(shipped_models, tiny_model) -> Path:
+    """A working folder as the learning demo leaves it (configs/learn_cpu*.yaml): its model
+    built, its warm-up run done."""
+    from tests.sft_runs import full_sft_run
+
+    (shipped_models / "models" / "tiny-qwen2-learn").symlink_to(tiny_model)
+    full_sft_run(tiny_model, shipped_models / "outputs", "learn-cpu-sft")
+    return shipped_models
+
+
 HOLD_RUN = """
 import sys, time
 from pathlib import Path

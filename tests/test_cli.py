@@ -52,7 +52,7 @@ def test_unknown_command_exits_2(cli):
     assert result.code == 2
 
 
-def test_validate_prints_one_ok_line_per_file(cli, shipped_models):
+def test_validate_prints_one_ok_line_per_file(cli, demo_folder):
     paths = sorted(CONFIGS.glob("*.yaml"))
     result = cli("config", "validate", *paths)
     assert result.code == 0, result.err
@@ -104,10 +104,10 @@ def test_show_applies_overrides(cli):
 
 
 @pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
-def test_show_output_loads_back_to_the_same_config(path, cli, shipped_models):
+def test_show_output_loads_back_to_the_same_config(path, cli, demo_folder):
     result = cli("config", "show", path)
     assert result.code == 0, result.err
-    shown = shipped_models / "shown.yaml"
+    shown = demo_folder / "shown.yaml"
     shown.write_text(result.out)
     assert load_config(shown).config == load_config(path).config
     assert "extends" not in yaml.safe_load(result.out)

@@ -22,16 +22,6 @@ def test_configs_are_shipped():
     }
 
 
-@pytest.fixture
-def demo_folder(shipped_models, tiny_model):
-    """A working folder as the learning demo leaves it: its model built, its warm-up run done."""
-    from tests.sft_runs import full_sft_run
-
-    (shipped_models / "models" / "tiny-qwen2-learn").symlink_to(tiny_model)
-    full_sft_run(tiny_model, shipped_models / "outputs", "learn-cpu-sft")
-    return shipped_models
-
-
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
 def test_shipped_config_validates(path, request):
     request.getfixturevalue("demo_folder" if path.name.startswith("learn") else "shipped_models")

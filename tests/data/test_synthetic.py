@@ -300,7 +300,7 @@ def test_a_runs_held_out_rows_are_read_back_at_its_level(write, tmp_path):
     data = load_training_data(cfg)
     write_heldout(tmp_path / "run", cfg, data.heldout_ids)
     # eval with another config still reads the rows the run held out, at the run's level
-    run = SimpleNamespace(run=SimpleNamespace(path=tmp_path / "run"))
+    run = SimpleNamespace(run=SimpleNamespace(path=tmp_path / "run"), kind="run")
     raw, ids, _ = heldout_rows(config("easy"), [run])
     held = [row["question"] for i, row in enumerate(raw.to_list()) if i in ids]
     expected = synthetic_rows(60, cfg.training.seed, "train", "two_step")
