@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.table import Table
 
-from grpo_cli.commands.train import Plan, Stage, find_run_dir, first_last, resolve
+from grpo_cli.commands.train import Plan, Stage, find_run_dir, first_last, resolve, run_stage
 from grpo_cli.config import LoadedConfig, load_config
 from grpo_cli.config.loader import config_error
 from grpo_cli.config.yamlio import display_path
@@ -42,19 +42,7 @@ def sft(
     threads: int | None = None,
 ) -> int:
     """The recipe, stopped cleanly by Ctrl-C / SIGTERM, as `grpo train`'s is."""
-    from grpo_cli.training.interrupts import Interrupts
-
-    console = Console(stderr=True, soft_wrap=True, highlight=False)
-    with Interrupts() as interrupts:
-        stage = Stage(console, interrupts, command="sft")
-        try:
-            return recipe(stage, config_path, overrides, resume, overwrite, dry_run, threads)
-        except KeyboardInterrupt:
-            console.print(stage.stopped(), markup=False)
-            return INTERRUPTED_EXIT
-        finally:
-            if stage.run is not None:
-                stage.run.release()
+    return run_stage("sft", recipe, config_path, overrides, resume, overwrite, dry_run, threads)
 
 
 def recipe(

@@ -10,6 +10,7 @@ stops with a message saying what was kept and how to go on.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,8 +26,6 @@ from grpo_cli.hardware import Hardware, preflight
 from grpo_cli.threads import apply_threads
 
 if TYPE_CHECKING:  # heavy imports (transformers, datasets): for the checker only
-    from collections.abc import Callable
-
     from datasets import Dataset
     from transformers import TrainerCallback
 
@@ -64,13 +63,19 @@ def train(
 ) -> int:
     """The recipe, with Ctrl-C / SIGTERM turned into a stop that says what was kept, and the run
     directory handed back to other processes however the recipe ends."""
+    return run_stage("train", recipe, config_path, overrides, resume, overwrite, dry_run, threads)
+
+
+def run_stage(command: str, steps: Callable[..., int], *args: Any) -> int:
+    """STEPS(stage, *ARGS), the recipe of `grpo COMMAND`, with Ctrl-C / SIGTERM turned into a
+    stop that says what was kept, and the run directory released however it ends."""
     from grpo_cli.training.interrupts import Interrupts
 
     console = Console(stderr=True, soft_wrap=True, highlight=False)
     with Interrupts() as interrupts:
-        stage = Stage(console, interrupts)
+        stage = Stage(console, interrupts, command=command)
         try:
-            return recipe(stage, config_path, overrides, resume, overwrite, dry_run, threads)
+            return steps(stage, *args)
         except KeyboardInterrupt:
             console.print(stage.stopped(), markup=False)
             return INTERRUPTED_EXIT
