@@ -256,3 +256,15 @@ def test_a_made_up_number_does_not_ground_the_steps_after_it():
     assert arithmetic([chain], prompts=[QUESTION]) == [0.0]
     slip = "28 + 10 = 39\n39 - 3 = 36\n<answer>\n36\n</answer>"  # a slip, then consistent
     assert arithmetic([slip], prompts=[QUESTION]) == [pytest.approx(2 / 3)]
+
+
+def test_arithmetic_reads_a_bounded_share_of_a_huge_completion():
+    """A completion's cost stays near its size: the first 64 calculations are judged, each
+    read from at most 160 characters before its `=`."""
+    from grpo_cli.rewards.builtin import MAX_CALCULATIONS
+
+    many = "1 + 1 = 2\n" * 1000 + "1 + 1 = 3\n" * 1000
+    assert len(calculations(many)) == MAX_CALCULATIONS
+    assert arithmetic([many], prompts=["1"]) == [pytest.approx(64 / 65)]  # the answer: none
+    long_chain = "1 + " * 50_000 + "1 = 50001"
+    assert len(calculations(long_chain)) <= 1

@@ -284,6 +284,9 @@ _RESULT = re.compile(r"=\s*(-?\$?\d[\d,]*(?:\.\d+)?)")
 _EXPRESSION_CHARS = frozenset("0123456789.,$ +-*/()\u00d7\u00f7")
 _TOKEN = re.compile(r"\d[\d,]*(?:\.\d+)?|[-+*/()\u00d7\u00f7]")
 _NUMBER_TOKEN = re.compile(r"\d[\d,]*(?:\.\d+)?")
+# Bounds that keep a completion's cost near its size whatever it holds: the first 64
+# calculations, each at most 160 characters long (a worked step is a few dozen).
+MAX_CALCULATIONS, MAX_CALCULATION_CHARS = 64, 160
 _OPERATORS = {
     ast.Add: operator.add,
     ast.Sub: operator.sub,
@@ -295,11 +298,13 @@ _OPERATORS = {
 def calculations(text: str) -> list[tuple[list[Fraction], Fraction | None, Fraction]]:
     """(the numbers used, the expression's value, the result written after `=`) for each
     calculation in TEXT; the value is None when it cannot be worked out (a division by zero)."""
-    found = []
+    found: list[tuple[list[Fraction], Fraction | None, Fraction]] = []
     for match in _RESULT.finditer(text):
+        if len(found) == MAX_CALCULATIONS:
+            break
         at = match.start()
-        begin = at
-        while begin > 0 and text[begin - 1] in _EXPRESSION_CHARS and text[begin - 1] != "\n":
+        begin, stop = at, max(0, at - MAX_CALCULATION_CHARS)
+        while begin > stop and text[begin - 1] in _EXPRESSION_CHARS and text[begin - 1] != "\n":
             begin -= 1
         result = read_number(match.group(1))
         tokens = _TOKEN.findall(text[begin:at])
