@@ -285,7 +285,8 @@ _EXPRESSION_CHARS = frozenset("0123456789.,$ +-*/()\u00d7\u00f7")
 _TOKEN = re.compile(r"\d[\d,]*(?:\.\d+)?|[-+*/()\u00d7\u00f7]")
 _NUMBER_TOKEN = re.compile(r"\d[\d,]*(?:\.\d+)?")
 # Bounds that keep a completion's cost near its size whatever it holds: the first 64
-# calculations, each at most 160 characters long (a worked step is a few dozen).
+# calculations among the first 256 `=`, each at most 160 characters long (a worked step is a
+# few dozen).
 MAX_CALCULATIONS, MAX_CALCULATION_CHARS = 64, 160
 _OPERATORS = {
     ast.Add: operator.add,
@@ -299,8 +300,8 @@ def calculations(text: str) -> list[tuple[list[Fraction], Fraction | None, Fract
     """(the numbers used, the expression's value, the result written after `=`) for each
     calculation in TEXT; the value is None when it cannot be worked out (a division by zero)."""
     found: list[tuple[list[Fraction], Fraction | None, Fraction]] = []
-    for match in _RESULT.finditer(text):
-        if len(found) == MAX_CALCULATIONS:
+    for seen, match in enumerate(_RESULT.finditer(text)):
+        if len(found) == MAX_CALCULATIONS or seen == 4 * MAX_CALCULATIONS:
             break
         at = match.start()
         begin, stop = at, max(0, at - MAX_CALCULATION_CHARS)
@@ -308,6 +309,8 @@ def calculations(text: str) -> list[tuple[list[Fraction], Fraction | None, Fract
             begin -= 1
         result = read_number(match.group(1))
         tokens = _TOKEN.findall(text[begin:at])
+        if not any(t in "+-*/\u00d7\u00f7" for t in tokens):  # `x = 5`, `1 = 1`: nothing to parse
+            continue
         # The scan also takes in what precedes the calculation (`Step 1. 4 + 5`, `8. 8 - 2`):
         # the calculation is the longest run of tokens before the `=` that is an expression.
         for start in range(len(tokens)):
