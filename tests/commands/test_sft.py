@@ -305,3 +305,23 @@ def test_resume_without_a_run_name_finds_the_newest_run_of_its_own_command(tmp_p
     assert find_run_dir(cfg, path, resume=True).name == "demo-20260101-000000"
     assert find_run_dir(cfg, path, resume=True, stage="sft").name == "demo-sft-20260103-000000"
     assert find_run_dir(cfg, path, resume=False, stage="sft").name.startswith("demo-sft-2")
+
+
+def test_a_setting_trl_refuses_leaves_the_old_run_before_overwrite_clears_it(
+    cli, tiny_model, tmp_path, monkeypatch
+):
+    from grpo_cli.errors import GrpoError
+    from grpo_cli.training import sft as sft_training
+
+    run = tmp_path / "outputs" / "smoke-cpu-sft"
+    assert cli(*sft_args(tiny_model, tmp_path)).code == 0
+    before = sorted(p.relative_to(run) for p in run.rglob("*"))
+
+    def refused(kwargs):
+        raise GrpoError("sft: SFTConfig refused these settings (made up)", "check the sft section")
+
+    monkeypatch.setattr(sft_training, "build_sft_config", refused)
+    result = cli(*sft_args(tiny_model, tmp_path, "--overwrite"))
+    assert result.code == 2 and "SFTConfig refused" in result.err
+    assert sorted(p.relative_to(run) for p in run.rglob("*")) == before
+    assert (run / "adapter" / "adapter_config.json").is_file()

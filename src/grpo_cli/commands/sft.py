@@ -69,6 +69,18 @@ def recipe(
     stage.enter("checking this machine")
     plan = resolve(on_trl(loaded, console), console, hub, stage="sft")
     refuse_packing_without_flash_attention(loaded, plan.hardware.device)
+    if not dry_run:  # TRL's refusals of an sft setting, before --overwrite clears the old run
+        from grpo_cli.training.sft import build_sft_config, sft_config_kwargs
+
+        args = build_sft_config(
+            sft_config_kwargs(
+                cfg,
+                str(run_path / "checkpoints"),
+                plan.precision,
+                plan.hardware.device,
+                plan.tracker,
+            )
+        )
     if line := apply_threads(threads, plan.hardware.device):
         console.print(line, markup=False)
     from grpo_cli.training.models import quiet_progress_bars
@@ -108,7 +120,7 @@ def recipe(
 
     model = sft_training.load_model(cfg, plan.precision)
     stage.enter("building the trainer")
-    trainer, recorder, stop = build_trainer(plan, model, tokenizer, rows, run, console)
+    trainer, recorder, stop = build_trainer(plan, args, model, tokenizer, rows, run, console)
 
     stage.enter("training")
     started = time.perf_counter()
@@ -264,15 +276,20 @@ def load_rows(cfg: GrpoConfig, tokenizer: Any, run: RunDir, console: Console) ->
 
 
 def build_trainer(
-    plan: Plan, model: Any, tokenizer: Any, rows: Dataset, run: RunDir, console: Console
+    plan: Plan,
+    args: Any,
+    model: Any,
+    tokenizer: Any,
+    rows: Dataset,
+    run: RunDir,
+    console: Console,
 ) -> tuple[Any, RunRecorder, GracefulStop]:
+    """TRL's SFTTrainer with ARGS (the SFTConfig built before the run directory was touched)."""
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
     from trl import SFTTrainer
 
     from grpo_cli.training.callbacks import GracefulStop, MarkCheckpoints, RunRecorder
-    from grpo_cli.training.sft import build_sft_config, sft_config_kwargs
 
-    cfg = plan.loaded.config
     if plan.hardware.device != "cuda":
         from grpo_cli.training.cpu_kernels import install_if_missing
 
@@ -280,10 +297,6 @@ def build_trainer(
         # (trl/trainer/sft_trainer.py: add_fused_lm_head; trl/trainer/utils.py: _fused_forward)
         if install_if_missing():
             console.print("note: TRL's Triton log-prob kernel is unavailable; using plain torch")
-    kwargs = sft_config_kwargs(
-        cfg, str(run.checkpoints), plan.precision, plan.hardware.device, plan.tracker
-    )
-    args = build_sft_config(kwargs)
     recorder = RunRecorder(run, 0, 1, console, watch_health=False)  # no completions sampled
     stop = GracefulStop()
     trainer = SFTTrainer(
