@@ -17,7 +17,15 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.table import Table
 
-from grpo_cli.commands.train import Plan, Stage, find_run_dir, first_last, resolve, run_stage
+from grpo_cli.commands.train import (
+    Plan,
+    Stage,
+    find_run_dir,
+    first_last,
+    open_run,
+    resolve,
+    run_stage,
+)
 from grpo_cli.config import LoadedConfig, load_config
 from grpo_cli.config.loader import config_error
 from grpo_cli.config.yamlio import display_path
@@ -89,15 +97,9 @@ def recipe(
     if dry_run:
         return dry_run_report(plan, console)
 
-    from grpo_cli.training.checkpoints import failures_explained, load_if_finished, resume_point
+    from grpo_cli.training.checkpoints import failures_explained, load_if_finished
 
-    stage.enter("preparing the run directory")
-    stage.run = run = rundir.prepare(run_path, resume=resume, overwrite=overwrite, note=stage.note)
-    cleaned: list[str] = []
-    checkpoint = resume_point(run, cleaned.append) if resume else None
-    if resume:
-        for line in [resuming(checkpoint, cfg, run), *cleaned]:
-            console.print(line, markup=False)
+    run, checkpoint = open_run(stage, run_path, cfg, resume, overwrite)
     if not resume or not run.config.is_file():
         saved = with_sft_run_name(cfg, run_path.name)
         rundir.write_config(run, saved, display_path(config_path), command="grpo sft")
@@ -217,15 +219,6 @@ def refuse_packing_without_flash_attention(loaded: LoadedConfig, device: str) ->
 def with_sft_run_name(cfg: GrpoConfig, name: str) -> GrpoConfig:
     """The config as saved in the run: sft.run_name fixed, so the copy resumes this run."""
     return cfg.model_copy(update={"sft": cfg.sft.model_copy(update={"run_name": name})})
-
-
-def resuming(checkpoint: Path | None, cfg: GrpoConfig, run: RunDir) -> str:
-    s = cfg.sft
-    of = f"of {s.max_steps}" if s.max_steps is not None else f"of {s.num_train_epochs:g} epochs"
-    if checkpoint is None:
-        return f"--resume: {display_path(run.path)} has no checkpoint yet; starting from step 0"
-    step = checkpoint.name.rsplit("-", 1)[-1]
-    return f"resuming from {checkpoint.name} (step {step} {of})"
 
 
 def load_rows(cfg: GrpoConfig, tokenizer: Any, run: RunDir, console: Console) -> Dataset:

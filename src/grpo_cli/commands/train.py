@@ -148,15 +148,9 @@ def recipe(
     if dry_run:
         return dry_run_report(plan, rewards, console)
 
-    from grpo_cli.training.checkpoints import failures_explained, load_if_finished, resume_point
+    from grpo_cli.training.checkpoints import failures_explained, load_if_finished
 
-    stage.enter("preparing the run directory")
-    stage.run = run = rundir.prepare(run_path, resume=resume, overwrite=overwrite, note=stage.note)
-    cleaned: list[str] = []  # said after the line that says where the run resumes
-    checkpoint = resume_point(run, cleaned.append) if resume else None
-    if resume:
-        for line in [resuming(checkpoint, cfg, run), *cleaned]:
-            console.print(line, markup=False)
+    run, checkpoint = open_run(stage, run_path, cfg, resume, overwrite)
     if not resume or not run.config.is_file():
         rundir.write_config(run, with_run_name(cfg, run_path.name), display_path(config_path))
     from grpo_cli.model_source import lineage
@@ -210,8 +204,28 @@ def recipe(
     return 0
 
 
-def resuming(checkpoint: Path | None, cfg: GrpoConfig, run: RunDir) -> str:
-    t = cfg.training
+def open_run(
+    stage: Stage, run_path: Path, cfg: GrpoConfig, resume: bool, overwrite: bool
+) -> tuple[RunDir, Path | None]:
+    """The run directory, owned by this process (STAGE.run), and with --resume the checkpoint
+    to go on from, said with what was cleaned up past it."""
+    from grpo_cli.training import rundir
+    from grpo_cli.training.checkpoints import resume_point
+
+    stage.enter("preparing the run directory")
+    stage.run = run = rundir.prepare(run_path, resume=resume, overwrite=overwrite, note=stage.note)
+    cleaned: list[str] = []  # said after the line that says where the run resumes
+    checkpoint = resume_point(run, cleaned.append) if resume else None
+    if resume:
+        for line in [resuming(checkpoint, cfg, run, stage.command), *cleaned]:
+            stage.console.print(line, markup=False)
+    return run, checkpoint
+
+
+def resuming(checkpoint: Path | None, cfg: GrpoConfig, run: RunDir, command: str = "train") -> str:
+    """Where --resume goes on from, counted in the steps of COMMAND's section of the config
+    (`training`, or `sft` for grpo sft)."""
+    t = cfg.sft if command == "sft" else cfg.training
     of = f"of {t.max_steps}" if t.max_steps is not None else f"of {t.num_train_epochs:g} epochs"
     if checkpoint is None:
         return f"--resume: {display_path(run.path)} has no checkpoint yet; starting from step 0"
