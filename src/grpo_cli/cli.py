@@ -99,6 +99,13 @@ SetOpt = Annotated[
         "are read as in YAML: numbers, true/false, \\[a, b], null).",
     ),
 ]
+# The run-directory options grpo train and grpo sft share.
+ResumeOpt = Annotated[
+    bool, typer.Option("--resume", help="Continue the run from its latest checkpoint.")
+]
+OverwriteOpt = Annotated[
+    bool, typer.Option("--overwrite", help="Replace an existing run directory.")
+]
 ThreadsOpt = Annotated[
     int | None,
     typer.Option(
@@ -210,12 +217,8 @@ def config_schema(
 def train(
     config_path: Annotated[Path, typer.Argument(metavar="CONFIG", help="YAML config file.")],
     overrides: SetOpt = None,
-    resume: Annotated[
-        bool, typer.Option("--resume", help="Continue the run from its latest checkpoint.")
-    ] = False,
-    overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Replace an existing run directory.")
-    ] = False,
+    resume: ResumeOpt = False,
+    overwrite: OverwriteOpt = False,
     dry_run: Annotated[
         bool,
         typer.Option(
@@ -251,12 +254,8 @@ def train(
 def sft(
     config_path: Annotated[Path, typer.Argument(metavar="CONFIG", help="YAML config file.")],
     overrides: SetOpt = None,
-    resume: Annotated[
-        bool, typer.Option("--resume", help="Continue the run from its latest checkpoint.")
-    ] = False,
-    overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Replace an existing run directory.")
-    ] = False,
+    resume: ResumeOpt = False,
+    overwrite: OverwriteOpt = False,
     dry_run: Annotated[
         bool,
         typer.Option(
@@ -273,7 +272,7 @@ def sft(
     a LoRA adapter (RUN/adapter) or every weight (RUN/model), as the sft section says.
 
     Ctrl-C saves a checkpoint; --resume continues from it. Then train with GRPO from the run:
-    grpo train CONFIG --set model.name=outputs/RUN
+    grpo train CONFIG --set model.name=./outputs/RUN
 
     Example: grpo sft configs/smoke_cpu.yaml
     """
