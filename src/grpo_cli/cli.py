@@ -470,6 +470,15 @@ def evaluate(
             "transformers (any device).",
         ),
     ] = Engine.auto,
+    tensor_parallel_size: Annotated[
+        int,
+        typer.Option(
+            "--tensor-parallel-size",
+            min=1,
+            metavar="N",
+            help="vLLM: split each model over N GPUs, for models one GPU cannot hold.",
+        ),
+    ] = 1,
     output: Annotated[
         Path | None,
         typer.Option(
@@ -505,6 +514,7 @@ def evaluate(
         output=output,
         engine=engine.value,
         threads=threads,
+        tensor_parallel_size=tensor_parallel_size,
     )
 
 
