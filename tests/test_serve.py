@@ -237,12 +237,37 @@ def test_the_server_command_is_trls_for_the_configs_settings(write):
     cfg = load_config(path).config
     command = serve_command(cfg, "q.yaml", [], port=8011)
     expected = ScriptArguments(
-        model=MODEL, port=8011, dtype="bfloat16", max_model_len=768, trust_remote_code=True
+        model=MODEL,
+        host="127.0.0.1",  # vllm.server_host's default, not TRL's 0.0.0.0
+        port=8011,
+        dtype="bfloat16",
+        max_model_len=768,
+        trust_remote_code=True,
     )
     assert command.argv == build_command(expected, ["--quantization", "bitsandbytes"])
     # what the trainer's weight sync needs from the server
     assert "--weight-transfer-config" in command.argv
     assert command.env == {"VLLM_SERVER_DEV_MODE": "1", "CUDA_VISIBLE_DEVICES": "0"}
+
+
+@pytest.mark.parametrize(
+    ("config_host", "flag", "listens", "train_sets"),
+    [
+        (None, None, "127.0.0.1", []),
+        ("10.0.0.5", None, "10.0.0.5", []),
+        (None, "0.0.0.0", "0.0.0.0", []),  # every interface; the trainer beside it uses loopback
+        (None, "10.0.0.7", "10.0.0.7", ["vllm.server_host=10.0.0.7"]),
+    ],
+)
+def test_the_server_listens_where_the_trainer_connects(
+    config, config_host, flag, listens, train_sets
+):
+    sets = [f"vllm.server_host={config_host}"] if config_host else []
+    cfg = load_config(config, ["vllm.use=true", "vllm.mode=server", "model.backend=trl", *sets])
+    command = serve_command(cfg.config, "c.yaml", sets, host=flag)
+    assert command.argv[command.argv.index("--host") + 1] == listens
+    argv = shlex.split(command.train)
+    assert [argv[i + 1] for i, a in enumerate(argv) if a == "--set"] == sets + train_sets
 
 
 @pytest.mark.parametrize(
@@ -263,7 +288,10 @@ def test_cuda_visible_devices_chooses_the_servers_gpus(config):
     cfg = load_config(config).config
     command = serve_command(cfg, "c.yaml", [], tensor_parallel_size=2, visible="2,3,5", gpu_count=6)
     assert command.env["CUDA_VISIBLE_DEVICES"] == "2,3"
-    assert command.train_gpus == ["0", "1", "4", "5"]
+    assert command.train_gpus == ["5"], "the rest of the GPUs the user set aside"
+    assert command.train.startswith("CUDA_VISIBLE_DEVICES=5 grpo train c.yaml --set")
+    only_the_servers = serve_command(cfg, "c.yaml", [], visible="3", gpu_count=4)
+    assert only_the_servers.train_gpus == ["0", "1", "2"], "the rest of the machine"
     assert "--tensor-parallel-size', '2'" in repr(command.argv).replace('"', "'")
 
 

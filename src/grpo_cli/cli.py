@@ -258,7 +258,13 @@ def serve(
         int, typer.Option("--tensor-parallel-size", min=1, metavar="N", help="GPUs per model copy.")
     ] = 1,
     data_parallel_size: Annotated[
-        int, typer.Option("--data-parallel-size", min=1, metavar="N", help="Model copies.")
+        int,
+        typer.Option(
+            "--data-parallel-size",
+            min=1,
+            metavar="N",
+            help="Model copies; vLLM takes more than 1 for mixture-of-experts models only.",
+        ),
     ] = 1,
     gpus: Annotated[
         str | None,
@@ -270,8 +276,13 @@ def serve(
         ),
     ] = None,
     host: Annotated[
-        str, typer.Option("--host", metavar="HOST", help="Address to listen on.")
-    ] = "0.0.0.0",
+        str | None,
+        typer.Option(
+            "--host",
+            metavar="HOST",
+            help="Address to listen on (default: vllm.server_host; 0.0.0.0: every interface).",
+        ),
+    ] = None,
     port: Annotated[
         int | None,
         typer.Option("--port", metavar="PORT", help="Port (default: vllm.server_port)."),

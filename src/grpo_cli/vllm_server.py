@@ -130,6 +130,20 @@ def server_gpus(
     return chosen
 
 
+def training_gpus(
+    server: list[str], visible: str | None, gpu_count: int | None
+) -> list[str] | None:
+    """The GPUs left to train on beside the SERVER's: the rest of CUDA_VISIBLE_DEVICES (VISIBLE)
+    when it shows more than the server takes (the user set aside those), else the rest of the
+    machine's GPU_COUNT; None when that number is unknown."""
+    shown = [g.strip() for g in (visible or "").split(",") if g.strip()]
+    if len(shown) > len(server):
+        return shown[len(server) :]
+    if gpu_count is None or gpu_count < 1 or not all(g.isdigit() for g in server):
+        return None
+    return [str(i) for i in range(gpu_count) if str(i) not in server]
+
+
 def grpo_command(command: str, config: str, overrides: list[str]) -> list[str]:
     """`grpo COMMAND CONFIG` with the --set OVERRIDES the user gave, in their order."""
     argv = ["grpo", command, config]
@@ -170,15 +184,18 @@ def serve_command(
     gpus: str | None = None,
     visible: str | None = None,
     gpu_count: int | None = None,
-    host: str = "0.0.0.0",
+    host: str | None = None,
     port: int | None = None,
 ) -> ServeCommand:
     """The vLLM server for CFG (CONFIG with OVERRIDES, as the user wrote them), through TRL's
     own command builder, on its GPUs; VISIBLE is CUDA_VISIBLE_DEVICES and GPU_COUNT the
-    machine's GPUs, as nvidia-smi counts them (None: unknown)."""
+    machine's GPUs, as nvidia-smi counts them (None: unknown). It listens on HOST, by default
+    the config's vllm.server_host, where the trainer connects: TRL's default, 0.0.0.0, would
+    open the weight-update endpoints of dev mode to the whole network."""
     from trl.scripts.vllm_serve import ScriptArguments, build_command
 
     model, revision = served_model(cfg)
+    host = cfg.vllm.server_host if host is None else host
     port = cfg.vllm.server_port if port is None else port
     if not 0 < port < 65536:
         raise GrpoError(f"--port {port}: not a port", "give one from 1 to 65535, e.g. --port 8000")
@@ -201,9 +218,7 @@ def serve_command(
     # the endpoints the trainer's weight sync calls exist only in vLLM's dev mode (trl main();
     # vllm/entrypoints/serve/dev/rlhf/api_router.py attach_router)
     env = {"VLLM_SERVER_DEV_MODE": "1", "CUDA_VISIBLE_DEVICES": ",".join(chosen)}
-    train_gpus = None
-    if gpu_count is not None and gpu_count > 0 and all(g.isdigit() for g in chosen):
-        train_gpus = [str(i) for i in range(gpu_count) if str(i) not in chosen]
+    train_gpus = training_gpus(chosen, None if gpus is not None else visible, gpu_count)
     client_host = "127.0.0.1" if host in ANY_ADDRESS else host
     train = train_command(config, overrides, cfg, client_host, port)
     if train_gpus is not None and len(train_gpus) > 1:

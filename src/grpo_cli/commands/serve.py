@@ -25,7 +25,7 @@ def serve(
     tensor_parallel_size: int = 1,
     data_parallel_size: int = 1,
     gpus: str | None = None,
-    host: str = "0.0.0.0",
+    host: str | None = None,
     port: int | None = None,
     dry_run: bool = False,
 ) -> int:
