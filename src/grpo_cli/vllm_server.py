@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 ANSWER_TIMEOUT = 3.0
 # Addresses a server listens on that a client cannot connect to as such.
 ANY_ADDRESS = ("0.0.0.0", "::", "")
-# vLLM's dtype names for the config's model.dtype (vllm/config/model.py: _STR_DTYPE_TO_TORCH_DTYPE)
+# vLLM's --dtype names (auto, half, float16, bfloat16, float, float32) for model.dtype
 VLLM_DTYPES = {"auto": "auto", "bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 
 
@@ -40,7 +40,7 @@ class ServeCommand:
     argv: list[str]  # the server's command line, starting with the Python executable
     env: dict[str, str]  # set on top of the caller's environment
     gpus: list[str]  # CUDA_VISIBLE_DEVICES of the server
-    train_gpus: list[str] | None  # the machine's other GPUs; None when their number is unknown
+    train_gpus: list[str] | None  # the GPUs left to train on; None when unknown
     train: str  # the grpo train command line, with its CUDA_VISIBLE_DEVICES when known
 
     def shell(self) -> str:
