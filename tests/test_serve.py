@@ -398,3 +398,28 @@ def test_a_grpo_train_run_is_refused_with_the_merge_to_do_first(write, tmp_path,
     result = cli("serve", path, "--dry-run")
     assert result.code == 2
     assert f"merge it first (`grpo merge {run}`)" in result.err
+
+
+@pytest.mark.parametrize("command", ["serve", "train"])
+def test_serve_and_a_refused_server_import_no_ml_library(config, command):
+    """`grpo serve --dry-run` prints at once, and a missing server is refused before torch.
+    serve imports TRL's command builder (trl/scripts/vllm_serve.py), whose package imports
+    neither torch nor transformers."""
+    import subprocess
+    import sys
+
+    from .test_cli import HEAVY
+
+    argv = [command, str(config), "--set", "vllm.use=true", "--set", "vllm.mode=server"]
+    argv += ["--set", f"vllm.server_port={closed_port()}"]
+    argv += ["--dry-run"] if command == "serve" else []
+    code = (
+        "import sys\n"
+        "from grpo_cli.cli import main\n"
+        f"rc = main({argv!r})\n"
+        f"loaded = [m for m in {HEAVY!r} if m in sys.modules and m != 'trl']\n"
+        "print('HEAVY', loaded, rc, file=sys.stderr)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    expected_rc = 0 if command == "serve" else 2
+    assert f"HEAVY [] {expected_rc}" in result.stderr, result.stderr
