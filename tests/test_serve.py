@@ -423,3 +423,14 @@ def test_serve_and_a_refused_server_import_no_ml_library(config, command):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     expected_rc = 0 if command == "serve" else 2
     assert f"HEAVY [] {expected_rc}" in result.stderr, result.stderr
+
+
+def test_a_bare_adapter_is_refused_with_the_merge_to_do_first(write, tmp_path, cli):
+    adapter = tmp_path / "my-adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(f'{{"base_model_name_or_path": "{MODEL}"}}')
+    path = write("a.yaml", CONFIG.replace(MODEL, str(adapter)))
+    result = cli("serve", path, "--dry-run")
+    assert result.code == 2
+    assert "is a LoRA adapter, not a model to start from: merge it" in result.err
+    assert f"grpo merge {adapter} -o {adapter}-merged" in result.err
