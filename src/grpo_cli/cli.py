@@ -250,6 +250,68 @@ def train(
         raise typer.Exit(code)
 
 
+@app.command("serve", cls=_Command)
+def serve(
+    config_path: Annotated[Path, typer.Argument(metavar="CONFIG", help="YAML config file.")],
+    overrides: SetOpt = None,
+    tensor_parallel_size: Annotated[
+        int, typer.Option("--tensor-parallel-size", min=1, metavar="N", help="GPUs per model copy.")
+    ] = 1,
+    data_parallel_size: Annotated[
+        int,
+        typer.Option(
+            "--data-parallel-size",
+            min=1,
+            metavar="N",
+            help="Model copies; vLLM takes more than 1 for mixture-of-experts models only.",
+        ),
+    ] = 1,
+    gpus: Annotated[
+        str | None,
+        typer.Option(
+            "--gpus",
+            metavar="0,1",
+            help="The server's GPUs (default: the first of CUDA_VISIBLE_DEVICES, else of the "
+            "machine).",
+        ),
+    ] = None,
+    host: Annotated[
+        str | None,
+        typer.Option(
+            "--host",
+            metavar="HOST",
+            help="Address to listen on (default: vllm.server_host; 0.0.0.0: every interface).",
+        ),
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option("--port", metavar="PORT", help="Port (default: vllm.server_port)."),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the commands; start nothing.")
+    ] = False,
+) -> None:
+    """Start the vLLM server that `vllm.mode: server` trains against, on GPUs of its own.
+
+    Prints the `grpo train` command that uses it (on the machine's other GPUs), then runs TRL's
+    vLLM server for the config's model until Ctrl-C.
+
+    Example: grpo serve configs/qwen3b_gsm8k.yaml --gpus 0
+    """
+    from grpo_cli.commands import serve as serve_command
+
+    serve_command.serve(
+        config_path,
+        overrides or [],
+        tensor_parallel_size=tensor_parallel_size,
+        data_parallel_size=data_parallel_size,
+        gpus=gpus,
+        host=host,
+        port=port,
+        dry_run=dry_run,
+    )
+
+
 @app.command("sft", cls=_Command)
 def sft(
     config_path: Annotated[Path, typer.Argument(metavar="CONFIG", help="YAML config file.")],
@@ -419,6 +481,15 @@ def evaluate(
             "transformers (any device).",
         ),
     ] = Engine.auto,
+    tensor_parallel_size: Annotated[
+        int,
+        typer.Option(
+            "--tensor-parallel-size",
+            min=1,
+            metavar="N",
+            help="vLLM: split each model over N GPUs, for models one GPU cannot hold.",
+        ),
+    ] = 1,
     output: Annotated[
         Path | None,
         typer.Option(
@@ -454,6 +525,7 @@ def evaluate(
         output=output,
         engine=engine.value,
         threads=threads,
+        tensor_parallel_size=tensor_parallel_size,
     )
 
 

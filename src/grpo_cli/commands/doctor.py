@@ -92,6 +92,7 @@ def doctor(config_path: Path | None, overrides: list[str], *, check: bool = Fals
         if not findings:
             findings += unseen_gpu(smi, plan)
         findings += config_findings(loaded, plan, cached, construction_checks(loaded, plan))
+        findings += server_findings(loaded, overrides)
     print_findings(out, findings, loaded)
     failed = run_self_check(out) if check else False
     return 1 if findings or failed else 0
@@ -327,6 +328,18 @@ def config_findings(
     findings = [Finding(p.key, p.message, p.location) for p in located]
     offline = [c for c in cached if c.fix is not None]
     return ([offline_finding(loaded, offline)] if offline else []) + findings
+
+
+def server_findings(loaded: LoadedConfig, overrides: list[str]) -> list[Finding]:
+    """vllm.mode server: the server `grpo train` would refuse (vllm_server.server_problem)."""
+    from grpo_cli.vllm_server import server_problem
+
+    error = server_problem(loaded.config, display_path(loaded.path), overrides)
+    if error is None:
+        return []
+    (located,) = config_error(loaded, [("vllm.mode", "")]).problems
+    message = error.message.removeprefix("vllm.mode server: ")  # the finding names its key
+    return [Finding("vllm.mode", with_fix(message, error.hint or ""), located.location)]
 
 
 def offline_finding(loaded: LoadedConfig, offline: list[CacheState]) -> Finding:

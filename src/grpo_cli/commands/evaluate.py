@@ -20,7 +20,13 @@ from grpo_cli.config import load_config
 from grpo_cli.config.schema import DATA_SUFFIXES, GrpoConfig, looks_like_path
 from grpo_cli.config.yamlio import display_path
 from grpo_cli.errors import GrpoError
-from grpo_cli.evaluation.generate import Engine, Sampling, describe_decoding, load_engine
+from grpo_cli.evaluation.generate import (
+    Engine,
+    Sampling,
+    choose_engine,
+    describe_decoding,
+    load_engine,
+)
 from grpo_cli.evaluation.metrics import summarize
 from grpo_cli.evaluation.report import compare, print_table
 from grpo_cli.hub_access import HubItem, refuse_unreachable
@@ -45,6 +51,7 @@ def evaluate(
     output: Path | None = None,
     engine: str = "auto",
     threads: int | None = None,
+    tensor_parallel_size: int = 1,
 ) -> list[dict[str, Any]]:
     console = Console(stderr=True, soft_wrap=True, highlight=False)
     cfg = load_config(config_path, overrides).config
@@ -58,10 +65,12 @@ def evaluate(
         )
     max_new_tokens = max_new_tokens or cfg.training.max_completion_length
     sampling = Sampling(samples, temperature, cfg.training.top_p, max_new_tokens, seed)
-    refuse_unreachable(hub_items(models, cfg, split))
-    from grpo_cli.hardware import probe
+    from grpo_cli.hardware import installed, probe
 
-    if line := apply_threads(threads, probe().device):
+    hw = probe()
+    choose_engine(engine, hw, installed("vllm"), tensor_parallel_size)  # before any download
+    refuse_unreachable(hub_items(models, cfg, split))
+    if line := apply_threads(threads, hw.device):
         console.print(line, markup=False)
     console.print(describe_decoding(sampling), markup=False)
     quiet_libraries()  # before any data is read: datasets draws a bar per file it loads
@@ -86,7 +95,7 @@ def evaluate(
         fmt = PromptFormat.from_config(model_cfg.data)
 
         def open_engine(source: ModelSource = source, model_cfg: GrpoConfig = model_cfg) -> Engine:
-            return load_engine(source, model_cfg, engine, console)
+            return load_engine(source, model_cfg, engine, console, tensor_parallel_size)
 
         records, engine_name = predict(
             file,

@@ -127,6 +127,9 @@ def recipe(
     console = stage.console
     loaded = load_config(config_path, overrides)
     cfg = loaded.config
+    from grpo_cli.vllm_server import refuse_unusable_server
+
+    refuse_unusable_server(cfg, display_path(config_path), overrides)  # seconds, not minutes
     if not dry_run:
         from grpo_cli.training import rundir
 

@@ -337,6 +337,12 @@ def _model_path_problems(cfg: GrpoConfig) -> Iterator[tuple[str, str]]:
             f"{name} is not a folder (looked in {path.resolve()}); give a model directory or a "
             "Hub id such as Qwen/Qwen2.5-3B-Instruct",
         )
+    elif adapter:  # an adapter of no grpo run: its base is in adapter_config.json
+        yield (
+            "model.name",
+            f"{name} is a LoRA adapter, not a model to start from: merge it into its base first "
+            f"(`grpo merge {name} -o {name}-merged`) and set model.name to that folder",
+        )
     elif not (path / "config.json").is_file():
         yield ("model.name", f"{name} has no config.json, so it is not a transformers model")
 

@@ -217,6 +217,7 @@ class VllmEngine:
         revision: str | None,
         trust_remote_code: bool,
         max_model_len: int,
+        tensor_parallel_size: int = 1,
     ):
         from vllm import LLM
 
@@ -228,6 +229,8 @@ class VllmEngine:
             enable_lora=adapter is not None,
             max_lora_rank=next((r for r in VLLM_LORA_RANKS if r >= lora_rank), lora_rank),
             max_model_len=max_model_len,
+            # the model split over this many GPUs (vllm/engine/arg_utils.py: EngineArgs)
+            tensor_parallel_size=tensor_parallel_size,
             gpu_memory_utilization=0.85,
             # "auto" (vLLM's default since 0.8) makes the model's generation_config.json the
             # default sampling (vllm/config/model.py: generation_config; vLLM PR 11164);
@@ -266,19 +269,56 @@ class VllmEngine:
         ]
 
 
-def load_engine(source: ModelSource, cfg: GrpoConfig, engine: str, console: Console) -> Engine:
-    """vLLM on a CUDA GPU when installed (or asked for), else transformers generation; CFG is
-    the model's run config (its LoRA rank and sequence length)."""
-    from grpo_cli.hardware import installed, probe
-
-    hw = probe()
+def choose_engine(
+    engine: str, hw: Hardware, vllm_installed: bool, tensor_parallel_size: int = 1
+) -> str:
+    """The engine `--engine ENGINE` means here: auto is vLLM on a CUDA GPU when installed, else
+    transformers. A model split over several GPUs (TENSOR_PARALLEL_SIZE) is vLLM's alone:
+    transformers generation runs on one device."""
+    can_vllm = hw.device == "cuda" and vllm_installed
+    tp = tensor_parallel_size
+    if tp > 1 and engine == "transformers":
+        raise GrpoError(
+            f"--tensor-parallel-size {tp} splits the model over GPUs with vLLM; --engine "
+            "transformers generates on one device",
+            "use --engine vllm (or auto), or drop --tensor-parallel-size",
+        )
+    if tp > 1 and not can_vllm:
+        why = "vllm is not installed"
+        if hw.device != "cuda":
+            why = f"this machine has {hw.describe()}"
+        raise GrpoError(
+            f"--tensor-parallel-size {tp} needs vLLM on {tp} CUDA GPUs: {why}",
+            f"pip install -e '.[gpu]' on a machine with {tp} GPUs, or drop --tensor-parallel-size",
+        )
+    if tp > max(hw.gpu_count, 1):
+        raise GrpoError(
+            f"--tensor-parallel-size {tp} needs {tp} GPUs, and {hw.gpu_count} are visible here",
+            f"lower it to {hw.gpu_count}, or show more GPUs (CUDA_VISIBLE_DEVICES)",
+        )
     if engine == "auto":
-        engine = "vllm" if hw.device == "cuda" and installed("vllm") else "transformers"
-    if engine == "vllm" and (hw.device != "cuda" or not installed("vllm")):
+        return "vllm" if can_vllm else "transformers"
+    if engine == "vllm" and not can_vllm:
         raise GrpoError(
             "--engine vllm needs a CUDA GPU and vllm installed",
             "pip install -e '.[gpu]' on a GPU machine, or use --engine transformers",
         )
+    return engine
+
+
+def load_engine(
+    source: ModelSource,
+    cfg: GrpoConfig,
+    engine: str,
+    console: Console,
+    tensor_parallel_size: int = 1,
+) -> Engine:
+    """The engine choose_engine picks, with the model loaded; CFG is the model's run config (its
+    LoRA rank and sequence length)."""
+    from grpo_cli.hardware import installed, probe
+
+    hw = probe()
+    engine = choose_engine(engine, hw, installed("vllm"), tensor_parallel_size)
     from grpo_cli.model_loading import load_tokenizer
     from grpo_cli.training.models import ready_for_generation
 
@@ -301,6 +341,7 @@ def load_engine(source: ModelSource, cfg: GrpoConfig, engine: str, console: Cons
             revision=source.revision,
             trust_remote_code=source.trust_remote_code,
             max_model_len=cfg.model.max_seq_length,
+            tensor_parallel_size=tensor_parallel_size,
         )
         # vLLM fetches the weights itself (huggingface_hub): from the cache first, as the others
         return cache_first(
