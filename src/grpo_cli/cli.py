@@ -607,7 +607,7 @@ def main(argv: list[str] | None = None) -> int:
         # chain; `grpo train` catches its own and says what it kept.
         chain = causes(exc.__context__) if exc.__context__ is not None else []
         if any(isinstance(cause, KeyboardInterrupt) for cause in chain):
-            print("Interrupted by Ctrl-C; stopped.", file=sys.stderr)
+            _say("Interrupted by Ctrl-C; stopped.")
             return INTERRUPTED_EXIT
         if exc.code is None:
             return 0
@@ -615,10 +615,10 @@ def main(argv: list[str] | None = None) -> int:
     except GrpoError as exc:
         if debug:
             traceback.print_exc()
-        print(exc.render(), file=sys.stderr)
+        _say(exc.render())
         return USER_ERROR_EXIT
     except KeyboardInterrupt:
-        print("Interrupted by Ctrl-C; stopped.", file=sys.stderr)
+        _say("Interrupted by Ctrl-C; stopped.")
         return INTERRUPTED_EXIT
     except OSError as exc:
         # Faults of the machine the user can fix, whichever command meets them: a folder they
@@ -630,11 +630,20 @@ def main(argv: list[str] | None = None) -> int:
             return _unexpected(exc, debug)
         if debug:
             traceback.print_exc()
-        print(error.render(), file=sys.stderr)
+        _say(error.render())
         return USER_ERROR_EXIT
     except Exception as exc:
         return _unexpected(exc, debug)
     return 0
+
+
+def _say(text: str) -> None:
+    """A user error or a stop, on stderr; under several processes every one of them meets it
+    and exits with the same code, and the main one says it once."""
+    from grpo_cli.distributed import is_main
+
+    if is_main():
+        print(text, file=sys.stderr)
 
 
 def _unexpected(exc: BaseException, debug: bool) -> int:

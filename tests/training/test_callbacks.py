@@ -14,12 +14,12 @@ from grpo_cli.training.rundir import RunDir
 LOGS = {"loss": 0.5, "reward": 1.25, "accuracy": 0.5, "completions/mean_length": 40.0}
 
 
-def record_two_steps(tmp_path, terminal: bool) -> tuple[str, RunDir]:
+def record_two_steps(tmp_path, terminal: bool, main: bool = True) -> tuple[str, RunDir]:
     out = io.StringIO()
     console = Console(file=out, force_terminal=terminal, width=120)
     run = RunDir(tmp_path)
     recorder = RunRecorder(run, samples=0, every=1, console=console)
-    state = SimpleNamespace(global_step=0, max_steps=2, epoch=0.0)
+    state = SimpleNamespace(global_step=0, max_steps=2, epoch=0.0, is_world_process_zero=main)
     recorder.on_train_begin(None, state, None)
     for step in (1, 2):
         state.global_step = step

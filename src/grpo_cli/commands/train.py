@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.table import Table
 
+from grpo_cli import distributed
 from grpo_cli.config import LoadedConfig, load_config
 from grpo_cli.config.loader import config_error
 from grpo_cli.config.yamlio import display_path
@@ -71,7 +72,8 @@ def run_stage(command: str, steps: Callable[..., int], *args: Any) -> int:
     stop that says what was kept, and the run directory released however it ends."""
     from grpo_cli.training.interrupts import Interrupts
 
-    console = Console(stderr=True, soft_wrap=True, highlight=False)
+    # under several processes the main one speaks for all of them
+    console = Console(stderr=True, soft_wrap=True, highlight=False, quiet=not distributed.is_main())
     with Interrupts() as interrupts:
         stage = Stage(console, interrupts, command=command)
         try:
@@ -125,14 +127,21 @@ def recipe(
     threads: int | None = None,
 ) -> int:
     console = stage.console
-    loaded = load_config(config_path, overrides)
+    loaded = load_config(config_path, overrides)  # the same answer on every process
     cfg = loaded.config
+    processes = distributed.current()
+    distributed.start()  # with several processes: join them (imports torch)
     if not dry_run:
         from grpo_cli.training import rundir
 
-        # Before torch and trl are imported: a run that is refused is refused at once.
-        run_path = find_run_dir(cfg, config_path, resume)
-        rundir.check(run_path, resume=resume, overwrite=overwrite)
+        def checked_run_dir() -> Path:
+            # Before torch and trl are imported: a run that is refused is refused at once.
+            run_path = find_run_dir(cfg, config_path, resume)
+            rundir.check(run_path, resume=resume, overwrite=overwrite)
+            return run_path
+
+        # decided once: a time-stamped name, or a refusal, is the main process's
+        run_path = distributed.decided_by_main(checked_run_dir)
     from grpo_cli.hub_access import config_items, start_probe
 
     hub = start_probe(config_items(cfg))  # answered while torch imports
@@ -151,17 +160,25 @@ def recipe(
     from grpo_cli.training.checkpoints import failures_explained, load_if_finished
 
     run, checkpoint = open_run(stage, run_path, cfg, resume, overwrite)
-    if not resume or not run.config.is_file():
-        rundir.write_config(run, with_run_name(cfg, run_path.name), display_path(config_path))
-    from grpo_cli.model_source import lineage
+    if processes.is_main:
+        if not resume or not run.config.is_file():
+            rundir.write_config(run, with_run_name(cfg, run_path.name), display_path(config_path))
+        from grpo_cli.model_source import lineage
 
-    env = rundir.environment(
-        plan.hardware.as_dict(), plan.backend, plan.backend_reason, plan.precision
-    )
-    # what the weights were before this run: eval, merge and the model card read it back
-    env["lineage"] = lineage(cfg.model.name, cfg.model.revision)
-    run.write_json(run.env, env)
+        env = rundir.environment(
+            plan.hardware.as_dict(), plan.backend, plan.backend_reason, plan.precision
+        )
+        # what the weights were before this run: eval, merge and the model card read it back
+        env["lineage"] = lineage(cfg.model.name, cfg.model.revision)
+        env["distributed"] = processes.as_dict()
+        run.write_json(run.env, env)
     console.print(f"run directory: {display_path(run.path)}")
+    if processes.several:
+        console.print(
+            f"processes: {processes.world_size} ({processes.mode}, launched by "
+            f"{processes.launcher}); prompts_per_step {cfg.training.prompts_per_step} over all",
+            markup=False,
+        )
     point_tracker_at(cfg, run)
 
     stage.enter("loading the tokenizer")
@@ -188,7 +205,8 @@ def recipe(
     wall = time.perf_counter() - started
     from grpo_cli.commands.report import report_into_run
 
-    report_into_run(run.path, console)  # on Ctrl-C too: the pictures of what was done so far
+    if processes.is_main:  # on Ctrl-C too: the pictures of what was done so far
+        report_into_run(run.path, console)
 
     resume_cmd = f"grpo train {display_path(run.config)} --resume"
     if stop.requested:
@@ -213,13 +231,24 @@ def open_run(
     from grpo_cli.training.checkpoints import resume_point
 
     stage.enter("preparing the run directory")
-    stage.run = run = rundir.prepare(run_path, resume=resume, overwrite=overwrite, note=stage.note)
-    cleaned: list[str] = []  # said after the line that says where the run resumes
-    checkpoint = resume_point(run, cleaned.append) if resume else None
-    if resume:
-        for line in [resuming(checkpoint, cfg, run, stage.command), *cleaned]:
-            stage.console.print(line, markup=False)
-    return run, checkpoint
+
+    def prepare() -> Path | None:
+        stage.run = run = rundir.prepare(
+            run_path, resume=resume, overwrite=overwrite, note=stage.note
+        )
+        cleaned: list[str] = []  # said after the line that says where the run resumes
+        checkpoint = resume_point(run, cleaned.append) if resume else None
+        if resume:
+            for line in [resuming(checkpoint, cfg, run, stage.command), *cleaned]:
+                stage.console.print(line, markup=False)
+        return checkpoint
+
+    # Under several processes the main one prepares (and owns) the run directory; the others
+    # wait for its decision, refusals included, and resume from the checkpoint it chose.
+    checkpoint = distributed.decided_by_main(prepare)
+    if stage.run is None:
+        stage.run = rundir.RunDir(run_path)
+    return stage.run, checkpoint
 
 
 def resuming(checkpoint: Path | None, cfg: GrpoConfig, run: RunDir, command: str = "train") -> str:
@@ -362,10 +391,11 @@ def load_data(
     longer truncates prompts), and the rows evaluated during training."""
     from grpo_cli.data.loading import load_training_data, write_heldout
 
-    data = load_training_data(cfg)
+    data = load_training_data(cfg)  # every process reads the same rows (seeded)
+    main = distributed.is_main()
     if data.report.warning():
         console.print(f"Warning: {data.report.warning()}", markup=False)
-    if data.heldout_ids:
+    if data.heldout_ids and main:
         write_heldout(run.path, cfg, data.heldout_ids)
     limit = cfg.training.max_prompt_length
 
@@ -390,7 +420,8 @@ def load_data(
             "raise training.max_prompt_length (and model.max_seq_length)",
         )
     report = {**data.report.__dict__, "too_long": dropped, "trained_on": len(train)}
-    run.write_json(run.data, report)
+    if main:
+        run.write_json(run.data, report)
     console.print(f"data: {data.report.summary()}; {len(train)} prompts to train on", markup=False)
     eval_rows = data.heldout
     if cfg.eval.every_steps is not None and eval_rows is None:
@@ -456,7 +487,13 @@ def build_trainer(
     # trainer is built, then again for what the trainer itself changes.
     check_rewrites(plan.backend, rewritten_settings(asked, args), set(asked), console)
     log = cfg.logging
-    recorder = RunRecorder(run, log.completion_samples, log.completion_samples_every, console)
+    recorder = RunRecorder(
+        run,
+        log.completion_samples,
+        log.completion_samples_every,
+        console,
+        batch_name="completions",
+    )
     stop = GracefulStop()
     requested = args.to_dict()
     callbacks: list[TrainerCallback] = [recorder, stop, MarkCheckpoints()]

@@ -1,0 +1,181 @@
+"""How many processes train this run, which one this is, and how they agree.
+
+Read from the environment the launchers set (torchrun and `accelerate launch` both export
+WORLD_SIZE, RANK and LOCAL_RANK to each process; accelerate adds ACCELERATE_*), so asking costs
+no import. The collective steps (a barrier, one process's decision handed to the others, a stop
+flag every process sees) import torch only when there is more than one process.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from grpo_cli.errors import INTERRUPTED_EXIT, USER_ERROR_EXIT, GrpoError
+
+T = TypeVar("T")
+
+LAUNCHERS = ("none", "torchrun", "accelerate")
+MODES = ("none", "ddp", "zero2", "zero3", "fsdp")
+
+
+@dataclass(frozen=True)
+class Processes:
+    world_size: int
+    rank: int
+    local_rank: int
+    launcher: str  # none, torchrun or accelerate
+    mode: str  # none (one process), ddp, zero2, zero3 or fsdp
+
+    @property
+    def is_main(self) -> bool:
+        """The process that writes the run directory, prints and draws the progress bar."""
+        return self.rank == 0
+
+    @property
+    def several(self) -> bool:
+        return self.world_size > 1
+
+    def as_dict(self) -> dict[str, Any]:
+        """What env.json records."""
+        return {"world_size": self.world_size, "launcher": self.launcher, "mode": self.mode}
+
+
+def current(env: Mapping[str, str] | None = None) -> Processes:
+    """This process's place, from ENV (os.environ by default)."""
+    env = os.environ if env is None else env
+    world_size = _int(env, "WORLD_SIZE", 1)
+    # accelerate's launchers export ACCELERATE_MIXED_PRECISION and ACCELERATE_DYNAMO_BACKEND to
+    # every process (accelerate/utils/launch.py, prepare_*_env); torchrun exports
+    # TORCHELASTIC_RUN_ID (torch/distributed/elastic/agent/server/api.py)
+    if "ACCELERATE_MIXED_PRECISION" in env or "ACCELERATE_DYNAMO_BACKEND" in env:
+        launcher = "accelerate"
+    elif "TORCHELASTIC_RUN_ID" in env or world_size > 1:
+        launcher = "torchrun"
+    else:
+        launcher = "none"
+    return Processes(
+        world_size=world_size,
+        rank=_int(env, "RANK", 0),
+        local_rank=_int(env, "LOCAL_RANK", 0),
+        launcher=launcher,
+        mode=_mode(env, world_size),
+    )
+
+
+def _mode(env: Mapping[str, str], world_size: int) -> str:
+    # accelerate/utils/launch.py: prepare_deepspeed_cmd_env sets ACCELERATE_USE_DEEPSPEED and
+    # ACCELERATE_DEEPSPEED_ZERO_STAGE; prepare_multi_gpu_env sets ACCELERATE_USE_FSDP
+    if env.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true":
+        return f"zero{env.get('ACCELERATE_DEEPSPEED_ZERO_STAGE', '2')}"
+    if env.get("ACCELERATE_USE_FSDP", "").lower() == "true":
+        return "fsdp"
+    return "ddp" if world_size > 1 else "none"
+
+
+def _int(env: Mapping[str, str], key: str, default: int) -> int:
+    try:
+        return int(env.get(key, default))
+    except ValueError:
+        return default
+
+
+def is_main() -> bool:
+    return current().is_main
+
+
+def start() -> None:
+    """Join the other processes before anything is decided, when there are several. The group
+    is made the way accelerate would make it, which then reuses it (accelerate/state.py,
+    PartialState.__init__: `if not torch.distributed.is_initialized()`): gloo without a GPU
+    (or with accelerate's --cpu); on GPUs NCCL for the training and gloo for the small
+    messages below (a mixed backend)."""
+    here = current()
+    if not here.several:
+        return
+    import torch
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        return
+    cpu = os.environ.get("ACCELERATE_USE_CPU", "").lower() == "true"
+    if cpu or not torch.cuda.is_available():
+        dist.init_process_group(backend="gloo")
+        return
+    torch.cuda.set_device(here.local_rank)
+    dist.init_process_group(backend="cpu:gloo,cuda:nccl")
+
+
+def _group_ready() -> bool:
+    if not current().several:
+        return False
+    import torch.distributed as dist
+
+    return bool(dist.is_available() and dist.is_initialized())
+
+
+def barrier() -> None:
+    """Wait until every process got here (nothing to wait for with one)."""
+    if _group_ready():
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+def decided_by_main(decide: Callable[[], T]) -> T:
+    """DECIDE run on the main process only, its answer given to every process. A refusal there
+    (a user error, a stop) ends every process with the same exit code; only the main one says
+    why, so the user reads it once."""
+    if not _group_ready():
+        return decide()
+    import torch.distributed as dist
+
+    answer: list[Any] = [None]
+    failure: BaseException | None = None
+    if current().is_main:
+        try:
+            answer[0] = ("ok", decide())
+        except GrpoError as exc:
+            answer[0], failure = ("exit", USER_ERROR_EXIT), exc
+        except KeyboardInterrupt as exc:
+            answer[0], failure = ("exit", INTERRUPTED_EXIT), exc
+        except BaseException as exc:
+            answer[0], failure = ("exit", 1), exc
+    dist.broadcast_object_list(answer, src=0)
+    if failure is not None:
+        raise failure
+    kind, value = answer[0]
+    if kind == "exit":
+        raise SystemExit(value)
+    return value  # type: ignore[no-any-return]
+
+
+def any_process(flag: bool) -> bool:
+    """Whether FLAG is true on any process: every process gets the same answer, so they all
+    take the same branch (stop at the same step)."""
+    if not _group_ready():
+        return flag
+    import torch
+    import torch.distributed as dist
+
+    value = torch.tensor([1 if flag else 0], dtype=torch.int64)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
+def unsloth_problems(backend: str, processes: int) -> list[tuple[str, str]]:
+    """Backend unsloth is refused before loading with several processes: grpo's Unsloth path
+    (its patched GRPOTrainer, the colocated vLLM of fast_inference) is one process on one GPU.
+    unsloth/models/loader.py has a per-rank device map (prepare_device_map), but nothing here
+    has trained through it, and TRL's trainer is the one accelerate, DeepSpeed and FSDP drive."""
+    if backend != "unsloth" or processes <= 1:
+        return []
+    return [
+        (
+            "model.backend",
+            f"backend unsloth trains on one GPU and this run has {processes} processes: use "
+            "backend: trl (--set model.backend=trl), which trains on several",
+        )
+    ]
