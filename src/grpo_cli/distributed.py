@@ -8,9 +8,11 @@ flag every process sees) import torch only when there is more than one process.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 from grpo_cli.errors import INTERRUPTED_EXIT, USER_ERROR_EXIT, GrpoError
@@ -179,3 +181,147 @@ def unsloth_problems(backend: str, processes: int) -> list[tuple[str, str]]:
             "backend: trl (--set model.backend=trl), which trains on several",
         )
     ]
+
+
+# --distributed: the accelerate config file shipped for each (configs/accelerate/)
+ACCELERATE_CONFIGS = {"ddp": "ddp.yaml", "zero2": "zero2.yaml", "zero3": "zero3.yaml"}
+ACCELERATE_CONFIGS["fsdp"] = "fsdp2.yaml"
+# The main process writes its exit code here, so that `grpo train --processes` ends with it
+# rather than with the launcher's 1 for any failure of a process.
+EXIT_FILE = "GRPO_LAUNCH_EXIT_FILE"
+
+
+@dataclass(frozen=True)
+class Launch:
+    """`grpo train --processes N ...`: how to start the processes through accelerate."""
+
+    processes: int  # over all machines, as accelerate's --num_processes counts them
+    mode: str = "ddp"
+    machines: int = 1
+    machine_rank: int = 0
+    main_process_ip: str | None = None
+    main_process_port: int | None = None
+
+
+def launch_problems(launch: Launch) -> list[tuple[str, str]]:
+    """What is wrong with the launch flags, as (flag, message naming the fix)."""
+    problems = []
+    if launch.mode not in ACCELERATE_CONFIGS:
+        known = ", ".join(ACCELERATE_CONFIGS)
+        problems.append(("--distributed", f"{launch.mode!r} is not one of {known}"))
+    if launch.processes % launch.machines:
+        problems.append(
+            (
+                "--processes",
+                f"{launch.processes} processes do not split over {launch.machines} machines: "
+                "--processes counts them over all machines (e.g. 2 machines x 4 GPUs: 8)",
+            )
+        )
+    if not 0 <= launch.machine_rank < launch.machines:
+        problems.append(
+            (
+                "--machine-rank",
+                f"{launch.machine_rank} is not between 0 and {launch.machines - 1} "
+                f"(--machines {launch.machines})",
+            )
+        )
+    if launch.machines > 1 and not launch.main_process_ip:
+        problems.append(
+            (
+                "--main-process-ip",
+                "several machines meet at the main machine's address: give "
+                "--main-process-ip with the IP of the machine started with --machine-rank 0",
+            )
+        )
+    return problems
+
+
+def accelerate_config(mode: str) -> Path:
+    """The shipped accelerate config for MODE: configs/accelerate/ beside the package in a
+    checkout, or <prefix>/share/grpo-cli/accelerate/ where pip installed it (pyproject's
+    data-files)."""
+    import sys
+    import sysconfig
+
+    name = ACCELERATE_CONFIGS[mode]
+    places = [
+        Path(__file__).resolve().parents[2] / "configs" / "accelerate",
+        Path(sysconfig.get_path("data")) / "share" / "grpo-cli" / "accelerate",
+        Path(sys.prefix) / "share" / "grpo-cli" / "accelerate",
+    ]
+    for folder in places:
+        if (folder / name).is_file():
+            return folder / name
+    raise GrpoError(
+        f"the accelerate config for --distributed {mode} ({name}) is not installed",
+        "reinstall grpo-cli (pip install -e .), or launch yourself: accelerate launch "
+        "--config_file YOUR.yaml -m grpo_cli train CONFIG",
+    )
+
+
+def launch_command(launch: Launch, grpo_args: list[str]) -> list[str]:
+    """The `accelerate launch` command that starts this machine's share of LAUNCH's processes,
+    each running `python -m grpo_cli GRPO_ARGS`. accelerate's own launcher, so its config
+    files, flags and environment are the ones its documentation describes."""
+    import sys
+
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(accelerate_config(launch.mode)),
+        "--num_processes",
+        str(launch.processes),
+        "--num_machines",
+        str(launch.machines),
+        "--machine_rank",
+        str(launch.machine_rank),
+    ]
+    if launch.main_process_ip:
+        command += ["--main_process_ip", launch.main_process_ip]
+    if launch.main_process_port is not None:
+        command += ["--main_process_port", str(launch.main_process_port)]
+    return [*command, "-m", "grpo_cli", *grpo_args]
+
+
+def run_launcher(command: list[str]) -> int:
+    """Run the launcher and wait for it. It runs in its own session, so a Ctrl-C in the
+    terminal reaches it once, from here: torchrun's agent passes a signal on to every process
+    (torch/distributed/elastic/agent/server/api.py, _shutdown), each one then finishes its step
+    and saves the checkpoint they agreed on, and the agent waits TORCH_ELASTIC_SHUTDOWN_TIMEOUT
+    seconds for that (torch/distributed/launcher/api.py; 30 unless set, too short for a large
+    model's checkpoint, so 600 here). Returns the main process's exit code."""
+    import signal
+    import subprocess
+    import tempfile
+
+    env = dict(os.environ)
+    env.setdefault("TORCH_ELASTIC_SHUTDOWN_TIMEOUT", "600")
+    with tempfile.TemporaryDirectory(prefix="grpo-launch-") as folder:
+        exit_file = Path(folder) / "exit"
+        env[EXIT_FILE] = str(exit_file)
+        process = subprocess.Popen(command, env=env, start_new_session=True)
+
+        def forward(signum: int, frame: Any) -> None:
+            process.send_signal(signum)
+
+        previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            code = process.wait()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        try:
+            return int(exit_file.read_text().strip())
+        except (OSError, ValueError):
+            return code
+
+
+def record_exit(code: int) -> int:
+    """CODE, also written where `run_launcher` reads it, by the main process."""
+    path = os.environ.get(EXIT_FILE)
+    if path and is_main():
+        with contextlib.suppress(OSError):  # the code still ends this process
+            Path(path).write_text(f"{code}\n")
+    return code

@@ -23,6 +23,7 @@ from grpo_cli.config import LoadedConfig, load_config
 from grpo_cli.config.loader import config_error
 from grpo_cli.config.yamlio import display_path
 from grpo_cli.errors import INTERRUPTED_EXIT, GrpoError
+from grpo_cli.geometry import geometry_problems
 from grpo_cli.hardware import Hardware, preflight
 from grpo_cli.threads import apply_threads
 
@@ -31,6 +32,7 @@ if TYPE_CHECKING:  # heavy imports (transformers, datasets): for the checker onl
     from transformers import TrainerCallback
 
     from grpo_cli.config.schema import GrpoConfig
+    from grpo_cli.distributed import Launch
     from grpo_cli.rewards.runner import BoundReward
     from grpo_cli.training.callbacks import AccuracyProbe, GracefulStop, PeriodicEval, RunRecorder
     from grpo_cli.training.interrupts import Interrupts
@@ -61,10 +63,61 @@ def train(
     overwrite: bool = False,
     dry_run: bool = False,
     threads: int | None = None,
+    launch: Launch | None = None,
 ) -> int:
     """The recipe, with Ctrl-C / SIGTERM turned into a stop that says what was kept, and the run
-    directory handed back to other processes however the recipe ends."""
+    directory handed back to other processes however the recipe ends. With LAUNCH (--processes),
+    the recipe runs in the processes `accelerate launch` starts."""
+    if launch is not None and not dry_run:
+        return launched(config_path, overrides, resume, overwrite, threads, launch)
     return run_stage("train", recipe, config_path, overrides, resume, overwrite, dry_run, threads)
+
+
+def launched(
+    config_path: Path,
+    overrides: list[str],
+    resume: bool,
+    overwrite: bool,
+    threads: int | None,
+    launch: Launch,
+) -> int:
+    """`grpo train --processes N`: what can be refused without the processes is refused here,
+    once (the flags, a step that does not split over N processes, backend unsloth, a run
+    directory in the way), then accelerate starts the recipe in N processes."""
+    from grpo_cli.training import rundir
+
+    if distributed.current().several:
+        raise GrpoError(
+            "--processes: this process is already one of "
+            f"{distributed.current().world_size} that {distributed.current().launcher} started",
+            "drop --processes when launching with accelerate launch or torchrun",
+        )
+    flags = distributed.launch_problems(launch)
+    if flags:
+        raise GrpoError(
+            "; ".join(f"{flag}: {message}" for flag, message in flags),
+            "grpo train --help lists the launch flags",
+        )
+    loaded = load_config(config_path, overrides)
+    cfg = loaded.config
+    problems = geometry_problems(cfg.training, launch.processes)
+    problems += distributed.unsloth_problems(cfg.model.backend, launch.processes)
+    if problems:
+        raise config_error(loaded, problems)
+    if launch.machine_rank == 0:
+        rundir.check(find_run_dir(cfg, config_path, resume), resume=resume, overwrite=overwrite)
+    args = ["train", str(config_path)]
+    for override in overrides:
+        args += ["--set", override]
+    args += ["--resume"] * resume + ["--overwrite"] * overwrite
+    if threads is not None:
+        args += ["--threads", str(threads)]
+    command = distributed.launch_command(launch, args)
+    Console(stderr=True, soft_wrap=True, highlight=False).print(
+        f"launching {launch.processes} processes ({launch.mode}): {' '.join(command)}",
+        markup=False,
+    )
+    return distributed.run_launcher(command)
 
 
 def run_stage(command: str, steps: Callable[..., int], *args: Any) -> int:
