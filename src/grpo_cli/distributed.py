@@ -104,6 +104,12 @@ def start() -> None:
         return
     cpu = os.environ.get("ACCELERATE_USE_CPU", "").lower() == "true"
     if cpu or not torch.cuda.is_available():
+        # accelerate names each CPU process's device cpu:<local rank> (accelerate/state.py,
+        # set_device), and the Trainer maps a resumed optimizer state onto args.device when
+        # several processes train (transformers/trainer.py, _load_optimizer_and_scheduler),
+        # which torch.load cannot do for "cpu:0": --resume would fail. Plain "cpu" is read
+        # first (PartialState.__init__, ACCELERATE_TORCH_DEVICE).
+        os.environ.setdefault("ACCELERATE_TORCH_DEVICE", "cpu")
         dist.init_process_group(backend="gloo")
         return
     torch.cuda.set_device(here.local_rank)

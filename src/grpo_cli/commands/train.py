@@ -262,6 +262,8 @@ def recipe(
         report_into_run(run.path, console)
 
     resume_cmd = f"grpo train {display_path(run.config)} --resume"
+    if processes.several:  # any number that splits the step will do; the same is simplest
+        resume_cmd += f" --processes {processes.world_size}"
     if stop.requested:
         console.print(
             f"Stopped by {stop.requested} at step {trainer.state.global_step}; checkpoint saved "
