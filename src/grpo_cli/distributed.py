@@ -331,3 +331,19 @@ def record_exit(code: int) -> int:
         with contextlib.suppress(OSError):  # the code still ends this process
             Path(path).write_text(f"{code}\n")
     return code
+
+
+def mode_problems(mode: str, device: str) -> list[tuple[str, str]]:
+    """DeepSpeed and FSDP shard over GPUs. On CPU the Trainer asks accelerate for a CPU state
+    (transformers/training_args.py: use_cpu gives PartialState(cpu=True)), which is plain
+    multi-process DDP: a zero2/zero3/fsdp run there would say one mode and train in another,
+    so it is refused."""
+    if mode in ("none", "ddp") or device == "cuda":
+        return []
+    return [
+        (
+            "--distributed",
+            f"{mode} shards the model over GPUs and this machine has none (device {device}); "
+            "on CPU use --distributed ddp",
+        )
+    ]

@@ -104,6 +104,10 @@ def launched(
     problems += distributed.unsloth_problems(cfg.model.backend, launch.processes)
     if problems:
         raise config_error(loaded, problems)
+    if launch.mode != "ddp":
+        from grpo_cli.hardware import probe
+
+        refuse_mode(launch.mode, probe().device)
     if launch.machine_rank == 0:
         rundir.check(find_run_dir(cfg, config_path, resume), resume=resume, overwrite=overwrite)
     args = ["train", str(config_path)]
@@ -200,6 +204,7 @@ def recipe(
     hub = start_probe(config_items(cfg))  # answered while torch imports
     stage.enter("checking this machine")
     plan = resolve(loaded, console, hub)
+    refuse_mode(processes.mode, plan.hardware.device)
     if line := apply_threads(threads, plan.hardware.device):
         console.print(line, markup=False)
     from grpo_cli.training.models import quiet_progress_bars
@@ -275,6 +280,15 @@ def recipe(
         trainer.save_model(str(run.adapter))  # the adapter and the tokenizer (processing_class)
     closing_table(recorder.history, trainer.state.global_step, wall, run, console)
     return 0
+
+
+def refuse_mode(mode: str, device: str) -> None:
+    for flag, message in distributed.mode_problems(mode, device):
+        raise GrpoError(
+            f"{flag}: {message}",
+            "grpo train CONFIG --processes N --distributed ddp (or accelerate launch with a "
+            "MULTI_GPU config)",
+        )
 
 
 def open_run(
