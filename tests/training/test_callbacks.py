@@ -35,6 +35,12 @@ def test_a_terminal_gets_a_progress_bar(tmp_path):
     assert "step 2/2" in text and "━" in text and "reward 1.250" in text
 
 
+def test_only_the_main_process_writes_and_draws(tmp_path):
+    # under several processes TRL logs on each; the metrics it logs are already gathered
+    text, run = record_two_steps(tmp_path, terminal=True, main=False)
+    assert text == "" and not run.metrics.exists()
+
+
 def test_logs_and_pipes_get_one_line_per_step(tmp_path):
     text, run = record_two_steps(tmp_path, terminal=False)
     assert text.splitlines()[0].startswith("step 1/2  reward 1.250  accuracy 0.500  loss 0.500")
