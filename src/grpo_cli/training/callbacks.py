@@ -196,6 +196,8 @@ class PeriodicEval(TrainerCallback):
     ) -> None:
         if state.global_step % self.every or self.trainer is None:
             return
+        # Every process evaluates (the same rows, so the averaged figures are the one-process
+        # ones): under ZeRO-3 and FSDP each forward pass needs all of them to gather weights.
         self.trainer._metrics["train"].update(
             {f"eval/{k}": [v] for k, v in self.evaluate(model, processing_class).items()}
         )
