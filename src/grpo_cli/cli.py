@@ -228,6 +228,40 @@ def train(
         ),
     ] = False,
     threads: ThreadsOpt = None,
+    processes: Annotated[
+        int | None,
+        typer.Option(
+            "--processes",
+            min=1,
+            metavar="N",
+            help="Train on N processes (one per GPU), started through `accelerate launch`; N "
+            "counts them over all machines. prompts_per_step stays per optimizer step over all.",
+        ),
+    ] = None,
+    distributed: Annotated[
+        str,
+        typer.Option(
+            "--distributed",
+            metavar="MODE",
+            help="With --processes: ddp (default), zero2, zero3 (DeepSpeed) or fsdp (FSDP2); "
+            "the accelerate configs in configs/accelerate/.",
+        ),
+    ] = "ddp",
+    machines: Annotated[
+        int, typer.Option("--machines", min=1, metavar="M", help="With --processes: machines.")
+    ] = 1,
+    machine_rank: Annotated[
+        int,
+        typer.Option("--machine-rank", min=0, metavar="R", help="This machine's rank (0: main)."),
+    ] = 0,
+    main_process_ip: Annotated[
+        str | None,
+        typer.Option("--main-process-ip", metavar="IP", help="The machine of rank 0's address."),
+    ] = None,
+    main_process_port: Annotated[
+        int | None,
+        typer.Option("--main-process-port", metavar="PORT", help="Its port (default 29500)."),
+    ] = None,
 ) -> None:
     """Train a LoRA adapter with GRPO.
 
@@ -235,9 +269,17 @@ def train(
     Ctrl-C saves a checkpoint; --resume continues from it.
 
     Example: grpo train configs/smoke_cpu.yaml
+
+    Several GPUs: grpo train CONFIG --processes 4 (or accelerate launch -m grpo_cli train CONFIG)
     """
     from grpo_cli.commands import train as train_command
+    from grpo_cli.distributed import Launch
 
+    launch = None
+    if processes is not None:
+        launch = Launch(
+            processes, distributed, machines, machine_rank, main_process_ip, main_process_port
+        )
     code = train_command.train(
         config_path,
         overrides or [],
@@ -245,6 +287,7 @@ def train(
         overwrite=overwrite,
         dry_run=dry_run,
         threads=threads,
+        launch=launch,
     )
     if code:
         raise typer.Exit(code)
@@ -668,6 +711,12 @@ def doctor(
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `grpo` script; returns the exit code."""
+    from grpo_cli.distributed import record_exit
+
+    return record_exit(_main(argv))
+
+
+def _main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     # --debug is honoured wherever it is written (`grpo config validate x.yaml --debug` too).
     debug = "--debug" in args or os.environ.get("GRPO_DEBUG", "") not in ("", "0")
@@ -679,7 +728,7 @@ def main(argv: list[str] | None = None) -> int:
         # chain; `grpo train` catches its own and says what it kept.
         chain = causes(exc.__context__) if exc.__context__ is not None else []
         if any(isinstance(cause, KeyboardInterrupt) for cause in chain):
-            print("Interrupted by Ctrl-C; stopped.", file=sys.stderr)
+            _say("Interrupted by Ctrl-C; stopped.")
             return INTERRUPTED_EXIT
         if exc.code is None:
             return 0
@@ -687,10 +736,10 @@ def main(argv: list[str] | None = None) -> int:
     except GrpoError as exc:
         if debug:
             traceback.print_exc()
-        print(exc.render(), file=sys.stderr)
+        _say(exc.render())
         return USER_ERROR_EXIT
     except KeyboardInterrupt:
-        print("Interrupted by Ctrl-C; stopped.", file=sys.stderr)
+        _say("Interrupted by Ctrl-C; stopped.")
         return INTERRUPTED_EXIT
     except OSError as exc:
         # Faults of the machine the user can fix, whichever command meets them: a folder they
@@ -702,11 +751,20 @@ def main(argv: list[str] | None = None) -> int:
             return _unexpected(exc, debug)
         if debug:
             traceback.print_exc()
-        print(error.render(), file=sys.stderr)
+        _say(error.render())
         return USER_ERROR_EXIT
     except Exception as exc:
         return _unexpected(exc, debug)
     return 0
+
+
+def _say(text: str) -> None:
+    """A user error or a stop, on stderr; under several processes every one of them meets it
+    and exits with the same code, and the main one says it once."""
+    from grpo_cli.distributed import is_main
+
+    if is_main():
+        print(text, file=sys.stderr)
 
 
 def _unexpected(exc: BaseException, debug: bool) -> int:

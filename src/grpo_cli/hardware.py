@@ -108,11 +108,15 @@ def wandb_can_log() -> bool:
         return False
 
 
-def choose_backend(requested: str, hw: Hardware, unsloth_installed: bool) -> tuple[str, str]:
-    """(backend, reason). auto: unsloth when it is installed and a CUDA GPU is present. The
-    reason is one phrase, printed as `backend: trl (reason)`."""
+def choose_backend(
+    requested: str, hw: Hardware, unsloth_installed: bool, processes: int = 1
+) -> tuple[str, str]:
+    """(backend, reason). auto: unsloth when it is installed and a CUDA GPU is present and one
+    process trains. The reason is one phrase, printed as `backend: trl (reason)`."""
     if requested != "auto":
         return requested, f"model.backend is {requested}"
+    if processes > 1:
+        return "trl", f"model.backend is auto and Unsloth trains on one process, not {processes}"
     if hw.device != "cuda":
         return "trl", "model.backend is auto and this machine has no CUDA GPU"
     if not unsloth_installed:
@@ -163,13 +167,19 @@ def preflight(
     and every setting that cannot run here. Imports torch (for `probe`) unless HW is given."""
     hw = probe() if hw is None else hw
     has = installed_packages(cfg) if has is None else has
-    backend, backend_reason = choose_backend(cfg.model.backend, hw, has.get("unsloth", False))
+    from grpo_cli.distributed import current, unsloth_problems
+
+    processes = current().world_size
+    unsloth = has.get("unsloth", False)
+    backend, backend_reason = choose_backend(cfg.model.backend, hw, unsloth, processes)
     precision, precision_reason = choose_precision(cfg.model.dtype, hw)
     tracker, tracker_note = choose_tracker(cfg.logging.report_to, has)
     notes = [tracker_note] if tracker_note else []
     if backend == "unsloth" and hw.device != "cuda":
         notes.append("note: unsloth without a GPU runs Unsloth's CPU fallback (slow)")
-    problems = hardware_problems(cfg, hw, backend, precision, has)
+    problems = unsloth_problems(backend, processes) + hardware_problems(
+        cfg, hw, backend, precision, has
+    )
     return Preflight(
         hw, has, backend, backend_reason, precision, precision_reason, problems, notes, tracker
     )

@@ -14,12 +14,12 @@ from grpo_cli.training.rundir import RunDir
 LOGS = {"loss": 0.5, "reward": 1.25, "accuracy": 0.5, "completions/mean_length": 40.0}
 
 
-def record_two_steps(tmp_path, terminal: bool) -> tuple[str, RunDir]:
+def record_two_steps(tmp_path, terminal: bool, main: bool = True) -> tuple[str, RunDir]:
     out = io.StringIO()
     console = Console(file=out, force_terminal=terminal, width=120)
     run = RunDir(tmp_path)
     recorder = RunRecorder(run, samples=0, every=1, console=console)
-    state = SimpleNamespace(global_step=0, max_steps=2, epoch=0.0)
+    state = SimpleNamespace(global_step=0, max_steps=2, epoch=0.0, is_world_process_zero=main)
     recorder.on_train_begin(None, state, None)
     for step in (1, 2):
         state.global_step = step
@@ -33,6 +33,12 @@ def record_two_steps(tmp_path, terminal: bool) -> tuple[str, RunDir]:
 def test_a_terminal_gets_a_progress_bar(tmp_path):
     text, _ = record_two_steps(tmp_path, terminal=True)
     assert "step 2/2" in text and "━" in text and "reward 1.250" in text
+
+
+def test_only_the_main_process_writes_and_draws(tmp_path):
+    # under several processes TRL logs on each; the metrics it logs are already gathered
+    text, run = record_two_steps(tmp_path, terminal=True, main=False)
+    assert text == "" and not run.metrics.exists()
 
 
 def test_logs_and_pipes_get_one_line_per_step(tmp_path):

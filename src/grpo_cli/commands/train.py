@@ -18,10 +18,12 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.table import Table
 
+from grpo_cli import distributed
 from grpo_cli.config import LoadedConfig, load_config
 from grpo_cli.config.loader import config_error
 from grpo_cli.config.yamlio import display_path
 from grpo_cli.errors import INTERRUPTED_EXIT, GrpoError
+from grpo_cli.geometry import geometry_problems
 from grpo_cli.hardware import Hardware, preflight
 from grpo_cli.threads import apply_threads
 
@@ -30,6 +32,7 @@ if TYPE_CHECKING:  # heavy imports (transformers, datasets): for the checker onl
     from transformers import TrainerCallback
 
     from grpo_cli.config.schema import GrpoConfig
+    from grpo_cli.distributed import Launch
     from grpo_cli.rewards.runner import BoundReward
     from grpo_cli.training.callbacks import AccuracyProbe, GracefulStop, PeriodicEval, RunRecorder
     from grpo_cli.training.interrupts import Interrupts
@@ -60,10 +63,65 @@ def train(
     overwrite: bool = False,
     dry_run: bool = False,
     threads: int | None = None,
+    launch: Launch | None = None,
 ) -> int:
     """The recipe, with Ctrl-C / SIGTERM turned into a stop that says what was kept, and the run
-    directory handed back to other processes however the recipe ends."""
+    directory handed back to other processes however the recipe ends. With LAUNCH (--processes),
+    the recipe runs in the processes `accelerate launch` starts."""
+    if launch is not None and not dry_run:
+        return launched(config_path, overrides, resume, overwrite, threads, launch)
     return run_stage("train", recipe, config_path, overrides, resume, overwrite, dry_run, threads)
+
+
+def launched(
+    config_path: Path,
+    overrides: list[str],
+    resume: bool,
+    overwrite: bool,
+    threads: int | None,
+    launch: Launch,
+) -> int:
+    """`grpo train --processes N`: what can be refused without the processes is refused here,
+    once (the flags, a step that does not split over N processes, backend unsloth, a run
+    directory in the way), then accelerate starts the recipe in N processes."""
+    from grpo_cli.training import rundir
+
+    if distributed.current().several:
+        raise GrpoError(
+            "--processes: this process is already one of "
+            f"{distributed.current().world_size} that {distributed.current().launcher} started",
+            "drop --processes when launching with accelerate launch or torchrun",
+        )
+    flags = distributed.launch_problems(launch)
+    if flags:
+        raise GrpoError(
+            "; ".join(f"{flag}: {message}" for flag, message in flags),
+            "grpo train --help lists the launch flags",
+        )
+    loaded = load_config(config_path, overrides)
+    cfg = loaded.config
+    problems = geometry_problems(cfg.training, launch.processes)
+    problems += distributed.unsloth_problems(cfg.model.backend, launch.processes)
+    if problems:
+        raise config_error(loaded, problems)
+    if launch.mode != "ddp":
+        from grpo_cli.hardware import probe
+
+        refuse_mode(launch.mode, probe().device)
+    if launch.machine_rank == 0:
+        rundir.check(find_run_dir(cfg, config_path, resume), resume=resume, overwrite=overwrite)
+    args = ["train", str(config_path)]
+    for override in overrides:
+        args += ["--set", override]
+    args += ["--resume"] * resume + ["--overwrite"] * overwrite
+    if threads is not None:
+        args += ["--threads", str(threads)]
+    command = distributed.launch_command(launch, args)
+    Console(stderr=True, soft_wrap=True, highlight=False).print(
+        f"launching {launch.processes} processes ({launch.mode}): {' '.join(command)}",
+        markup=False,
+    )
+    return distributed.run_launcher(command)
 
 
 def run_stage(command: str, steps: Callable[..., int], *args: Any) -> int:
@@ -71,7 +129,8 @@ def run_stage(command: str, steps: Callable[..., int], *args: Any) -> int:
     stop that says what was kept, and the run directory released however it ends."""
     from grpo_cli.training.interrupts import Interrupts
 
-    console = Console(stderr=True, soft_wrap=True, highlight=False)
+    # under several processes the main one speaks for all of them
+    console = Console(stderr=True, soft_wrap=True, highlight=False, quiet=not distributed.is_main())
     with Interrupts() as interrupts:
         stage = Stage(console, interrupts, command=command)
         try:
@@ -125,22 +184,33 @@ def recipe(
     threads: int | None = None,
 ) -> int:
     console = stage.console
-    loaded = load_config(config_path, overrides)
+    loaded = load_config(config_path, overrides)  # the same answer on every process
     cfg = loaded.config
+    processes = distributed.current()
+    distributed.start()  # with several processes: join them (imports torch)
     from grpo_cli.vllm_server import refuse_unusable_server
 
-    refuse_unusable_server(cfg, display_path(config_path), overrides)  # seconds, not minutes
+    # seconds, not minutes; asked once, and a refusal said once, under several processes
+    distributed.decided_by_main(
+        lambda: refuse_unusable_server(cfg, display_path(config_path), overrides)
+    )
     if not dry_run:
         from grpo_cli.training import rundir
 
-        # Before torch and trl are imported: a run that is refused is refused at once.
-        run_path = find_run_dir(cfg, config_path, resume)
-        rundir.check(run_path, resume=resume, overwrite=overwrite)
+        def checked_run_dir() -> Path:
+            # Before torch and trl are imported: a run that is refused is refused at once.
+            run_path = find_run_dir(cfg, config_path, resume)
+            rundir.check(run_path, resume=resume, overwrite=overwrite)
+            return run_path
+
+        # decided once: a time-stamped name, or a refusal, is the main process's
+        run_path = distributed.decided_by_main(checked_run_dir)
     from grpo_cli.hub_access import config_items, start_probe
 
     hub = start_probe(config_items(cfg))  # answered while torch imports
     stage.enter("checking this machine")
     plan = resolve(loaded, console, hub)
+    refuse_mode(processes.mode, plan.hardware.device)
     if line := apply_threads(threads, plan.hardware.device):
         console.print(line, markup=False)
     from grpo_cli.training.models import quiet_progress_bars
@@ -154,17 +224,25 @@ def recipe(
     from grpo_cli.training.checkpoints import failures_explained, load_if_finished
 
     run, checkpoint = open_run(stage, run_path, cfg, resume, overwrite)
-    if not resume or not run.config.is_file():
-        rundir.write_config(run, with_run_name(cfg, run_path.name), display_path(config_path))
-    from grpo_cli.model_source import lineage
+    if processes.is_main:
+        if not resume or not run.config.is_file():
+            rundir.write_config(run, with_run_name(cfg, run_path.name), display_path(config_path))
+        from grpo_cli.model_source import lineage
 
-    env = rundir.environment(
-        plan.hardware.as_dict(), plan.backend, plan.backend_reason, plan.precision
-    )
-    # what the weights were before this run: eval, merge and the model card read it back
-    env["lineage"] = lineage(cfg.model.name, cfg.model.revision)
-    run.write_json(run.env, env)
+        env = rundir.environment(
+            plan.hardware.as_dict(), plan.backend, plan.backend_reason, plan.precision
+        )
+        # what the weights were before this run: eval, merge and the model card read it back
+        env["lineage"] = lineage(cfg.model.name, cfg.model.revision)
+        env["distributed"] = processes.as_dict()
+        run.write_json(run.env, env)
     console.print(f"run directory: {display_path(run.path)}")
+    if processes.several:
+        console.print(
+            f"processes: {processes.world_size} ({processes.mode}, launched by "
+            f"{processes.launcher}); prompts_per_step {cfg.training.prompts_per_step} over all",
+            markup=False,
+        )
     point_tracker_at(cfg, run)
 
     stage.enter("loading the tokenizer")
@@ -191,9 +269,12 @@ def recipe(
     wall = time.perf_counter() - started
     from grpo_cli.commands.report import report_into_run
 
-    report_into_run(run.path, console)  # on Ctrl-C too: the pictures of what was done so far
+    if processes.is_main:  # on Ctrl-C too: the pictures of what was done so far
+        report_into_run(run.path, console)
 
     resume_cmd = f"grpo train {display_path(run.config)} --resume"
+    if processes.several:  # any number that splits the step will do; the same is simplest
+        resume_cmd += f" --processes {processes.world_size}"
     if stop.requested:
         console.print(
             f"Stopped by {stop.requested} at step {trainer.state.global_step}; checkpoint saved "
@@ -207,6 +288,15 @@ def recipe(
     return 0
 
 
+def refuse_mode(mode: str, device: str) -> None:
+    for flag, message in distributed.mode_problems(mode, device):
+        raise GrpoError(
+            f"{flag}: {message}",
+            "grpo train CONFIG --processes N --distributed ddp (or accelerate launch with a "
+            "MULTI_GPU config)",
+        )
+
+
 def open_run(
     stage: Stage, run_path: Path, cfg: GrpoConfig, resume: bool, overwrite: bool
 ) -> tuple[RunDir, Path | None]:
@@ -216,13 +306,24 @@ def open_run(
     from grpo_cli.training.checkpoints import resume_point
 
     stage.enter("preparing the run directory")
-    stage.run = run = rundir.prepare(run_path, resume=resume, overwrite=overwrite, note=stage.note)
-    cleaned: list[str] = []  # said after the line that says where the run resumes
-    checkpoint = resume_point(run, cleaned.append) if resume else None
-    if resume:
-        for line in [resuming(checkpoint, cfg, run, stage.command), *cleaned]:
-            stage.console.print(line, markup=False)
-    return run, checkpoint
+
+    def prepare() -> Path | None:
+        stage.run = run = rundir.prepare(
+            run_path, resume=resume, overwrite=overwrite, note=stage.note
+        )
+        cleaned: list[str] = []  # said after the line that says where the run resumes
+        checkpoint = resume_point(run, cleaned.append) if resume else None
+        if resume:
+            for line in [resuming(checkpoint, cfg, run, stage.command), *cleaned]:
+                stage.console.print(line, markup=False)
+        return checkpoint
+
+    # Under several processes the main one prepares (and owns) the run directory; the others
+    # wait for its decision, refusals included, and resume from the checkpoint it chose.
+    checkpoint = distributed.decided_by_main(prepare)
+    if stage.run is None:
+        stage.run = rundir.RunDir(run_path)
+    return stage.run, checkpoint
 
 
 def resuming(checkpoint: Path | None, cfg: GrpoConfig, run: RunDir, command: str = "train") -> str:
@@ -365,10 +466,11 @@ def load_data(
     longer truncates prompts), and the rows evaluated during training."""
     from grpo_cli.data.loading import load_training_data, write_heldout
 
-    data = load_training_data(cfg)
+    data = load_training_data(cfg)  # every process reads the same rows (seeded)
+    main = distributed.is_main()
     if data.report.warning():
         console.print(f"Warning: {data.report.warning()}", markup=False)
-    if data.heldout_ids:
+    if data.heldout_ids and main:
         write_heldout(run.path, cfg, data.heldout_ids)
     limit = cfg.training.max_prompt_length
 
@@ -393,7 +495,8 @@ def load_data(
             "raise training.max_prompt_length (and model.max_seq_length)",
         )
     report = {**data.report.__dict__, "too_long": dropped, "trained_on": len(train)}
-    run.write_json(run.data, report)
+    if main:
+        run.write_json(run.data, report)
     console.print(f"data: {data.report.summary()}; {len(train)} prompts to train on", markup=False)
     eval_rows = data.heldout
     if cfg.eval.every_steps is not None and eval_rows is None:
@@ -459,7 +562,13 @@ def build_trainer(
     # trainer is built, then again for what the trainer itself changes.
     check_rewrites(plan.backend, rewritten_settings(asked, args), set(asked), console)
     log = cfg.logging
-    recorder = RunRecorder(run, log.completion_samples, log.completion_samples_every, console)
+    recorder = RunRecorder(
+        run,
+        log.completion_samples,
+        log.completion_samples_every,
+        console,
+        batch_name="completions",
+    )
     stop = GracefulStop()
     requested = args.to_dict()
     callbacks: list[TrainerCallback] = [recorder, stop, MarkCheckpoints()]

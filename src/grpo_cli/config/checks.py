@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from grpo_cli.config.schema import DATA_SUFFIXES, GrpoConfig, looks_like_path
+from grpo_cli.distributed import current
 from grpo_cli.geometry import geometry_problems
 
 # GRPOConfig fields that grpo sets from its own keys: setting them under training.trl would
@@ -93,7 +94,8 @@ def cross_field_problems(
 
 @_reads("training")
 def _geometry_problems(cfg: GrpoConfig) -> list[tuple[str, str]]:
-    return geometry_problems(cfg.training)
+    # prompts_per_step counts over every process a launcher started (distributed.current)
+    return geometry_problems(cfg.training, current().world_size)
 
 
 @_reads("model", "training")

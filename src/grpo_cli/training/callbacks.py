@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
+from grpo_cli.distributed import any_process, barrier, is_main
 from grpo_cli.rewards.builtin import completion_text, strictly_correct
 from grpo_cli.rewards.runner import BoundReward
 from grpo_cli.training.checkpoints import mark_complete
@@ -54,9 +55,18 @@ class RunRecorder(TrainerCallback):
     progress bar in a terminal, one line per logged step elsewhere (CI logs, pipes)."""
 
     def __init__(
-        self, run: RunDir, samples: int, every: int, console: Console, watch_health: bool = True
+        self,
+        run: RunDir,
+        samples: int,
+        every: int,
+        console: Console,
+        watch_health: bool = True,
+        batch_name: str | None = None,
     ):
         self.run, self.samples, self.every, self.console = run, samples, every, console
+        # BATCH_NAME: the key under which each record counts what one optimizer step trained on,
+        # over every process (grpo train: completions)
+        self.batch_name = batch_name
         self.trainer: Any = None  # set once the trainer exists; its sample buffer is read
         self.step_started = 0.0
         self.step_times: list[float] = []
@@ -69,7 +79,7 @@ class RunRecorder(TrainerCallback):
     def on_train_begin(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
-        if not self.console.is_terminal:
+        if not self.console.is_terminal or not state.is_world_process_zero:
             return
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -111,8 +121,16 @@ class RunRecorder(TrainerCallback):
     ) -> None:
         if not logs or "loss" not in logs and "reward" not in logs:
             return
+        # TRL gathers the metrics and samples of every process before it logs
+        # (trl/trainer/grpo_trainer.py, gather / gather_object): the main process writes them
+        if not state.is_world_process_zero:
+            return
         record = {"step": state.global_step, "epoch": state.epoch}
         record.update({k: _plain(v) for k, v in logs.items()})
+        if self.batch_name:
+            # as the trainer runs, not as the config asked: world_size is the processes it sees
+            batch = args.per_device_train_batch_size * args.gradient_accumulation_steps
+            record[self.batch_name] = batch * args.world_size
         if self.step_times:
             record["step_time"] = round(self.step_times[-1], 4)
         self.run.append_jsonl(self.run.metrics, record)
@@ -178,6 +196,8 @@ class PeriodicEval(TrainerCallback):
     ) -> None:
         if state.global_step % self.every or self.trainer is None:
             return
+        # Every process evaluates (the same rows, so the averaged figures are the one-process
+        # ones): under ZeRO-3 and FSDP each forward pass needs all of them to gather weights.
         self.trainer._metrics["train"].update(
             {f"eval/{k}": [v] for k, v in self.evaluate(model, processing_class).items()}
         )
@@ -209,13 +229,18 @@ class MarkCheckpoints(TrainerCallback):
     ) -> None:
         assert args.output_dir is not None  # TrainingArguments fills it in when not given
         checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        # every process writes its own RNG state (rng_state_<rank>.pth) into the checkpoint:
+        # it is complete once all of them are done
+        barrier()
         if state.is_world_process_zero and checkpoint.is_dir():
             mark_complete(checkpoint)
 
 
 class GracefulStop(TrainerCallback):
     """Ctrl-C or SIGTERM: finish the current step, save a checkpoint, stop. A second Ctrl-C
-    stops at once."""
+    stops at once. Under several processes the stop is decided together at every step's end,
+    so that all of them stop at the same step and save one checkpoint, whichever got the
+    signal."""
 
     def __init__(self) -> None:
         self.requested: str | None = None
@@ -234,6 +259,8 @@ class GracefulStop(TrainerCallback):
         if self.requested is not None:
             raise KeyboardInterrupt
         self.requested = signal.Signals(signum).name
+        if not is_main():
+            return
         print(
             f"\n{self.requested}: saving a checkpoint after this step, then stopping "
             "(press Ctrl-C again to stop at once, without saving)",
@@ -243,7 +270,8 @@ class GracefulStop(TrainerCallback):
     def on_step_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
-        if self.requested is not None:
+        if any_process(self.requested is not None):
+            self.requested = self.requested or "a signal to another process"
             control.should_save = True
             control.should_training_stop = True
 

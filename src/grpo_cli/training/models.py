@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from grpo_cli.config.schema import GrpoConfig, looks_like_path
+from grpo_cli.distributed import current
 from grpo_cli.errors import GrpoError, causes, first_line
 from grpo_cli.files import file_damage, storage_error
 from grpo_cli.hub_access import (
@@ -174,7 +175,9 @@ def load_trl_model(cfg: GrpoConfig, precision: str, with_lora: bool = True) -> A
             if m.quantization == "4bit"
             else BitsAndBytesConfig(load_in_8bit=True)
         )
-        kwargs["device_map"] = {"": 0}
+        # bitsandbytes weights are placed at load: each process on its own GPU (accelerate and
+        # torchrun give each one LOCAL_RANK), not every process on GPU 0
+        kwargs["device_map"] = {"": current().local_rank}
     try:
         model = cache_first(
             partial(AutoModelForCausalLM.from_pretrained, name, **kwargs),

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from grpo_cli.config.schema import GrpoConfig
+from grpo_cli.distributed import current
 from grpo_cli.errors import GrpoError
 from grpo_cli.geometry import batch_geometry
 
@@ -42,10 +43,11 @@ def grpo_config_kwargs(
     precision: str,
     device: str,
     reward_weights: list[float],
-    world_size: int = 1,
+    world_size: int | None = None,
     tracker: str | None = None,
 ) -> dict[str, Any]:
-    """Keyword arguments for trl.GRPOConfig. TRACKER: the one `hardware.preflight` chose for
+    """Keyword arguments for trl.GRPOConfig. WORLD_SIZE: the processes training together (by
+    default those the launcher started). TRACKER: the one `hardware.preflight` chose for
     logging.report_to (auto resolved); None takes report_to as written, auto logging nowhere."""
     t, log = cfg.training, cfg.logging
     report_to = tracker or log.report_to
@@ -93,7 +95,12 @@ def grpo_config_kwargs(
         "disable_tqdm": True,  # grpo draws its own progress bar
         "dataloader_num_workers": 0,
         "use_vllm": cfg.vllm.use,
-        **batch_geometry(t, world_size).trl_args(),
+        # Left unset, the Trainer asks DDP to look for unused parameters on a PEFT model
+        # (transformers/trainer.py, _build_accelerator_args: find_unused True unless a
+        # PreTrainedModel); every LoRA weight takes part in the forward pass, and the search
+        # costs a traversal of the graph every step
+        "ddp_find_unused_parameters": False,
+        **batch_geometry(t, world_size or current().world_size).trl_args(),
     }
     if cfg.vllm.use:
         kwargs.update(
