@@ -216,9 +216,33 @@ def test_arithmetic_pays_only_steps_built_on_the_question():
     )
     honest_but_wrong = honest_but_wrong.replace("\n35\n</answer>", "\n36\n</answer>")
     paid = arithmetic([TWO_STEPS, hack, honest_but_wrong], prompts=[QUESTION] * 3)
-    assert paid == [1.0, 0.0, pytest.approx(2 / 3)]
+    # the hack: its step and answer use no number of the question (3 checks of 3 fail); the
+    # slip: 2 steps, 1 right, the answer its result, every number of the question used
+    assert paid == [1.0, 0.0, pytest.approx(3 / 4)]
     assert arithmetic([hack], prompts=["Tina has 28 pens."], grounded=False) == [1.0]
     assert arithmetic([hack]) == [1.0]  # no prompt to check against (grpo score without one)
+
+
+def test_arithmetic_pays_less_for_a_solution_that_stops_half_way():
+    """The hack a policy found next: one right step of two and its result as the answer, on
+    problems whose second step it sometimes got wrong (0.44 -> 0.00 on one template)."""
+    from grpo_cli.data.prompts import PromptFormat
+
+    question = "Carla has 2 oranges. She buys 3 trays with 2 oranges in each. How many now?"
+    whole = "She buys 3 * 2 = 6 oranges.\nNow she has 6 + 2 = 8 oranges."
+    half = "She buys 3 * 2 = 6 oranges."
+    slip = "She buys 3 * 2 = 6 oranges.\nNow she has 6 + 2 = 9 oranges."
+    texts = [
+        PromptFormat().target(steps, answer)
+        for steps, answer in ((whole, "8"), (half, "6"), (slip, "9"))
+    ]
+    paid = arithmetic(texts, prompts=[question] * 3)
+    # the 2 the question gives twice is used once by the half-way solution
+    assert paid == [1.0, pytest.approx(2 / 3), pytest.approx(3 / 4)]
+    assert paid[1] < paid[2]  # stopping early pays less than finishing with a slip
+    # a question's number the solution has no use for costs one check, no more
+    distractor = question.replace("Carla", "Carla, 9 years old,")
+    assert arithmetic(texts[:1], prompts=[distractor]) == [pytest.approx(3 / 4)]
 
 
 def test_arithmetic_pays_the_synthetic_worked_solutions_in_full():
@@ -255,7 +279,7 @@ def test_a_made_up_number_does_not_ground_the_steps_after_it():
     chain = "11 + 11 = 22\n22 + 28 = 50\n<answer>\n50\n</answer>"
     assert arithmetic([chain], prompts=[QUESTION]) == [0.0]
     slip = "28 + 10 = 39\n39 - 3 = 36\n<answer>\n36\n</answer>"  # a slip, then consistent
-    assert arithmetic([slip], prompts=[QUESTION]) == [pytest.approx(2 / 3)]
+    assert arithmetic([slip], prompts=[QUESTION]) == [pytest.approx(3 / 4)]
 
 
 def test_arithmetic_reads_a_bounded_share_of_a_huge_completion():
@@ -265,6 +289,7 @@ def test_arithmetic_reads_a_bounded_share_of_a_huge_completion():
 
     many = "1 + 1 = 2\n" * 1000 + "1 + 1 = 3\n" * 1000
     assert len(calculations(many)) == MAX_CALCULATIONS
-    assert arithmetic([many], prompts=["1"]) == [pytest.approx(64 / 65)]  # the answer: none
+    # the answer (none) fails, the question's one number is used
+    assert arithmetic([many], prompts=["1"]) == [pytest.approx(65 / 66)]
     long_chain = "1 + " * 50_000 + "1 = 50001"
     assert len(calculations(long_chain)) <= 1

@@ -13,6 +13,7 @@ import ast
 import math
 import operator
 import re
+from collections import Counter
 from fractions import Fraction
 from functools import lru_cache
 from typing import Any
@@ -392,8 +393,10 @@ def arithmetic(
     """Up to 1.0 for worked steps that add up: the share of checks that hold. Each written
     calculation (`12 + 30 = 42`) is a check, passed when it is right and, with `grounded`, when
     every number it uses is in the question or is an earlier step's result; the answer tag
-    stating the last (grounded) step's result is one more check. 0 when no calculation is
-    written.
+    stating the last (grounded) step's result is one more check, and with `grounded` so is
+    using every number the question gives (a solution that stops half way is not paid in full;
+    an unused number of the question, a distractor, costs a right solution that one check). 0
+    when no calculation is written.
 
     Denser than `correctness`: one right step of two is told apart from none, and a right
     answer the steps do not reach (a lucky guess) is not paid in full. Without `grounded`, a
@@ -408,15 +411,22 @@ def arithmetic(
         if not found:
             out.append(0.0)
             continue
-        known = _numbers(question_text(prompt)) if grounded and prompt is not None else None
+        given = _given(question_text(prompt)) if grounded and prompt is not None else None
+        known = set(given) if given is not None else None
         checks, uses_known = [], True
         for operands, worked, written in found:
             uses_known = known is None or all(n in known for n in operands)
             checks.append(uses_known and worked == written)
             if known is not None and uses_known:  # a slip carries on; made-up numbers do not
                 known.add(written)
+                given.subtract(operands)  # type: ignore[union-attr]
         # An answer that repeats a step made up out of nothing is no check passed either.
         checks.append(uses_known and strict_value(text, answer_tag) == found[-1][2])
+        if given is not None:
+            # Every number the question gives is used: without this check, one right step of
+            # two and its result as the answer are paid in full, and a policy learned to stop
+            # after the first step of every problem whose second step it sometimes got wrong.
+            checks.append(all(count <= 0 for count in given.values()))
         out.append(value * sum(checks) / len(checks))
     return out
 
@@ -431,5 +441,7 @@ def question_text(prompt: Any) -> str:
     )
 
 
-def _numbers(text: str) -> set[Fraction]:
-    return {n for n in (read_number(t) for t in _NUMBER_TOKEN.findall(text)) if n is not None}
+def _given(text: str) -> Counter[Fraction]:
+    """The numbers TEXT gives, each as often as it is given (`2 bags of 2`: 2 twice)."""
+    numbers = (read_number(t) for t in _NUMBER_TOKEN.findall(text))
+    return Counter(n for n in numbers if n is not None)
