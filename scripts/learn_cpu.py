@@ -93,6 +93,7 @@ def plan(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
     if args.quick:
         sft_set += ["--set", "sft.max_steps=4", "--set", "sft.save_steps=2"]
         train_set += ["--set", "training.max_steps=2", "--set", "training.save_steps=1"]
+        train_set += ["--set", "eval.every_steps=1", "--set", "eval.rows=4"]
     evaluation = [
         *grpo,
         "eval",

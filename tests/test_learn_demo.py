@@ -66,6 +66,9 @@ def test_quick_demo_runs_every_stage_through_the_commands(tmp_path: Path):
     assert comparison["comparisons"][0]["rows"] == 8
     assert "held-out rows          8" in out
     assert (grpo / "report" / "report.html").is_file()
+    # the held-out curve the report draws: the shipped config evaluates during GRPO
+    logged = [json.loads(line) for line in (grpo / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in logged if "eval/strict_accuracy" in r] == [1, 2]
     assert "total" in out
 
 
