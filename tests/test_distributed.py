@@ -103,6 +103,28 @@ def test_processes_refuses_before_launching(cli, tiny_model, tmp_path, monkeypat
     assert trained.code == 2 and "already exists" in trained.err
 
 
+def test_a_dry_run_refuses_what_the_processes_would(cli, tiny_model, tmp_path, monkeypatch):
+    def launched(command):
+        raise AssertionError("launched")
+
+    monkeypatch.setattr(distributed, "run_launcher", launched)
+    args = smoke_args(tiny_model, tmp_path, "--processes", "2", "--dry-run")
+    split = cli(
+        *args, "--set", "training.prompts_per_step=3", "--set", "training.num_generations=3"
+    )
+    assert split.code == 2 and "9 completions per step do not split" in split.err
+    unsloth = cli(*args, "--set", "model.backend=unsloth")
+    assert unsloth.code == 2 and "use backend: trl" in unsloth.err
+    # the same step on one process is fine: the refusal is the processes'
+    one = smoke_args(tiny_model, tmp_path, "--dry-run")
+    assert (
+        cli(
+            *one, "--set", "training.prompts_per_step=3", "--set", "training.num_generations=3"
+        ).code
+        == 0
+    )
+
+
 def test_a_launched_process_is_not_launched_again(cli, tiny_model, tmp_path, two_processes):
     result = cli(*smoke_args(tiny_model, tmp_path, "--processes", "2"))
     assert result.code == 2 and "drop --processes" in result.err

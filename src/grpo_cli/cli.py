@@ -721,6 +721,8 @@ def _main(argv: list[str] | None = None) -> int:
     # --debug is honoured wherever it is written (`grpo config validate x.yaml --debug` too).
     debug = "--debug" in args or os.environ.get("GRPO_DEBUG", "") not in ("", "0")
     args = [a for a in args if a != "--debug"]
+    if debug:  # and the processes `grpo train --processes N` starts, which inherit it
+        os.environ["GRPO_DEBUG"] = "1"
     try:
         app(args=args, prog_name="grpo")
     except SystemExit as exc:

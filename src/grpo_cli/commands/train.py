@@ -70,6 +70,8 @@ def train(
     the recipe runs in the processes `accelerate launch` starts."""
     if launch is not None and not dry_run:
         return launched(config_path, overrides, resume, overwrite, threads, launch)
+    if launch is not None:  # a dry run refuses what the N processes would refuse
+        refuse_before_launch(config_path, overrides, launch)
     return run_stage("train", recipe, config_path, overrides, resume, overwrite, dry_run, threads)
 
 
@@ -86,6 +88,26 @@ def launched(
     directory in the way), then accelerate starts the recipe in N processes."""
     from grpo_cli.training import rundir
 
+    cfg = refuse_before_launch(config_path, overrides, launch)
+    if launch.machine_rank == 0:
+        rundir.check(find_run_dir(cfg, config_path, resume), resume=resume, overwrite=overwrite)
+    args = ["train", str(config_path)]
+    for override in overrides:
+        args += ["--set", override]
+    args += ["--resume"] * resume + ["--overwrite"] * overwrite
+    if threads is not None:
+        args += ["--threads", str(threads)]
+    command = distributed.launch_command(launch, args)
+    Console(stderr=True, soft_wrap=True, highlight=False).print(
+        f"launching {launch.processes} processes ({launch.mode}): {' '.join(command)}",
+        markup=False,
+    )
+    return distributed.run_launcher(command)
+
+
+def refuse_before_launch(config_path: Path, overrides: list[str], launch: Launch) -> GrpoConfig:
+    """What N processes would refuse, said once before any starts: the launch flags, a step
+    that does not split over N processes, backend unsloth, a mode this machine cannot run."""
     if distributed.current().several:
         raise GrpoError(
             "--processes: this process is already one of "
@@ -108,20 +130,7 @@ def launched(
         from grpo_cli.hardware import probe
 
         refuse_mode(launch.mode, probe().device)
-    if launch.machine_rank == 0:
-        rundir.check(find_run_dir(cfg, config_path, resume), resume=resume, overwrite=overwrite)
-    args = ["train", str(config_path)]
-    for override in overrides:
-        args += ["--set", override]
-    args += ["--resume"] * resume + ["--overwrite"] * overwrite
-    if threads is not None:
-        args += ["--threads", str(threads)]
-    command = distributed.launch_command(launch, args)
-    Console(stderr=True, soft_wrap=True, highlight=False).print(
-        f"launching {launch.processes} processes ({launch.mode}): {' '.join(command)}",
-        markup=False,
-    )
-    return distributed.run_launcher(command)
+    return cfg
 
 
 def run_stage(command: str, steps: Callable[..., int], *args: Any) -> int:
