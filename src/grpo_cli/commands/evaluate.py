@@ -67,9 +67,13 @@ def evaluate(
     sampling = Sampling(samples, temperature, cfg.training.top_p, max_new_tokens, seed)
     from grpo_cli.hardware import installed, probe
 
+    if tensor_parallel_size > 1:  # GPUs this machine lacks are refused before the Hub is asked
+        choose_engine(engine, probe(), installed("vllm"), tensor_parallel_size)
+    # Otherwise the Hub first: probing the machine imports torch, seconds an offline refusal
+    # need not wait for.
+    refuse_unreachable(hub_items(models, cfg, split))
     hw = probe()
     choose_engine(engine, hw, installed("vllm"), tensor_parallel_size)  # before any download
-    refuse_unreachable(hub_items(models, cfg, split))
     if line := apply_threads(threads, hw.device):
         console.print(line, markup=False)
     console.print(describe_decoding(sampling), markup=False)
