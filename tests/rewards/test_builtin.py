@@ -240,6 +240,12 @@ def test_arithmetic_pays_less_for_a_solution_that_stops_half_way():
     # the 2 the question gives twice is used once by the half-way solution
     assert paid == [1.0, pytest.approx(2 / 3), pytest.approx(3 / 4)]
     assert paid[1] < paid[2]  # stopping early pays less than finishing with a slip
+    # a step's result that equals a number of the question is the result, not that number
+    given_8 = "Tina has 5 pens, 3 bags, 8 cups and 1 hat. How many?"
+    reused = PromptFormat().target("5 + 3 = 8 pens.\nThen 8 + 1 = 9 pens.", "9")
+    assert arithmetic([reused], prompts=[given_8]) == [pytest.approx(3 / 4)]
+    both = PromptFormat().target("5 + 3 = 8 pens.\nThen 8 + 8 = 16 pens.", "16")
+    assert arithmetic([both], prompts=["Tina has 5 pens, 3 bags and 8 cups. How many?"]) == [1.0]
     # a question's number the solution has no use for costs one check, no more
     distractor = question.replace("Carla", "Carla, 9 years old,")
     assert arithmetic(texts[:1], prompts=[distractor]) == [pytest.approx(3 / 4)]

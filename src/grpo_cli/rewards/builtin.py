@@ -414,12 +414,18 @@ def arithmetic(
         given = _given(question_text(prompt)) if grounded and prompt is not None else None
         known = set(given) if given is not None else None
         checks, uses_known = [], True
+        results: Counter[Fraction] = Counter()  # earlier steps' results not used yet
         for operands, worked, written in found:
             uses_known = known is None or all(n in known for n in operands)
             checks.append(uses_known and worked == written)
             if known is not None and uses_known:  # a slip carries on; made-up numbers do not
+                for n in operands:  # an earlier result first: `5 + 3 = 8, 8 + 1` uses no given 8
+                    if results[n] > 0:
+                        results[n] -= 1
+                    else:
+                        given[n] -= 1  # type: ignore[index]
                 known.add(written)
-                given.subtract(operands)  # type: ignore[union-attr]
+                results[written] += 1
         # An answer that repeats a step made up out of nothing is no check passed either.
         checks.append(uses_known and strict_value(text, answer_tag) == found[-1][2])
         if given is not None:
