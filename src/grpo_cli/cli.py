@@ -106,6 +106,15 @@ ResumeOpt = Annotated[
 OverwriteOpt = Annotated[
     bool, typer.Option("--overwrite", help="Replace an existing run directory.")
 ]
+TensorParallelOpt = Annotated[
+    int,
+    typer.Option(
+        "--tensor-parallel-size",
+        min=1,
+        metavar="N",
+        help="vLLM: split each model over N GPUs, for models one GPU cannot hold.",
+    ),
+]
 ThreadsOpt = Annotated[
     int | None,
     typer.Option(
@@ -297,9 +306,7 @@ def train(
 def serve(
     config_path: Annotated[Path, typer.Argument(metavar="CONFIG", help="YAML config file.")],
     overrides: SetOpt = None,
-    tensor_parallel_size: Annotated[
-        int, typer.Option("--tensor-parallel-size", min=1, metavar="N", help="GPUs per model copy.")
-    ] = 1,
+    tensor_parallel_size: TensorParallelOpt = 1,
     data_parallel_size: Annotated[
         int,
         typer.Option(
@@ -524,15 +531,7 @@ def evaluate(
             "transformers (any device).",
         ),
     ] = Engine.auto,
-    tensor_parallel_size: Annotated[
-        int,
-        typer.Option(
-            "--tensor-parallel-size",
-            min=1,
-            metavar="N",
-            help="vLLM: split each model over N GPUs, for models one GPU cannot hold.",
-        ),
-    ] = 1,
+    tensor_parallel_size: TensorParallelOpt = 1,
     output: Annotated[
         Path | None,
         typer.Option(
@@ -721,8 +720,6 @@ def _main(argv: list[str] | None = None) -> int:
     # --debug is honoured wherever it is written (`grpo config validate x.yaml --debug` too).
     debug = "--debug" in args or os.environ.get("GRPO_DEBUG", "") not in ("", "0")
     args = [a for a in args if a != "--debug"]
-    if debug:  # and the processes `grpo train --processes N` starts, which inherit it
-        os.environ["GRPO_DEBUG"] = "1"
     try:
         app(args=args, prog_name="grpo")
     except SystemExit as exc:
