@@ -208,3 +208,50 @@ def test_shipped_accelerate_configs_load_with_accelerate(path: Path):
 def test_one_process_decides_alone():
     assert distributed.decided_by_main(lambda: 7) == 7
     assert distributed.any_process(True) is True and distributed.any_process(False) is False
+
+
+CONFIG_ERROR = "Error: model.name: no such folder\nHint: check the path"
+OOM = "Error: CUDA out of memory on GPU 1\nHint: lower prompts_per_step"
+
+
+@pytest.mark.parametrize(
+    ("exits", "expected"),
+    [
+        # every process met the same refusal: the main one said it, nothing more to say
+        ({0: (2, CONFIG_ERROR), 1: (2, CONFIG_ERROR)}, (2, None)),
+        ({0: (0, ""), 1: (0, "")}, (0, None)),
+        # Ctrl-C: every process stopped
+        ({0: (130, "Stopped"), 1: (130, "")}, (130, None)),
+        # process 1 failed alone; the launcher stopped the main one, or its next collective
+        # lost the connection (an unexpected error, exit 1)
+        ({0: (130, "Stopped by SIGTERM"), 1: (2, OOM)}, (2, OOM)),
+        ({0: (1, ""), 1: (2, OOM)}, (2, OOM)),
+        # the main process failed on its own: its code, it said why
+        ({0: (2, CONFIG_ERROR), 1: (130, "")}, (2, None)),
+        # another machine's processes, without the main one
+        ({2: (130, ""), 3: (2, OOM)}, (2, OOM)),
+        ({2: (130, ""), 3: (130, "")}, (130, None)),
+        # no process recorded its end (killed): the launcher's own code
+        ({}, (1, None)),
+    ],
+)
+def test_the_failure_of_one_process_is_the_runs_exit_and_said_once(exits, expected):
+    code, message = distributed.ending(exits, launcher_code=1)
+    assert code == expected[0]
+    if expected[1] is None:
+        assert message is None
+    else:
+        assert expected[1] in message and "process" in message.splitlines()[0]
+
+
+def test_debug_reaches_the_launched_processes_and_no_later_command(
+    cli, tiny_model, tmp_path, monkeypatch
+):
+    commands: list[list[str]] = []
+    monkeypatch.setattr(distributed, "run_launcher", lambda command: commands.append(command) or 0)
+    args = smoke_args(tiny_model, tmp_path, "--processes", "2")
+    assert cli(*args, "--debug").code == 0
+    assert cli(*args).code == 0
+    with_debug, without = commands
+    assert "--debug" in with_debug[with_debug.index("grpo_cli") :]
+    assert "--debug" not in without

@@ -191,3 +191,42 @@ def test_ctrl_c_stops_both_processes_at_one_step_and_resume_goes_on(tiny_model, 
     # the linear schedule goes on from where it stopped: one decrement all the way down
     assert [a - b for a, b in itertools.pairwise(rates)] == pytest.approx([rates[0] / 20] * 19)
     print(f"stop and resume: {time.perf_counter() - started:.1f} s")
+
+
+ONE_PROCESS_FAILS = """
+import os
+from grpo_cli.rewards import reward
+
+@reward("fails_on_process_1")
+def fails_on_process_1(completions, **kwargs):
+    if os.environ.get("RANK") == "1" and completions:  # at a step, after the config checks
+        raise ValueError("the scratch disk of process 1 is full")
+    return [0.0 for _ in completions]
+"""
+
+
+def test_a_failure_of_one_process_alone_is_said_and_is_the_exit_code(tiny_model, tmp_path):
+    """Process 1 fails at a step and exits with 2, saying nothing (only the main process
+    speaks); the main one then loses its connection. The user reads process 1's error, once,
+    and the run ends with its code, not the main process's lost connection."""
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "fails.py").write_text(ONE_PROCESS_FAILS)
+    train = smoke_args(
+        tiny_model,
+        tmp_path,
+        "--set",
+        f"reward_plugins=[{plugins}]",
+        "--set",
+        "rewards=[{name: correctness}, {name: fails_on_process_1}]",
+        "--set",
+        "training.max_steps=3",
+        "--processes",
+        "2",
+        "--main-process-port",
+        str(free_port()),
+    )
+    code, text = finished(grpo(*train, cwd=tmp_path))
+    assert code == 2, text
+    assert "process 1 of the run failed (exit 2)" in text
+    assert text.count("the scratch disk of process 1 is full") == 1, text

@@ -17,6 +17,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperCommand, TyperGroup
 
+from grpo_cli import errors
 from grpo_cli.errors import INTERRUPTED_EXIT, USER_ERROR_EXIT, GrpoError, causes
 
 
@@ -712,13 +713,16 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the `grpo` script; returns the exit code."""
     from grpo_cli.distributed import record_exit
 
-    return record_exit(_main(argv))
+    code = _main(argv)
+    return record_exit(code, "\n".join(_SAID))
 
 
 def _main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     # --debug is honoured wherever it is written (`grpo config validate x.yaml --debug` too).
     debug = "--debug" in args or os.environ.get("GRPO_DEBUG", "") not in ("", "0")
+    errors.DEBUG = debug
+    _SAID.clear()
     args = [a for a in args if a != "--debug"]
     try:
         app(args=args, prog_name="grpo")
@@ -757,11 +761,17 @@ def _main(argv: list[str] | None = None) -> int:
     return 0
 
 
+# What this process said, or left to the main one to say: `grpo train --processes` says it when
+# the failure of a process other than the main one ended the run (distributed.ending).
+_SAID: list[str] = []
+
+
 def _say(text: str) -> None:
     """A user error or a stop, on stderr; under several processes every one of them meets it
     and exits with the same code, and the main one says it once."""
     from grpo_cli.distributed import is_main
 
+    _SAID.append(text)
     if is_main():
         print(text, file=sys.stderr)
 

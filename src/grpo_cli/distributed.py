@@ -9,7 +9,9 @@ flag every process sees) import torch only when there is more than one process.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -297,7 +299,8 @@ def run_launcher(command: list[str]) -> int:
     (torch/distributed/elastic/agent/server/api.py, _shutdown), each one then finishes its step
     and saves the checkpoint they agreed on, and the agent waits TORCH_ELASTIC_SHUTDOWN_TIMEOUT
     seconds for that (torch/distributed/launcher/api.py; 30 unless set, too short for a large
-    model's checkpoint, so 600 here). Returns the main process's exit code."""
+    model's checkpoint, so 600 here). Returns the exit code of the process whose end ended the
+    run (`ending`), and says its message when that process is not the one that speaks."""
     import signal
     import subprocess
     import tempfile
@@ -305,8 +308,7 @@ def run_launcher(command: list[str]) -> int:
     env = dict(os.environ)
     env.setdefault("TORCH_ELASTIC_SHUTDOWN_TIMEOUT", "600")
     with tempfile.TemporaryDirectory(prefix="grpo-launch-") as folder:
-        exit_file = Path(folder) / "exit"
-        env[EXIT_FILE] = str(exit_file)
+        env[EXIT_FILE] = str(Path(folder) / "exit")
         process = subprocess.Popen(command, env=env, start_new_session=True)
 
         def forward(signum: int, frame: Any) -> None:
@@ -318,19 +320,56 @@ def run_launcher(command: list[str]) -> int:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-        try:
-            return int(exit_file.read_text().strip())
-        except (OSError, ValueError):
-            return code
-
-
-def record_exit(code: int) -> int:
-    """CODE, also written where `run_launcher` reads it, by the main process."""
-    path = os.environ.get(EXIT_FILE)
-    if path and is_main():
-        with contextlib.suppress(OSError):  # the code still ends this process
-            Path(path).write_text(f"{code}\n")
+        code, message = ending(read_exits(Path(folder)), code)
+    if message:
+        print(message, file=sys.stderr)
     return code
+
+
+def record_exit(code: int, said: str = "") -> int:
+    """CODE, also written with what this process said (SAID, shown only by the main process)
+    where `run_launcher` reads it."""
+    path = os.environ.get(EXIT_FILE)
+    if path:
+        record = json.dumps({"code": code, "said": said})
+        with contextlib.suppress(OSError):  # the code still ends this process
+            Path(f"{path}.{current().rank}").write_text(record, encoding="utf-8")
+    return code
+
+
+def read_exits(folder: Path) -> dict[int, tuple[int, str]]:
+    """{rank: (exit code, what it said)} of the processes that recorded their end in FOLDER."""
+    exits: dict[int, tuple[int, str]] = {}
+    for path in folder.glob("exit.*"):
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            record = json.loads(path.read_text(encoding="utf-8"))
+            exits[int(path.suffix[1:])] = (int(record["code"]), str(record.get("said") or ""))
+    return exits
+
+
+def ending(exits: dict[int, tuple[int, str]], launcher_code: int) -> tuple[int, str | None]:
+    """The exit code of a launched run, and what to say that no process said on this terminal.
+
+    The main process (rank 0) speaks for all. But when another process fails alone (its GPU out
+    of memory, a path missing on its machine), the main one only meets the consequence: the
+    launcher's SIGTERM, or a lost connection in the next collective. The other process's
+    failure is then the run's end: its exit code, and its message said here. On a machine
+    without the main process, the first failure of this machine's processes."""
+    main = exits.get(0)
+    if main is not None and main[0] == 0:
+        return 0, None
+    main_said = main[1] if main is not None else None
+    for rank, (code, said) in sorted(exits.items()):
+        if rank == 0 or code in (0, INTERRUPTED_EXIT) or not said or said == main_said:
+            continue
+        head = f"process {rank} of the run failed (exit {code})"
+        head += "; the others stopped with it" if main is not None else ""
+        return code, f"{head}:\n{said}"
+    if main is not None:
+        return main[0], None
+    if exits and all(code == INTERRUPTED_EXIT for code, _ in exits.values()):
+        return INTERRUPTED_EXIT, None
+    return launcher_code, None
 
 
 def mode_problems(mode: str, device: str) -> list[tuple[str, str]]:

@@ -8,6 +8,9 @@ USER_ERROR_EXIT = 2
 INTERRUPTED_EXIT = 130  # 128 + SIGINT, what shells report for a Ctrl-C
 # Problems listed in one error; the rest are counted. A file of 200,000 typos needs no 35 MB report.
 SHOWN_PROBLEMS = 20
+# Whether the command being run was given --debug (or GRPO_DEBUG): set by the CLI on every call,
+# read where a command starts other processes that must show their tracebacks too.
+DEBUG = False
 
 
 def first_line(exc: BaseException, limit: int = 300) -> str:

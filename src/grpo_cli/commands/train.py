@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.table import Table
 
-from grpo_cli import distributed
+from grpo_cli import distributed, errors
 from grpo_cli.config import LoadedConfig, load_config
 from grpo_cli.config.loader import config_error
 from grpo_cli.config.yamlio import display_path
@@ -97,6 +97,7 @@ def launched(
     args += ["--resume"] * resume + ["--overwrite"] * overwrite
     if threads is not None:
         args += ["--threads", str(threads)]
+    args += ["--debug"] * errors.DEBUG  # each process shows its own traceback
     command = distributed.launch_command(launch, args)
     Console(stderr=True, soft_wrap=True, highlight=False).print(
         f"launching {launch.processes} processes ({launch.mode}): {' '.join(command)}",
