@@ -6,6 +6,7 @@ import ast
 import hashlib
 import json
 import os
+import random
 import re
 import subprocess
 import sys
@@ -247,7 +248,8 @@ def test_simple_mixes_one_and_two_step_problems():
     lengths = [
         len(row["answer"].split("\n")) - 1 for row in synthetic_rows(1000, 0, "train", "simple")
     ]
-    assert 0.2 < lengths.count(1) / len(lengths) < 0.8
+    # one-step problems are 197 of the 1,783 GRPO draws from
+    assert lengths.count(1) / len(lengths) == pytest.approx(197 / 1783, abs=0.03)
     assert set(lengths) == {1, 2}
 
 
@@ -321,3 +323,23 @@ def test_a_sum_or_product_with_its_operands_swapped_is_the_same_problem():
         other = arithmetic([f"<<{straight}=0>>", "<<9-2=7>>"])
         assert one == other and problem_part(one) == problem_part(other)
     assert arithmetic(["<<9-2=7>>"]) != arithmetic(["<<2-9=-7>>"])  # order matters there
+
+
+def test_each_simple_template_is_weighted_by_the_problems_it_makes():
+    rng = random.Random(0)
+    for template in synthetic.EASY_TEMPLATES + synthetic.TWO_STEP_TEMPLATES:
+        problems = {synthetic.arithmetic(template(rng)[1]) for _ in range(30_000)}
+        assert len(problems) == synthetic.PROBLEMS[template.__name__], template.__name__
+
+
+def test_grpos_part_draws_problems_and_the_warm_ups_draws_templates():
+    """`a - b + c` makes 1,044 of the simple level's 1,783 problems: drawn one template as
+    often as another it was 1 GRPO prompt in 8, though more than half the held-out rows."""
+
+    def share(split: str, n: int = 4000) -> float:
+        rows = synthetic_rows(n, seed=0, split=split, difficulty="simple")
+        return sum("gives away" in row["question"] for row in rows) / len(rows)
+
+    assert share("train") == pytest.approx(1044 / 1783, abs=0.03)
+    assert share("sft") == pytest.approx(1 / 8, abs=0.03)
+    assert share("test", 340) > 0.5  # the demo's 340 held-out rows, nearly all of their part

@@ -154,6 +154,11 @@ def synthetic_rows(
         raise ValueError(f"difficulty must be one of {', '.join(DIFFICULTIES)}, got {difficulty!r}")
     templates = level_templates(difficulty)
     part = None if difficulty == DEFAULT_DIFFICULTY else split_part(split)
+    # GRPO's part draws a problem, not a template (each template as often as it has problems),
+    # as the held-out rows come: those are nearly every problem of their part, since they are
+    # distinct. The warm-up's part draws each template as often as any other, so that it learns
+    # every kind of problem, however few problems a kind has.
+    weights = [PROBLEMS[t.__name__] for t in templates] if part == "train" else None
     # A str seed goes through SHA-512, not the per-process salted hash(), so the rows are the
     # same in every process; putting the split in it gives each split its own stream. The
     # default level keeps the stream it always had, so existing runs stay reproducible.
@@ -172,7 +177,10 @@ def synthetic_rows(
         # a split level a problem is its arithmetic: the same sum in other words is no new row.
         repeats = 0
         while True:
-            question, steps, answer = rng.choice(templates)(rng)
+            if weights is None:
+                question, steps, answer = rng.choice(templates)(rng)
+            else:
+                question, steps, answer = rng.choices(templates, weights)[0](rng)
             if part is None:
                 problem = question
             else:
@@ -661,6 +669,20 @@ def sum_then_groups(rng: random.Random) -> WordProblem:
     ]
     return question, steps, (a + b) * c
 
+
+# How many problems (distinct arithmetic, `arithmetic`) each simple template makes; a test counts
+# them. Drawn one template as often as another, GRPO saw `a - b + c` in 1 prompt of 8, though it
+# is 1,044 of the 1,783 problems and over half of the held-out rows.
+PROBLEMS = {
+    "add_more": 45,
+    "take_away": 116,
+    "groups_of": 36,
+    "more_then_fewer": 335,
+    "fewer_then_more": 1044,
+    "groups_plus_extra": 90,
+    "groups_minus_eaten": 77,
+    "sum_then_groups": 40,
+}
 
 EASY_TEMPLATES: tuple[Callable[[random.Random], WordProblem], ...] = (
     add_more,
