@@ -226,10 +226,16 @@ OOM = "Error: CUDA out of memory on GPU 1\nHint: lower prompts_per_step"
         # lost the connection (an unexpected error, exit 1)
         ({0: (130, "Stopped by SIGTERM"), 1: (2, OOM)}, (2, OOM)),
         ({0: (1, ""), 1: (2, OOM)}, (2, OOM)),
+        # process 1 crashed (an unexpected error it printed itself): its code, not a Ctrl-C's
+        ({0: (130, "Stopped by SIGTERM"), 1: (1, "")}, (1, "its error is above")),
+        # both crashed: each printed its own error
+        ({0: (1, ""), 1: (1, "")}, (1, None)),
         # the main process failed on its own: its code, it said why
         ({0: (2, CONFIG_ERROR), 1: (130, "")}, (2, None)),
+        ({0: (2, CONFIG_ERROR), 1: (2, OOM)}, (2, None)),
         # another machine's processes, without the main one
         ({2: (130, ""), 3: (2, OOM)}, (2, OOM)),
+        ({2: (2, ""), 3: (2, "")}, (2, "process 2")),
         ({2: (130, ""), 3: (130, "")}, (130, None)),
         # no process recorded its end (killed): the launcher's own code
         ({}, (1, None)),
@@ -244,9 +250,15 @@ def test_the_failure_of_one_process_is_the_runs_exit_and_said_once(exits, expect
         assert expected[1] in message and "process" in message.splitlines()[0]
 
 
+def test_a_stop_the_user_asked_for_is_130_whatever_a_process_met_on_its_way_out():
+    exits = {0: (130, "Stopped by SIGINT"), 1: (1, "")}  # 1 lost its connection while stopping
+    assert distributed.ending(exits, launcher_code=1, signalled=True) == (130, None)
+
+
 def test_debug_reaches_the_launched_processes_and_no_later_command(
     cli, tiny_model, tmp_path, monkeypatch
 ):
+    monkeypatch.delenv("GRPO_DEBUG", raising=False)
     commands: list[list[str]] = []
     monkeypatch.setattr(distributed, "run_launcher", lambda command: commands.append(command) or 0)
     args = smoke_args(tiny_model, tmp_path, "--processes", "2")

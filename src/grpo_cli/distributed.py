@@ -311,7 +311,10 @@ def run_launcher(command: list[str]) -> int:
         env[EXIT_FILE] = str(Path(folder) / "exit")
         process = subprocess.Popen(command, env=env, start_new_session=True)
 
+        signalled: list[int] = []
+
         def forward(signum: int, frame: Any) -> None:
+            signalled.append(signum)
             process.send_signal(signum)
 
         previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -320,7 +323,7 @@ def run_launcher(command: list[str]) -> int:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-        code, message = ending(read_exits(Path(folder)), code)
+        code, message = ending(read_exits(Path(folder)), code, bool(signalled))
     if message:
         print(message, file=sys.stderr)
     return code
@@ -347,24 +350,33 @@ def read_exits(folder: Path) -> dict[int, tuple[int, str]]:
     return exits
 
 
-def ending(exits: dict[int, tuple[int, str]], launcher_code: int) -> tuple[int, str | None]:
+def ending(
+    exits: dict[int, tuple[int, str]], launcher_code: int, signalled: bool = False
+) -> tuple[int, str | None]:
     """The exit code of a launched run, and what to say that no process said on this terminal.
 
     The main process (rank 0) speaks for all. But when another process fails alone (its GPU out
     of memory, a path missing on its machine), the main one only meets the consequence: the
-    launcher's SIGTERM, or a lost connection in the next collective. The other process's
-    failure is then the run's end: its exit code, and its message said here. On a machine
-    without the main process, the first failure of this machine's processes."""
+    launcher's SIGTERM (130) or a lost connection in its next collective (an unexpected error,
+    1). The other process's failure is then the run's end: its exit code, and its message,
+    which only the main process would have said (an unexpected error each process prints
+    itself). On a machine without the main process, the first failure of its processes.
+    SIGNALLED: the user stopped the run (Ctrl-C or SIGTERM, passed on to every process)."""
     main = exits.get(0)
     if main is not None and main[0] == 0:
         return 0, None
-    main_said = main[1] if main is not None else None
+    if signalled:
+        return INTERRUPTED_EXIT, None
+    if main is not None and main[0] not in (1, INTERRUPTED_EXIT):
+        return main[0], None  # its own refusal, which it said
     for rank, (code, said) in sorted(exits.items()):
-        if rank == 0 or code in (0, INTERRUPTED_EXIT) or not said or said == main_said:
+        if rank == 0 or code in (0, INTERRUPTED_EXIT):
             continue
+        if main is not None and main[0] == 1 and code == 1:
+            continue  # both failed unexpectedly, and each printed its error
         head = f"process {rank} of the run failed (exit {code})"
         head += "; the others stopped with it" if main is not None else ""
-        return code, f"{head}:\n{said}"
+        return code, f"{head}:\n{said}" if said else f"{head}; its error is above."
     if main is not None:
         return main[0], None
     if exits and all(code == INTERRUPTED_EXIT for code, _ in exits.values()):

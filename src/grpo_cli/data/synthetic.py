@@ -158,7 +158,7 @@ def synthetic_rows(
     # as the held-out rows come: those are nearly every problem of their part, since they are
     # distinct. The warm-up's part draws each template as often as any other, so that it learns
     # every kind of problem, however few problems a kind has.
-    weights = [PROBLEMS[t.__name__] for t in templates] if part == "train" else None
+    weights = [PROBLEMS.get(t.__name__, 1) for t in templates] if part == "train" else None
     # A str seed goes through SHA-512, not the per-process salted hash(), so the rows are the
     # same in every process; putting the split in it gives each split its own stream. The
     # default level keeps the stream it always had, so existing runs stay reproducible.
@@ -173,7 +173,7 @@ def synthetic_rows(
     # (every sum seen again in other words), where more redraws only cost time.
     redraws = 1000 if part == "heldout" else 7
     while len(rows) < n:
-        # Redraw on a repeated problem, but only a few times so a tiny space cannot hang us. On
+        # Redraw on a repeated problem, a bounded number of times so a tiny space cannot hang us. On
         # a split level a problem is its arithmetic: the same sum in other words is no new row.
         repeats = 0
         while True:
