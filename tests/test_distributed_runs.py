@@ -91,7 +91,9 @@ def test_two_processes_train_the_same_global_batch_as_one(cli, tiny_model, tmp_p
     run = runs[0]
     assert text.count("run directory:") == 1  # the main process speaks for both
     rows, alone = metrics(run), metrics(tmp_path / "one" / "outputs" / "smoke-cpu")
-    assert [r["step"] for r in rows] == [1, 2, 3, 4]  # one row per step, not one per process
+    # one row per step, not one per process; step 0 (held-out before training) once too
+    assert [r["step"] for r in rows] == [0, 1, 2, 3, 4]
+    rows, alone = rows[1:], alone[1:]
     assert [r["completions"] for r in rows] == [r["completions"] for r in alone] == [8] * 4
     # the same prompts in every step: the global batch was split, not repeated
     assert prompt_tokens(rows) == pytest.approx(prompt_tokens(alone))
@@ -152,7 +154,7 @@ def test_two_machines_meet_at_the_main_ones_address(tiny_model, tmp_path):
     assert (code0, code1) == (0, 0), text0 + text1
     assert "run directory:" in text0 and "run directory:" not in text1
     run = tmp_path / "outputs" / "smoke-cpu"
-    assert [r["step"] for r in metrics(run)] == [1, 2]
+    assert [r["step"] for r in metrics(run)] == [0, 1, 2]
     assert json.loads((run / "env.json").read_text())["distributed"]["world_size"] == 2
     assert (run / "adapter" / "adapter_config.json").is_file()
     print(f"two machines: {time.perf_counter() - started:.1f} s")

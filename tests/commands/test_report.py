@@ -178,14 +178,17 @@ def test_grpo_train_draws_its_own_report_from_what_it_logged(cli, tiny_model, tm
     run = tmp_path / "outputs" / "smoke-cpu"
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     series = embedded_series(run / "report" / "report.html")
+    trained = [m for m in metrics if m["step"]]  # step 0 holds the held-out figures alone
     assert series["reward"] == [
         {
             "label": "smoke-cpu",
-            "x": [m["step"] for m in metrics],
-            "y": [m["reward"] for m in metrics],
+            "x": [m["step"] for m in trained],
+            "y": [m["reward"] for m in trained],
         }
     ]
     held = [m for m in metrics if "eval/strict_accuracy" in m]
+    # the held-out curve starts at step 0: the model training started from
+    assert series["heldout-accuracy"][0]["x"] == [0, 2, 4]
     assert series["heldout-accuracy"][0]["y"] == [m["eval/strict_accuracy"] for m in held]
     assert (run / "report" / "truncation.png").is_file()
 

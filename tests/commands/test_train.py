@@ -65,7 +65,9 @@ def test_smoke_run_writes_the_whole_run_directory(cli, tiny_model, tmp_path):
         "adapter/tokenizer.json",
     ):
         assert (run / name).exists(), name
-    rows = metrics(run)
+    start, *rows = metrics(run)
+    # step 0: the held-out accuracy of the model training starts from, and nothing else
+    assert start["step"] == 0 and "eval/strict_accuracy" in start and "loss" not in start
     assert [r["step"] for r in rows] == [1, 2, 3, 4]
     for key in (
         "loss",
@@ -138,20 +140,20 @@ def test_sigint_saves_a_checkpoint_and_resume_continues_like_an_uninterrupted_ru
     assert "Resume with: grpo train" in stopped.err and "--resume" in stopped.err
     assert (run / "checkpoints" / "checkpoint-2").is_dir()
     assert not (run / "adapter").exists()
-    assert [r["step"] for r in metrics(run)] == [1, 2]
+    assert [r["step"] for r in metrics(run)] == [0, 1, 2]
     # the pictures of the steps done so far are drawn on the way out
     assert (run / "report" / "reward.png").is_file() and "report.html" in stopped.err
 
     resumed = cli("train", str(run / "config.yaml"), "--resume")
     assert resumed.code == 0, resumed.err
     assert "resuming from checkpoint-2 (step 2 of 4)" in resumed.err
-    assert [r["step"] for r in metrics(run)] == [1, 2, 3, 4]
+    assert [r["step"] for r in metrics(run)] == [0, 1, 2, 3, 4]  # step 0 evaluated once
     assert (run / "adapter" / "adapter_model.safetensors").is_file()
 
     straight = cli(*with_interrupt, "--set", "output.run_name=straight")
     # the same run without stopping: interrupt.py only fires once per process
     assert straight.code == 0, straight.err
-    a, b = metrics(run), metrics(tmp_path / "outputs" / "straight")
+    a, b = metrics(run)[1:], metrics(tmp_path / "outputs" / "straight")[1:]  # past step 0
     assert [r["learning_rate"] for r in a] == pytest.approx([r["learning_rate"] for r in b])
     state = json.loads((run / "checkpoints/checkpoint-4/trainer_state.json").read_text())
     assert state["global_step"] == 4
@@ -219,7 +221,7 @@ def test_the_unsloth_backend_trains_through_its_cpu_fallback(tiny_model, tmp_pat
     assert "Unsloth should be imported before" not in result.stdout + result.stderr
     run = tmp_path / "outputs" / "smoke-cpu"
     assert json.loads((run / "env.json").read_text())["backend"] == "unsloth"
-    assert [r["step"] for r in metrics(run)] == [1, 2, 3, 4]
+    assert [r["step"] for r in metrics(run)] == [0, 1, 2, 3, 4]
     assert (run / "adapter" / "adapter_model.safetensors").is_file()
 
 
@@ -295,7 +297,7 @@ def test_a_failed_start_is_started_again_by_the_same_command(cli, tiny_model, tm
     again = cli(*args)
     assert again.code == 0, again.err
     assert f"replacing {run}: an earlier start stopped before its first step" in again.err
-    assert [r["step"] for r in metrics(run)] == [1]
+    assert [r["step"] for r in metrics(run)] == [0, 1]
 
 
 @pytest.mark.usefixtures("no_weights")
@@ -340,7 +342,7 @@ def test_ctrl_c_while_the_model_loads_says_how_to_go_on(cli, tiny_model, tmp_pat
     resumed = cli("train", run / "config.yaml", "--resume", "--set", "training.max_steps=1")
     assert resumed.code == 0, resumed.err
     assert "has no checkpoint yet; starting from step 0" in resumed.err
-    assert [r["step"] for r in metrics(run)] == [1]
+    assert [r["step"] for r in metrics(run)] == [0, 1]
 
 
 @pytest.mark.usefixtures("no_weights")
@@ -427,7 +429,7 @@ def test_a_hard_stop_while_saving_leaves_each_step_once_after_resume(
     assert stopped.code == 130, stopped.err
     monkeypatch.undo()
     run = tmp_path / "outputs" / "smoke-cpu"
-    assert steps(run / "metrics.jsonl") == [1, 2, 3, 4]
+    assert steps(run / "metrics.jsonl") == [0, 1, 2, 3, 4]
     with (run / "metrics.jsonl").open("a") as f:
         f.write('{"step": 5, "loss": 0.1')  # what kill -9 leaves mid-write
 
@@ -439,7 +441,7 @@ def test_a_hard_stop_while_saving_leaves_each_step_once_after_resume(
     assert "dropped 2 records of metrics.jsonl past checkpoint-2" in resumed.err
     assert "dropped 4 records of completions.jsonl past checkpoint-2" in resumed.err
     assert "dropped 1 cut-short line of metrics.jsonl" in resumed.err
-    assert steps(run / "metrics.jsonl") == [1, 2, 3, 4]
+    assert steps(run / "metrics.jsonl") == [0, 1, 2, 3, 4]
     assert steps(run / "completions.jsonl") == [1, 1, 2, 2, 3, 3, 4, 4]
     assert (run / "checkpoints/checkpoint-4/checkpoint_complete.json").is_file()
 
@@ -488,7 +490,7 @@ def test_a_full_disk_while_saving_is_a_user_error_and_resume_recovers(
     resumed = cli("train", str(run / "config.yaml"), "--resume")
     assert resumed.code == 0, resumed.err
     # checkpoint-4 is the last step: its weights become the adapter, with no step past max_steps
-    assert steps(run / "metrics.jsonl") == [1, 2, 3, 4]
+    assert steps(run / "metrics.jsonl") == [0, 1, 2, 3, 4]
     adapter = load_file(run / "adapter/adapter_model.safetensors")
     last = load_file(run / "checkpoints/checkpoint-4/adapter_model.safetensors")
     assert adapter.keys() == last.keys() and all(adapter[k].equal(last[k]) for k in adapter)
@@ -527,7 +529,7 @@ def test_a_damaged_checkpoint_names_its_file_and_the_one_to_resume_from(
     shutil.move(*shlex.split(move)[1:])  # the hint's own commands
     resumed = cli(*shlex.split(resume)[1:])
     assert resumed.code == 0, resumed.err
-    assert steps(run / "metrics.jsonl") == [1, 2, 3, 4]
+    assert steps(run / "metrics.jsonl") == [0, 1, 2, 3, 4]
 
 
 # --- what the trainer really runs: vLLM's memory share, settings a backend rewrites ----------

@@ -596,7 +596,7 @@ def build_trainer(
     )
     recorder.trainer = trainer
     if periodic is not None:
-        periodic.trainer = trainer
+        periodic.trainer, periodic.recorder = trainer, recorder
     check_rewrites(
         plan.backend, changed_settings(requested, trainer.args.to_dict()), set(asked), console
     )

@@ -418,7 +418,8 @@ class EvalConfig(Section):
         None,
         ge=1,
         description="During training, measure greedy accuracy on held-out rows every N steps "
-        "(logged as eval/... in metrics.jsonl and the tracker); null: never.",
+        "(logged as eval/... in metrics.jsonl and the tracker), and once before the first step "
+        "(step 0 of metrics.jsonl: where the report's curve starts); null: never.",
     )
     rows: int = Field(
         32,

@@ -15,6 +15,7 @@ from rich.console import Console
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from grpo_cli.distributed import any_process, barrier, is_main
+from grpo_cli.files import read_jsonl
 from grpo_cli.rewards.builtin import completion_text, strictly_correct
 from grpo_cli.rewards.runner import BoundReward
 from grpo_cli.training.checkpoints import mark_complete
@@ -146,6 +147,20 @@ class RunRecorder(TrainerCallback):
         if self.samples and self.trainer is not None and state.global_step % self.every == 0:
             self._write_samples(state.global_step)
 
+    def record_start(self, state: TrainerState, figures: dict[str, Any]) -> None:
+        """The held-out figures of the model training starts from, as step 0 of metrics.jsonl,
+        so the report's curve starts where training did. Not in the health history: the
+        health rules read training's metrics, which step 0 has none of."""
+        if not state.is_world_process_zero:
+            return
+        record = {"step": 0, **{k: _plain(v) for k, v in figures.items()}}
+        self.run.append_jsonl(self.run.metrics, record)
+        line = _progress_line(record, state.max_steps)
+        if self.progress is not None:
+            self.progress.update(self.task, status=line.split("  ", 1)[1])
+        else:
+            self.console.print(line)
+
     def _write_samples(self, step: int) -> None:
         logs = self.trainer._logs  # TRL's buffer of the last generation round
         prompts, completions = list(logs["prompt"]), list(logs["completion"])
@@ -184,6 +199,28 @@ class PeriodicEval(TrainerCallback):
         self.rows, self.fmt, self.every, self.batch_size = rows, fmt, every, batch_size
         self.sampling = Sampling(max_new_tokens=max_new_tokens)
         self.trainer: Any = None
+        self.recorder: RunRecorder | None = None  # writes step 0, the model before training
+
+    def on_train_begin(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        model: Any = None,
+        processing_class: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        # A fresh start only: a resumed run has its step 0, and a run started again from the
+        # start (no complete checkpoint) kept the one it wrote (checkpoints.py keeps step 0).
+        if state.global_step != 0 or self.trainer is None or self.recorder is None:
+            return
+        if any(
+            r.get("step") == 0 and "eval/strict_accuracy" in r
+            for r in read_jsonl(self.recorder.run.metrics)
+        ):
+            return
+        figures = self.evaluate(model, processing_class)
+        self.recorder.record_start(state, {f"eval/{k}": v for k, v in figures.items()})
 
     def on_step_end(
         self,

@@ -91,15 +91,17 @@ class RunDir:
         return [child for child in self.path.iterdir() if child.name != LOCK]
 
     def trained_any_step(self) -> bool:
-        """Whether a step was done: a checkpoint, a metrics record or an adapter. A run without
-        any is what a start that failed or was stopped while loading leaves behind."""
+        """Whether a step was done: a checkpoint, a metrics record of a step or an adapter. A
+        run without any is what a start that failed or was stopped while loading (or in its
+        first step, after the held-out figures of step 0) leaves behind."""
         if self.adapter.exists() or self.model.exists():
             return True
         if self.checkpoints.is_dir() and any(self.checkpoints.iterdir()):
             return True
+        # a cut-short line counts: only a step writes after step 0
         try:
             with self.metrics.open(encoding="utf-8") as f:
-                return any(line.strip() for line in f)
+                return any(line.strip() and not _step_0(line) for line in f)
         except (FileNotFoundError, NotADirectoryError):
             return False
 
@@ -400,3 +402,12 @@ def git_commit(folder: Path) -> dict[str, Any] | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return {"commit": commit, "dirty": bool(dirty)}
+
+
+def _step_0(line: str) -> bool:
+    """A metrics.jsonl line of step 0: the held-out figures before the first step."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return False
+    return isinstance(record, dict) and record.get("step") == 0
