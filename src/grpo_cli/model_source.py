@@ -318,7 +318,9 @@ def lineage(name: str, revision: str | None = None) -> list[dict[str, Any]]:
 
 def run_steps(run: RunDir) -> int | None:
     """The last step a run logged, or its latest checkpoint's."""
-    steps = [r["step"] for r in read_jsonl(run.metrics) if isinstance(r.get("step"), int)]
+    # step 0 holds the held-out figures before the first step: not a step
+    records = read_jsonl(run.metrics)
+    steps = [r["step"] for r in records if isinstance(r.get("step"), int) and r["step"] > 0]
     if steps:
         return max(steps)
     checkpoint = run.latest_checkpoint()

@@ -81,14 +81,15 @@ def test_a_fresh_run_records_the_held_out_accuracy_it_starts_from_as_step_0(tmp_
     assert text.startswith("step 0/300  eval accuracy 0.305")
 
 
-def test_step_0_is_evaluated_once(tmp_path):
+def test_step_0_is_written_once(tmp_path):
     # resumed from a checkpoint: step 0 is in the run already
     _, run, called = start_eval(tmp_path, global_step=100)
     assert called == [] and not run.metrics.exists()
-    # started again from the start (no complete checkpoint): resume kept the step 0 it wrote
+    # started again from the start (no complete checkpoint): resume kept the step 0 it wrote.
+    # Every process still evaluates (none reads a file another may be writing); none writes.
     start_eval(tmp_path, global_step=0)
     _, run, called = start_eval(tmp_path, global_step=0)
-    assert called == [] and len(run.metrics.read_text().splitlines()) == 1
+    assert called == ["evaluate"] and len(run.metrics.read_text().splitlines()) == 1
 
 
 def test_every_process_evaluates_step_0_and_only_the_main_one_writes_it(tmp_path):

@@ -72,6 +72,23 @@ def test_a_start_that_did_no_step_is_replaced_with_a_note(tmp_path):
     assert list(path.iterdir()) == []
 
 
+STEP_0 = '{"step": 0, "eval/strict_accuracy": 0.305}\n'
+
+
+@pytest.mark.parametrize("logged", [STEP_0, STEP_0[:20]], ids=["step 0", "step 0 cut short"])
+def test_a_start_that_failed_in_its_first_step_is_replaced(tmp_path, logged):
+    """The held-out figures of step 0 come before the first step: a run that failed in step 1
+    (a reward that raises, memory) trained nothing, and the same command starts it again."""
+    path = leftover(tmp_path / "run", "config.yaml", "env.json")
+    (path / "metrics.jsonl").write_text(logged)
+    notes: list[str] = []
+    rundir.prepare(path, resume=False, overwrite=False, note=notes.append).release()
+    assert notes == [f"note: replacing {path}: an earlier start stopped before its first step"]
+    (path / "metrics.jsonl").write_text(STEP_0 + '{"step": 1, "loss": 0.1}\n')
+    with pytest.raises(GrpoError, match="already exists"):
+        rundir.check(path, resume=False, overwrite=False)
+
+
 @pytest.mark.parametrize(
     "done", ["metrics.jsonl", "checkpoints/checkpoint-2/trainer_state.json", "adapter/x"]
 )

@@ -154,7 +154,10 @@ class RunRecorder(TrainerCallback):
         if not state.is_world_process_zero:
             return
         record = {"step": 0, **{k: _plain(v) for k, v in figures.items()}}
-        self.run.append_jsonl(self.run.metrics, record)
+        # a run started again from the start (no complete checkpoint) kept the step 0 it wrote
+        # (checkpoints.py keeps step 0): the same starting model, written once
+        if not any(r.get("step") == 0 for r in read_jsonl(self.run.metrics)):
+            self.run.append_jsonl(self.run.metrics, record)
         line = _progress_line(record, state.max_steps)
         if self.progress is not None:
             self.progress.update(self.task, status=line.split("  ", 1)[1])
@@ -210,14 +213,10 @@ class PeriodicEval(TrainerCallback):
         processing_class: Any = None,
         **kwargs: Any,
     ) -> None:
-        # A fresh start only: a resumed run has its step 0, and a run started again from the
-        # start (no complete checkpoint) kept the one it wrote (checkpoints.py keeps step 0).
+        # A start from step 0 only: a run resumed from a checkpoint has its step 0. Every
+        # process evaluates whatever the run holds (under ZeRO-3 and FSDP the forward passes
+        # need them all), so none decides from a file another may be writing.
         if state.global_step != 0 or self.trainer is None or self.recorder is None:
-            return
-        if any(
-            r.get("step") == 0 and "eval/strict_accuracy" in r
-            for r in read_jsonl(self.recorder.run.metrics)
-        ):
             return
         figures = self.evaluate(model, processing_class)
         self.recorder.record_start(state, {f"eval/{k}": v for k, v in figures.items()})

@@ -98,7 +98,6 @@ class RunDir:
             return True
         if self.checkpoints.is_dir() and any(self.checkpoints.iterdir()):
             return True
-        # a cut-short line counts: only a step writes after step 0
         try:
             with self.metrics.open(encoding="utf-8") as f:
                 return any(line.strip() and not _step_0(line) for line in f)
@@ -405,9 +404,10 @@ def git_commit(folder: Path) -> dict[str, Any] | None:
 
 
 def _step_0(line: str) -> bool:
-    """A metrics.jsonl line of step 0: the held-out figures before the first step."""
+    """A metrics.jsonl line of step 0, the held-out figures before the first step, whole or
+    cut short by a hard stop (RunRecorder writes "step" first)."""
     try:
         record = json.loads(line)
     except ValueError:
-        return False
+        return line.startswith('{"step": 0,')
     return isinstance(record, dict) and record.get("step") == 0
