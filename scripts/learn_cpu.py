@@ -97,6 +97,9 @@ def plan(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
         sft_set += ["--set", "sft.max_steps=4", "--set", "sft.save_steps=2"]
         train_set += ["--set", "training.max_steps=2", "--set", "training.save_steps=1"]
         train_set += ["--set", "eval.every_steps=1", "--set", "eval.rows=4"]
+    elif args.rows != HELDOUT_ROWS:
+        # the held-out curve grades the rows the closing comparison grades
+        train_set += ["--set", f"eval.rows={args.rows}"]
     evaluation = [
         *grpo,
         "eval",

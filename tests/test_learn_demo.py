@@ -145,3 +145,23 @@ def test_other_seeds_get_runs_of_their_own():
     assert "training.seed=7" in stages["warm-up"]
     assert "lora.random_state=7" in stages["GRPO"]
     assert "outputs/learn-cpu-seed7" in stages["eval"]
+
+
+@pytest.mark.parametrize("rows", [340, 250])
+def test_the_held_out_curve_grades_the_rows_the_closing_comparison_grades(rows, tiny_model):
+    """The curve's last point and the closing table are one measurement: with fewer rows the
+    curve was a different mix of problems from the table's (a third `a - b + c` against half)."""
+    from grpo_cli.config.loader import load_config
+
+    demo = load_script()
+    args = Namespace(
+        seed=demo.DEFAULT_SEED, quick=False, outputs="o", models="m", threads=None, rows=rows
+    )
+    stages = dict(demo.plan(args))
+    grpo = stages["GRPO"]
+    overrides = [grpo[i + 1] for i, part in enumerate(grpo) if part == "--set"]
+    # the warm-up run GRPO starts from is not made here: any model folder will do
+    overrides = [o for o in overrides if not o.startswith("model.name=")]
+    overrides.append(f"model.name={tiny_model}")
+    config = load_config(CONFIGS / "learn_cpu.yaml", overrides).config
+    assert config.eval.rows == rows == int(stages["eval"][stages["eval"].index("-n") + 1])
