@@ -690,7 +690,7 @@ def doctor(
         typer.Option(
             "--check",
             help="Also run 2 GRPO steps of a tiny local model on each training path this GPU "
-            "supports (a few minutes, no download).",
+            "supports (up to 10 minutes, no download).",
         ),
     ] = False,
 ) -> None:
