@@ -25,15 +25,16 @@ from grpo_cli import hardware
 from grpo_cli.hardware import Hardware, choose_precision
 from grpo_cli.tiny_model import MODEL_SIZES, write_tiny_model
 
-# One step's limit: a step that takes this long has hung. Measured on an H200 (2026-11-30): the
-# longest step, Unsloth's 4-bit training with its torch.compile of each decoder layer, took about
-# 75 s of the path's 117 s; fast_inference adds vLLM's start, and a T4 compiles on slower cores.
+# One step's limit: a step that takes this long has hung. On an H200 (2026-11-30) the slowest
+# path, Unsloth in 4-bit, took 117 s for its training and eval processes; its training alone ran
+# 53.8 s, 32 and 20 s a step, most of it torch.compile of each decoder layer. fast_inference adds
+# vLLM's start, and a T4 compiles on slower cores.
 STEP_TIMEOUT_S = 300
 # The whole check's limit; steps share it: one that is still running when it is spent is
-# stopped, and the paths not started by then are skipped. Issue 12 asked for 5 minutes on a T4;
-# the six paths an H200 could run without vLLM took 414 s one after another there (trl 47 and
-# 41 s, Unsloth 109 and 117 s, merges 42 and 58 s), so a 270 s budget skipped the seed recipe's
-# own path. The paths now run the recipe's first, and the budget fits the measured whole.
+# stopped, and the paths not started by then are skipped. Issue 12 asked for 5 minutes on a T4.
+# On the H200 the six paths it could run without vLLM add up to 413 s over three runs (trl 47
+# and 41 s, Unsloth 109 and 117 s, merges 42 and 58 s): a 270 s budget skipped the seed recipe's
+# own path. The recipe's paths now run first, and the budget fits the measured whole.
 CHECK_BUDGET_S = 600
 # A child spends about this long importing torch and the CLI before it does anything: with less
 # left, a step could only be stopped half-way.
