@@ -367,7 +367,7 @@ def unchanged_adapter(adapter: Path) -> str | None:
     starts every lora_B at zero, so a lora_B that is all zero after the steps never got a
     gradient. Read from the safetensors layout itself (an 8-byte header length, a JSON header of
     byte ranges, the bytes): doctor's process does not import torch, and numpy has no bfloat16,
-    the dtype a GPU run saves; a zero is zero bytes in every float format."""
+    the dtype a GPU run saves; PEFT's +0.0 is zero bytes in every float format."""
     import json
 
     path = adapter / "adapter_model.safetensors"
