@@ -286,16 +286,25 @@ def test_a_path_whose_training_moved_no_lora_weight_fails_though_its_command_pas
 
 
 def test_the_check_reward_tells_apart_completions_a_random_model_writes_alike(tmp_path):
-    namespace: dict = {}
-    exec(selfcheck.CHECK_REWARD, namespace)
-    reward = namespace["sampled_tokens"]
+    reward = selfcheck.sampled_tokens
     # the same length, no tag, no answer: every built-in reward scored these alike
     ids = [[17, 300, 5, 5], [17, 300, 5, 6], [900, 2, 2, 2]]
     assert len(set(reward(["x"] * 3, completion_ids=ids))) == 3
     assert len(set(reward(["abcd", "abce"]))) == 2  # text alone, as eval passes it
     spec = selfcheck._paths(CPU, NOTHING)[4]
     config = selfcheck.check_config(spec, tmp_path / "model", tmp_path / "runs")
-    assert f"{tmp_path / selfcheck.CHECK_REWARD_FILE}:sampled_tokens" in config["rewards"]
+    assert "grpo_cli.selfcheck:sampled_tokens" in config["rewards"]
+    # the children resolve it as a config's reward, held to the contract every reward is
+    from grpo_cli.rewards.registry import signature_problem
+    from grpo_cli.rewards.runner import resolve
+
+    assert resolve("grpo_cli.selfcheck:sampled_tokens").fn is reward
+    assert signature_problem(reward) is None
+
+
+def test_a_path_whose_source_runs_never_ran_names_them():
+    assert selfcheck._no_source(("a", "b"), {"b"}) == "b did not train"
+    assert selfcheck._no_source(("a", "b"), set()) == "a or b did not run"
 
 
 def test_children_run_in_the_checks_folder_so_what_they_leave_goes_with_it(tmp_path, monkeypatch):

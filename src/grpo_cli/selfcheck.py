@@ -307,33 +307,28 @@ def eval_args(config: Path, model: Path, output: Path, engine: str) -> list[str]
     ]
 
 
-# A reward that tells a group's completions apart whatever a random model writes. With the
-# built-in ones alone, every completion of the tiny model ran to the length limit on an H200 and
-# got the same reward: zero advantages, zero gradients, and a path whose LoRA weights never
-# received a gradient passed. The check reads the adapter back (unchanged_adapter) to see that
-# they moved.
-CHECK_REWARD = '''"""grpo doctor --check's reward: a number from the sampled tokens, so that two
-completions of one prompt almost never score alike and every step has advantages to train on."""
-
-
-def sampled_tokens(completions, completion_ids=None, **kwargs):
+def sampled_tokens(
+    completions: list[Any], completion_ids: list[list[int]] | None = None, **kwargs: Any
+) -> list[float]:
+    """The check's own reward: a number from the sampled tokens, so that two completions of one
+    prompt almost never score alike. With the built-in rewards alone, every completion of the
+    tiny model ran to the length limit on an H200 and got the same reward: zero advantages,
+    zero gradients, and a path whose LoRA weights never received a gradient passed. The check
+    reads the adapter back (unchanged_adapter) to see that they moved."""
     if completion_ids is None:  # grpo score and eval pass text alone
         completion_ids = [[ord(c) for c in str(text)] for text in completions]
     return [sum(ids) % 97 / 97 for ids in completion_ids]
-'''
-CHECK_REWARD_FILE = "check_reward.py"
 
 
 def check_config(spec: _CheckPath, model: Path, runs: Path) -> dict[str, Any]:
     """The config of a training path: configs/smoke_cpu.yaml cut to 2 steps of 2 prompts x 2
     completions on local synthetic rows, with the path's model settings; its rewards include
-    the check's own (CHECK_REWARD, in the folder above RUNS)."""
-    reward = runs.parent / CHECK_REWARD_FILE
+    the check's own (sampled_tokens)."""
     return {
         "model": {"name": str(model), "max_seq_length": 256, **spec.model},
         "lora": {"r": 8, "alpha": 16, "gradient_checkpointing": False, **spec.lora},
         "data": {"source": "synthetic", "limit": 16, "heldout_size": 4, "prompt_style": "xml"},
-        "rewards": ["xml_count", "correctness", f"{reward}:sampled_tokens"],
+        "rewards": ["xml_count", "correctness", f"{__name__}:sampled_tokens"],
         "training": {
             "learning_rate": 1.0e-4,
             "warmup_ratio": 0.0,
@@ -356,7 +351,6 @@ def write_config(workdir: Path, spec: _CheckPath, model: Path) -> Path:
 
     path = workdir / "configs" / f"{spec.slug}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
-    (workdir / CHECK_REWARD_FILE).write_text(CHECK_REWARD, encoding="utf-8")
     config = check_config(spec, model, workdir / "runs")
     path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     return path
