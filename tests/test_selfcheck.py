@@ -258,6 +258,10 @@ def test_an_adapter_that_is_missing_or_holds_no_lora_b_is_reported(tmp_path):
         {"x.lora_A.weight": torch.ones(2, 2)}, str(tmp_path / "a" / "adapter_model.safetensors")
     )
     assert "no lora_B" in (selfcheck.unchanged_adapter(tmp_path / "a") or "")
+    (tmp_path / "cut").mkdir()
+    (tmp_path / "cut" / "adapter_model.safetensors").write_bytes(b"\xff" * 12)
+    cut = selfcheck.unchanged_adapter(tmp_path / "cut") or ""
+    assert cut.startswith("adapter_model.safetensors is cut short"), cut
 
 
 def test_a_path_whose_training_moved_no_lora_weight_fails_though_its_command_passed(

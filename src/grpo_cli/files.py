@@ -143,27 +143,48 @@ def file_damage(path: Path) -> str | None:
     return None
 
 
-def _safetensors_damage(path: Path) -> str | None:
-    """A safetensors file is an 8-byte header length, a JSON header, then the tensors the header
-    locates: the file must end exactly where the last tensor does."""
+class SafetensorsDamage(ValueError):
+    """A safetensors file whose header cannot be read; the message says why, as `damage` does."""
+
+
+def safetensors_header(path: Path) -> tuple[dict[str, Any], int]:
+    """The JSON header of a safetensors file (tensor name -> dtype, shape and `data_offsets`,
+    byte ranges counted from the end of the header) and the file offset those ranges start at.
+    The layout is an 8-byte little-endian header length, the header, then the tensors' bytes;
+    reading it needs neither torch nor numpy (which has no bfloat16). Raises SafetensorsDamage."""
     size = path.stat().st_size
     with path.open("rb") as f:
         head = f.read(8)
         if len(head) < 8:
-            return "is cut short (no header)"
+            raise SafetensorsDamage("is cut short (no header)")
         (length,) = struct.unpack("<Q", head)
         if 8 + length > size:
-            return "is cut short (its header runs past the end of the file)"
+            raise SafetensorsDamage("is cut short (its header runs past the end of the file)")
         try:
             header = json.loads(f.read(length))
-            end = max(
-                (int(t["data_offsets"][1]) for k, t in header.items() if k != "__metadata__"),
-                default=0,
-            )
-        except (ValueError, KeyError, TypeError, AttributeError, IndexError):
-            return "has a damaged header"
-    if 8 + length + end != size:
-        return f"is cut short ({size} bytes, its header declares {8 + length + end})"
+        except ValueError:
+            raise SafetensorsDamage("has a damaged header") from None
+    if not isinstance(header, dict):
+        raise SafetensorsDamage("has a damaged header")
+    return header, 8 + length
+
+
+def _safetensors_damage(path: Path) -> str | None:
+    """A safetensors file is an 8-byte header length, a JSON header, then the tensors the header
+    locates: the file must end exactly where the last tensor does."""
+    try:
+        header, start = safetensors_header(path)
+        end = max(
+            (int(t["data_offsets"][1]) for k, t in header.items() if k != "__metadata__"),
+            default=0,
+        )
+    except SafetensorsDamage as exc:
+        return str(exc)
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError):
+        return "has a damaged header"
+    size = path.stat().st_size
+    if start + end != size:
+        return f"is cut short ({size} bytes, its header declares {start + end})"
     return None
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from grpo_cli import hardware
+from grpo_cli.files import SafetensorsDamage, safetensors_header
 from grpo_cli.hardware import Hardware, choose_precision
 from grpo_cli.tiny_model import MODEL_SIZES, write_tiny_model
 
@@ -359,21 +360,19 @@ def write_config(workdir: Path, spec: _CheckPath, model: Path) -> Path:
 def unchanged_adapter(adapter: Path) -> str | None:
     """None when training moved the LoRA weights in ADAPTER, else why not in one line. PEFT
     starts every lora_B at zero, so a lora_B that is all zero after the steps never got a
-    gradient. Read from the safetensors layout itself (an 8-byte header length, a JSON header of
-    byte ranges, the bytes): doctor's process does not import torch, and numpy has no bfloat16,
-    the dtype a GPU run saves; PEFT's +0.0 is zero bytes in every float format."""
-    import json
-
+    gradient. PEFT's +0.0 is zero bytes in every float format, so the bytes tell, without
+    torch in doctor's process (files.safetensors_header)."""
     path = adapter / "adapter_model.safetensors"
     if not path.is_file():
         return f"training wrote no adapter: {path} is missing"
+    try:
+        header, start = safetensors_header(path)
+    except SafetensorsDamage as exc:
+        return f"{path.name} {exc}"
+    ranges = [v["data_offsets"] for k, v in header.items() if ".lora_B." in k]
+    if not ranges:
+        return f"{path.name} holds no lora_B weights"
     with path.open("rb") as file:
-        size = int.from_bytes(file.read(8), "little")
-        header = json.loads(file.read(size))
-        start = 8 + size
-        ranges = [v["data_offsets"] for k, v in header.items() if ".lora_B." in k]
-        if not ranges:
-            return f"{path.name} holds no lora_B weights"
         for begin, end in ranges:
             file.seek(start + begin)
             if any(file.read(end - begin)):
