@@ -521,3 +521,44 @@ def test_a_path_that_does_not_train_skips_the_merge_that_needs_its_run(tmp_path,
     assert by_path["merge (PEFT)"] == CheckRow(
         "merge (PEFT)", "skipped", "trl fp32 did not train", None
     )
+
+
+@pytest.mark.parametrize(
+    ("rows", "code_1", "said"),
+    [
+        # what this machine cannot run is no problem: the library table says why
+        (
+            [
+                CheckRow("trl fp32", "passed", "", 1.0),
+                CheckRow("unsloth 4-bit", "skipped", "needs a CUDA GPU, not CPU", None),
+            ],
+            False,
+            "1 passed, 0 failed, 1 skipped",
+        ),
+        # a path the budget left out was never checked: a script must not read it as passed
+        (
+            [
+                CheckRow("unsloth 4-bit", "passed", "", 1.0),
+                CheckRow("merge (PEFT)", "skipped", selfcheck.BUDGET_SPENT, None),
+                CheckRow(
+                    "trl bf16",
+                    "skipped",
+                    f"stopped during its train: {selfcheck.BUDGET_SPENT}",
+                    9.0,
+                ),
+            ],
+            True,
+            "1 passed, 0 failed, 2 skipped (2 of them for the budget: not checked, exit code 1)",
+        ),
+        ([CheckRow("trl fp32", "failed", "train: boom", 1.0)], True, "0 passed, 1 failed"),
+    ],
+)
+def test_doctor_check_exits_1_when_a_path_failed_or_the_budget_left_one_out(
+    rows, code_1, said, monkeypatch, capsys
+):
+    from grpo_cli.commands import doctor
+
+    monkeypatch.setattr(selfcheck, "run_checks", lambda *a, **k: rows)
+    assert doctor.run_self_check(Console(width=200)) is code_1
+    out = capsys.readouterr().out
+    assert "--check: " + said in out

@@ -698,7 +698,8 @@ def doctor(
 
     The GPU and its driver, the library versions, the Hub and the local cache; with CONFIG, every
     setting this machine cannot run and an estimate of peak GPU memory on the common GPUs. Exit
-    code 1 when a problem is listed.
+    code 1 when a problem is listed, or with --check when a path failed or the check's time ran
+    out before it.
 
     Example: grpo doctor configs/qwen3b_gsm8k.yaml
     """

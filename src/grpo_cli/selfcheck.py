@@ -72,6 +72,11 @@ class CheckRow:
     detail: str  # "" when passed, the error's first line when failed, the reason when skipped
     seconds: float | None
 
+    @property
+    def unreached(self) -> bool:
+        """Skipped for the budget, not for this machine: a path nobody checked."""
+        return self.status == "skipped" and BUDGET_SPENT in self.detail
+
 
 @dataclass(frozen=True)
 class _CheckPath:
