@@ -312,7 +312,10 @@ def test_doctor_help_says_what_it_checks_and_how_it_exits(cli, monkeypatch):
     assert "Usage: grpo doctor [OPTIONS] [CONFIG]" in out
     for flag in ("--check", "--set"):
         assert flag in out
-    assert "Exit code 1 when a problem is listed." in out
+    assert (
+        "Exit code 1 when a problem is listed, or with --check when a path failed or the "
+        "check's time ran out before it." in out
+    )
     assert "grpo doctor configs/qwen3b_gsm8k.yaml" in cli("--help").out
 
 
