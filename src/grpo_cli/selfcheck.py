@@ -239,6 +239,7 @@ def _run_path(
     clock: Callable[[], float],
 ) -> CheckRow:
     started = clock()
+    run = run_dir(workdir, spec)
     for label, args in steps:
         left = deadline - clock()
         if left < MIN_STEP_S:
@@ -246,7 +247,7 @@ def _run_path(
         timeout = min(STEP_TIMEOUT_S, left)
         error = run_cli(args, workdir / "logs" / f"{spec.slug}-{label}.log", timeout, workdir)
         if error is None and label == "train":
-            error = unchanged_adapter(workdir / "runs" / spec.slug / "adapter")
+            error = unchanged_adapter(run / "adapter")
             if error is not None:
                 return CheckRow(spec.path, "failed", error, clock() - started)
         if error is not None:
@@ -256,7 +257,7 @@ def _run_path(
                 return CheckRow(spec.path, "skipped", why, clock() - started)
             return CheckRow(spec.path, "failed", error, clock() - started)
         if label == "train":
-            trained[spec.path] = workdir / "runs" / spec.slug
+            trained[spec.path] = run
     return CheckRow(spec.path, "passed", "", clock() - started)
 
 
@@ -352,12 +353,17 @@ def check_config(spec: _CheckPath, model: Path, runs: Path) -> dict[str, Any]:
     }
 
 
+def run_dir(workdir: Path, spec: _CheckPath) -> Path:
+    """Where a training path's `grpo train` writes its run (check_config's output.*)."""
+    return workdir / "runs" / spec.slug
+
+
 def write_config(workdir: Path, spec: _CheckPath, model: Path) -> Path:
     import yaml
 
     path = workdir / "configs" / f"{spec.slug}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
-    config = check_config(spec, model, workdir / "runs")
+    config = check_config(spec, model, run_dir(workdir, spec).parent)
     path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     return path
 
