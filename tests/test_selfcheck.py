@@ -554,11 +554,15 @@ def test_a_path_that_does_not_train_skips_the_merge_that_needs_its_run(tmp_path,
     ],
 )
 def test_doctor_check_exits_1_when_a_path_failed_or_the_budget_left_one_out(
-    rows, code_1, said, monkeypatch, capsys
+    rows, code_1, said, monkeypatch, capsys, tmp_path
 ):
+    import tempfile
+
     from grpo_cli.commands import doctor
 
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # a failed check keeps its folder
     monkeypatch.setattr(selfcheck, "run_checks", lambda *a, **k: rows)
     assert doctor.run_self_check(Console(width=200)) is code_1
     out = capsys.readouterr().out
     assert "--check: " + said in out
+    assert ("the logs of every step are in" in out) is (rows[0].status == "failed")
