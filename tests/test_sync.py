@@ -36,6 +36,36 @@ def test_ci_runs_exactly_the_readme_test_command():
     assert ci[2:] == shell_commands(match.group(1)), "README test command and .ci/run differ"
 
 
+STOP_AT_VENV = """#!/bin/sh
+# python3 -m venv DIR: make DIR as venv would, then fail, so that test.sh stops there
+mkdir -p "$3" && touch "$3/pyvenv.cfg"
+exit 1
+"""
+
+
+@pytest.mark.parametrize("given", [False, True])
+def test_the_test_command_removes_its_own_venv_and_keeps_one_it_was_given(tmp_path, given):
+    """scripts/test.sh's own virtual environment (1.9 GB) is removed however it ends; each CI
+    run used to leave one in /tmp."""
+    import os
+    import subprocess
+
+    stub = tmp_path / "bin"
+    stub.mkdir()
+    (stub / "python3").write_text(STOP_AT_VENV)
+    (stub / "python3").chmod(0o755)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    mine = tmp_path / "mine" / "venv"
+    env = {**os.environ, "PATH": f"{stub}{os.pathsep}{os.environ['PATH']}", "TMPDIR": str(scratch)}
+    args = ["bash", str(REPO / "scripts" / "test.sh"), *([str(mine)] if given else [])]
+    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1, done.stderr
+    assert "== virtual environment:" in done.stdout
+    assert list(scratch.iterdir()) == []  # nothing of its own left behind
+    assert (mine / "pyvenv.cfg").exists() is given  # the caller's folder is the caller's
+
+
 def test_scheduler_and_optimizer_lists_match_transformers():
     from transformers.trainer_utils import SchedulerType
     from transformers.training_args import OptimizerNames
