@@ -78,8 +78,11 @@ def run(args: list[str], env: dict[str, str]) -> tuple[float, float, int, str]:
 
 
 def main() -> int:
-    before = "--before" in sys.argv[1:]
-    cache = tempfile.mkdtemp(prefix="bench-offline-")
+    with tempfile.TemporaryDirectory(prefix="bench-offline-") as cache:  # gone when it ends
+        return measure(cache, before="--before" in sys.argv[1:])
+
+
+def measure(cache: str, before: bool) -> int:
     base = {**os.environ, "HF_HOME": cache, "HF_HUB_CACHE": f"{cache}/hub"}
     base |= {"HF_DATASETS_CACHE": f"{cache}/datasets", "PYTHONPATH": str(REPO / "src")}
     base.pop("HF_HUB_OFFLINE", None)
