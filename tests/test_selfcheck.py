@@ -296,7 +296,7 @@ def test_the_check_reward_tells_apart_completions_a_random_model_writes_alike(tm
     assert len(set(reward(["x"] * 3, completion_ids=ids))) == 3
     assert len(set(reward(["abcd", "abce"]))) == 2  # text alone, as eval passes it
     spec = selfcheck._paths(CPU, NOTHING)[4]
-    config = selfcheck.check_config(spec, tmp_path / "model", tmp_path / "runs")
+    config = selfcheck.check_config(spec, tmp_path / "model", tmp_path / "runs" / spec.slug)
     assert "grpo_cli.selfcheck:sampled_tokens" in config["rewards"]
     # the children resolve it as a config's reward, held to the contract every reward is
     from grpo_cli.rewards.registry import signature_problem

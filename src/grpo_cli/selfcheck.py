@@ -327,10 +327,10 @@ def sampled_tokens(
     return [sum(ids) % 97 / 97 for ids in completion_ids]
 
 
-def check_config(spec: _CheckPath, model: Path, runs: Path) -> dict[str, Any]:
+def check_config(spec: _CheckPath, model: Path, run: Path) -> dict[str, Any]:
     """The config of a training path: configs/smoke_cpu.yaml cut to 2 steps of 2 prompts x 2
     completions on local synthetic rows, with the path's model settings; its rewards include
-    the check's own (sampled_tokens)."""
+    the check's own (sampled_tokens), and its run goes to RUN."""
     return {
         "model": {"name": str(model), "max_seq_length": 256, **spec.model},
         "lora": {"r": 8, "alpha": 16, "gradient_checkpointing": False, **spec.lora},
@@ -349,12 +349,12 @@ def check_config(spec: _CheckPath, model: Path, runs: Path) -> dict[str, Any]:
             "logging_steps": 1,
         },
         "logging": {"report_to": "none", "completion_samples": 0},
-        "output": {"dir": str(runs), "run_name": spec.slug},
+        "output": {"dir": str(run.parent), "run_name": run.name},
     }
 
 
 def run_dir(workdir: Path, spec: _CheckPath) -> Path:
-    """Where a training path's `grpo train` writes its run (check_config's output.*)."""
+    """Where a training path's `grpo train` writes its run: its config's output.* say so."""
     return workdir / "runs" / spec.slug
 
 
@@ -363,7 +363,7 @@ def write_config(workdir: Path, spec: _CheckPath, model: Path) -> Path:
 
     path = workdir / "configs" / f"{spec.slug}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
-    config = check_config(spec, model, run_dir(workdir, spec).parent)
+    config = check_config(spec, model, run_dir(workdir, spec))
     path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     return path
 
