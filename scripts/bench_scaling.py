@@ -146,6 +146,7 @@ def run(processes: int, model: Path, folder: Path, args: argparse.Namespace) -> 
             "--config_file",
             str(REPO / "configs" / "accelerate" / "ddp.yaml"),
             *("--num_processes", str(processes), "--main_process_port", str(free_port())),
+            *("--log_dir", str(out / "launcher-logs")),  # not a torchelastic_* folder in /tmp
             str(worker),
             *train,
         ]

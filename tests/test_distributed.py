@@ -81,7 +81,7 @@ def test_a_step_that_does_not_split_over_the_processes_is_refused_with_the_neare
 
 
 def test_processes_refuses_before_launching(cli, tiny_model, tmp_path, monkeypatch):
-    def launched(command):
+    def launched(command, folder):
         raise AssertionError("launched")
 
     monkeypatch.setattr(distributed, "run_launcher", launched)
@@ -104,7 +104,7 @@ def test_processes_refuses_before_launching(cli, tiny_model, tmp_path, monkeypat
 
 
 def test_a_dry_run_refuses_what_the_processes_would(cli, tiny_model, tmp_path, monkeypatch):
-    def launched(command):
+    def launched(command, folder):
         raise AssertionError("launched")
 
     monkeypatch.setattr(distributed, "run_launcher", launched)
@@ -132,15 +132,16 @@ def test_a_launched_process_is_not_launched_again(cli, tiny_model, tmp_path, two
 
 def test_the_launch_command_is_accelerates_own():
     launch = Launch(8, "zero3", machines=2, machine_rank=1, main_process_ip="10.0.0.1")
-    command = launch_command(launch, ["train", "c.yaml", "--resume"])
+    command = launch_command(launch, ["train", "c.yaml", "--resume"], Path("/scratch/launch"))
     assert command[1:3] == ["-m", "accelerate.commands.launch"]
-    flags = dict(zip(command[3:13:2], command[4:13:2], strict=True))
+    flags = dict(zip(command[3:15:2], command[4:15:2], strict=True))
     assert flags == {
         "--config_file": str(CONFIGS / "accelerate" / "zero3.yaml"),
         "--num_processes": "8",  # over all machines, as accelerate counts them
         "--num_machines": "2",
         "--machine_rank": "1",
         "--main_process_ip": "10.0.0.1",
+        "--log_dir": str(Path("/scratch/launch/logs")),  # the launch's folder, not torch's
     }
     assert command[-5:] == ["-m", "grpo_cli", "train", "c.yaml", "--resume"]
 
@@ -260,7 +261,9 @@ def test_debug_reaches_the_launched_processes_and_no_later_command(
 ):
     monkeypatch.delenv("GRPO_DEBUG", raising=False)
     commands: list[list[str]] = []
-    monkeypatch.setattr(distributed, "run_launcher", lambda command: commands.append(command) or 0)
+    monkeypatch.setattr(
+        distributed, "run_launcher", lambda command, folder: commands.append(command) or 0
+    )
     args = smoke_args(tiny_model, tmp_path, "--processes", "2")
     assert cli(*args, "--debug").code == 0
     assert cli(*args).code == 0

@@ -41,11 +41,15 @@ def environment() -> dict[str, str]:
     return env
 
 
-def grpo(*args: str, cwd: Path) -> subprocess.Popen[str]:
+def grpo(*args: str, cwd: Path, tmpdir: Path | None = None) -> subprocess.Popen[str]:
+    env = environment()
+    if tmpdir is not None:  # the system's temporary folder, for this command alone
+        tmpdir.mkdir(parents=True, exist_ok=True)
+        env["TMPDIR"] = str(tmpdir)
     return subprocess.Popen(
         [sys.executable, "-m", "grpo_cli", *args],
         cwd=cwd,
-        env=environment(),
+        env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -83,9 +87,13 @@ def test_two_processes_train_the_same_global_batch_as_one(cli, tiny_model, tmp_p
     two = grpo(
         *smoke_args(tiny_model, tmp_path / "two", "--processes", "2", "--main-process-port", port),
         cwd=tmp_path,
+        tmpdir=tmp_path / "system-tmp",
     )
     code, text = finished(two)
     assert code == 0, text
+    # the launch leaves nothing in the system's temporary folder (torch's elastic agent made a
+    # torchelastic_* folder there for every launch)
+    assert list((tmp_path / "system-tmp").iterdir()) == []
     runs = list((tmp_path / "two" / "outputs").iterdir())
     assert [r.name for r in runs] == ["smoke-cpu"]
     run = runs[0]
@@ -138,6 +146,8 @@ def test_two_machines_meet_at_the_main_ones_address(tiny_model, tmp_path):
                 "127.0.0.1",
                 "--main_process_port",
                 port,
+                "--log_dir",  # not a torchelastic_* folder in the system's temporary folder
+                str(tmp_path / f"launcher-logs-{rank}"),
                 "-m",
                 "grpo_cli",
                 *train,

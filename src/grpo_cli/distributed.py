@@ -12,7 +12,7 @@ import contextlib
 import json
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -267,10 +267,12 @@ def accelerate_config(mode: str) -> Path:
     )
 
 
-def launch_command(launch: Launch, grpo_args: list[str]) -> list[str]:
+def launch_command(launch: Launch, grpo_args: list[str], folder: Path) -> list[str]:
     """The `accelerate launch` command that starts this machine's share of LAUNCH's processes,
     each running `python -m grpo_cli GRPO_ARGS`. accelerate's own launcher, so its config
-    files, flags and environment are the ones its documentation describes."""
+    files, flags and environment are the ones its documentation describes. Its logs go into
+    FOLDER, the launch's own (`launch_folder`): left to itself, torch's elastic agent makes a
+    `torchelastic_*` folder in the system's temporary folder for every launch and leaves it."""
     import sys
 
     command = [
@@ -290,10 +292,21 @@ def launch_command(launch: Launch, grpo_args: list[str]) -> list[str]:
         command += ["--main_process_ip", launch.main_process_ip]
     if launch.main_process_port is not None:
         command += ["--main_process_port", str(launch.main_process_port)]
+    command += ["--log_dir", str(folder / "logs")]
     return [*command, "-m", "grpo_cli", *grpo_args]
 
 
-def run_launcher(command: list[str]) -> int:
+@contextlib.contextmanager
+def launch_folder() -> Iterator[Path]:
+    """A launch's scratch folder, for the launcher's logs and each process's exit record;
+    removed when the launch ends, whatever the outcome."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="grpo-launch-") as folder:
+        yield Path(folder)
+
+
+def run_launcher(command: list[str], folder: Path) -> int:
     """Run the launcher and wait for it. It runs in its own session, so a Ctrl-C in the
     terminal reaches it once, from here: torchrun's agent passes a signal on to every process
     (torch/distributed/elastic/agent/server/api.py, _shutdown), each one then finishes its step
@@ -303,27 +316,25 @@ def run_launcher(command: list[str]) -> int:
     run (`ending`), and says its message when that process is not the one that speaks."""
     import signal
     import subprocess
-    import tempfile
 
     env = dict(os.environ)
     env.setdefault("TORCH_ELASTIC_SHUTDOWN_TIMEOUT", "600")
-    with tempfile.TemporaryDirectory(prefix="grpo-launch-") as folder:
-        env[EXIT_FILE] = str(Path(folder) / "exit")
-        process = subprocess.Popen(command, env=env, start_new_session=True)
+    env[EXIT_FILE] = str(folder / "exit")
+    process = subprocess.Popen(command, env=env, start_new_session=True)
 
-        signalled: list[int] = []
+    signalled: list[int] = []
 
-        def forward(signum: int, frame: Any) -> None:
-            signalled.append(signum)
-            process.send_signal(signum)
+    def forward(signum: int, frame: Any) -> None:
+        signalled.append(signum)
+        process.send_signal(signum)
 
-        previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            code = process.wait()
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-        code, message = ending(read_exits(Path(folder)), code, bool(signalled))
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        code = process.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    code, message = ending(read_exits(folder), code, bool(signalled))
     if message:
         print(message, file=sys.stderr)
     return code

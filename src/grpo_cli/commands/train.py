@@ -98,12 +98,13 @@ def launched(
     if threads is not None:
         args += ["--threads", str(threads)]
     args += ["--debug"] * errors.DEBUG  # each process shows its own traceback
-    command = distributed.launch_command(launch, args)
-    Console(stderr=True, soft_wrap=True, highlight=False).print(
-        f"launching {launch.processes} processes ({launch.mode}): {' '.join(command)}",
-        markup=False,
-    )
-    return distributed.run_launcher(command)
+    with distributed.launch_folder() as folder:
+        command = distributed.launch_command(launch, args, folder)
+        Console(stderr=True, soft_wrap=True, highlight=False).print(
+            f"launching {launch.processes} processes ({launch.mode}): {' '.join(command)}",
+            markup=False,
+        )
+        return distributed.run_launcher(command, folder)
 
 
 def refuse_before_launch(config_path: Path, overrides: list[str], launch: Launch) -> GrpoConfig:
