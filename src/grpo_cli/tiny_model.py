@@ -36,6 +36,7 @@ MODEL_SIZES: dict[str, Any] = {
     "num_attention_heads": 4,
     "num_key_value_heads": 2,
     "max_position_embeddings": MODEL_MAX_LENGTH,
+    "rope_theta": 1_000_000.0,  # Qwen2.5's rotary base
 }
 
 # The learning demo's model (configs/learn_cpu*.yaml): about 1.1M parameters, big enough to
@@ -46,6 +47,11 @@ LEARN_SIZES: dict[str, Any] = {
     "hidden_size": 128,
     "intermediate_size": 512,
     "num_hidden_layers": 4,
+    # With 32-dimension heads and prompts under 160 tokens, base 10,000 (Llama 2's) turns 5 of a
+    # head's 16 rotary pairs by 0.1 radian or more a token, Qwen2.5's 1,000,000 only 3. Measured
+    # on six seeds' warm-ups, held-out greedy: mean 45.7% against 37.7% (seed 2: 55.0 against
+    # 28.2), and GRPO's gain after them +11.4 points against +8.6.
+    "rope_theta": 10_000.0,
 }
 SIZES: dict[str, dict[str, Any]] = {"smoke": MODEL_SIZES, "learn": LEARN_SIZES}
 
@@ -228,11 +234,12 @@ def _build_model(tokenizer: Any, seed: int, sizes: dict[str, Any]) -> Any:
     from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
 
     eos, pad = tokenizer.convert_tokens_to_ids([IM_END, ENDOFTEXT])
+    shape = {key: value for key, value in sizes.items() if key != "rope_theta"}
     config = Qwen2Config(
-        **sizes,
+        **shape,
         vocab_size=len(tokenizer),
         tie_word_embeddings=True,
-        rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0},
+        rope_parameters={"rope_type": "default", "rope_theta": sizes["rope_theta"]},
         rms_norm_eps=1e-6,
         use_sliding_window=False,
         max_window_layers=sizes["num_hidden_layers"],
