@@ -2,7 +2,8 @@
 
 Usage: python scripts/make_tiny_model.py OUT_DIR [--seed N] [--size smoke|learn] [--overwrite]
 
---size learn builds the learning demo's larger model (configs/learn_cpu_sft.yaml).
+--size learn builds the learning demo's larger model (configs/learn_cpu_sft.yaml): 1.1M parameters,
+hidden 128, 4 layers, rotary base 10,000 (the smoke model keeps Qwen2.5's 1,000,000).
 
 Running it again is harmless: a directory that already holds this seed's model is kept.
 """
