@@ -173,6 +173,7 @@ def test_the_demos_model_turns_its_rotary_pairs_faster_than_the_smoke_model(tiny
     assert learn.config.rope_parameters["rope_theta"] == 10_000.0
     assert turning_pairs(learn) == 5
     assert smoke.config.rope_parameters["rope_theta"] == 1_000_000.0
+    assert turning_pairs(smoke) < turning_pairs(learn)
 
 
 def test_building_leaves_the_callers_random_state_alone(tmp_path):
